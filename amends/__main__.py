@@ -1,0 +1,3 @@
+from amends.cli import app
+
+app(prog_name="amends")

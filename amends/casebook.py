@@ -1,0 +1,306 @@
+"""The casebook: what staff read about cases, as models for ``--json`` and text for people.
+
+:func:`case_outcome` gives a case's outcome in the stable shape documented in the README;
+:func:`case_markdown` is the same for the run's Prefect artifact.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from amends import models
+from amends.db import Database
+from amends.domain import STAGES, StageStatus
+from amends.errors import NotFound
+
+
+class StageView(BaseModel):
+    name: str
+    status: str
+    summary: str
+
+
+class MessageView(BaseModel):
+    channel: str
+    kind: str
+    status: str
+    recipient: str
+    subject: str
+    message_id: str | None
+    attempts: int
+    last_error: str | None
+    attachment: str | None
+    due_at: datetime | None
+    sent_at: datetime | None
+
+
+class OfferView(BaseModel):
+    kind: str
+    value: float
+    currency: str
+    trial_days: int | None
+    capped: bool
+    status: str
+
+
+class CheckInView(BaseModel):
+    number: int
+    starts_at: datetime
+    status: str
+
+
+class StaffActionView(BaseModel):
+    kind: str
+    role: str
+    instructions: str
+    status: str
+    due_at: datetime | None
+
+
+class EventView(BaseModel):
+    at: datetime
+    stage: str | None
+    kind: str
+    text: str
+    actor: str
+
+
+class CaseOutcome(BaseModel):
+    """A case as ``amends incident --json`` and ``amends case --json`` print it."""
+
+    case_id: int
+    incident_ref: str
+    customer_ref: str
+    customer_name: str
+    complaint_channel: str
+    reply_channel: str
+    severity: str
+    decision: str | None
+    reasons: list[str]
+    state: str
+    stages: list[StageView]
+    messages: list[MessageView]
+    offer: OfferView | None
+    checkins: list[CheckInView]
+    staff_actions: list[StaffActionView]
+    timeline: list[EventView]
+
+
+class CaseLine(BaseModel):
+    """One line of ``amends cases``."""
+
+    case_id: int
+    incident_ref: str
+    customer_ref: str
+    customer_name: str
+    complaint_channel: str
+    decision: str | None
+    stage: str | None
+    state: str
+    opened_at: datetime
+
+
+def find_case(session: Session, ref: str) -> models.Case:
+    """A case by its incident's ref or by its number.
+
+    Raises:
+        NotFound: no such case.
+    """
+    conditions = [models.Incident.ref == ref]
+    if ref.isdigit():
+        conditions.append(models.Case.id == int(ref))
+    case = session.scalar(
+        select(models.Case)
+        .join(models.Incident, models.Case.incident_id == models.Incident.id)
+        .where(or_(*conditions))
+        .limit(1)
+    )
+    if case is None:
+        raise NotFound(f"no case for {ref!r}; `amends cases` lists them")
+    return case
+
+
+def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
+    """The whole story of one case."""
+    with db.session() as session:
+        case = find_case(session, str(ref))
+        outcomes = {
+            o.stage: o
+            for o in session.scalars(
+                select(models.StageOutcome).where(models.StageOutcome.case_id == case.id)
+            )
+        }
+        stages = [
+            StageView(
+                name=stage.value,
+                status=(outcomes[stage].status if stage in outcomes else StageStatus.PENDING).value,
+                summary=outcomes[stage].summary if stage in outcomes else "",
+            )
+            for stage in STAGES
+        ]
+        assessment = outcomes.get(STAGES[0])
+        offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
+
+        def rows(model: type, order: object) -> list:
+            return list(
+                session.scalars(select(model).where(model.case_id == case.id).order_by(order))
+            )
+
+        return CaseOutcome(
+            case_id=case.id,
+            incident_ref=case.incident.ref,
+            customer_ref=case.customer.ref,
+            customer_name=case.customer.name,
+            complaint_channel=case.incident.channel.value,
+            reply_channel=case.reply_channel.value,
+            severity=case.incident.severity.value,
+            decision=case.decision.value if case.decision else None,
+            reasons=assessment.data.get("reasons", []) if assessment else [],
+            state=case.state.value,
+            stages=stages,
+            messages=[
+                MessageView(
+                    channel=m.channel.value,
+                    kind=m.kind.value,
+                    status=m.status.value,
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    message_id=m.message_id,
+                    attempts=m.attempts,
+                    last_error=m.last_error,
+                    attachment=m.attachment,
+                    due_at=m.due_at,
+                    sent_at=m.sent_at,
+                )
+                for m in rows(models.Message, models.Message.id)
+            ],
+            offer=(
+                OfferView(
+                    kind=offer.kind.value,
+                    value=offer.value,
+                    currency=offer.currency,
+                    trial_days=offer.trial_days,
+                    capped=offer.capped,
+                    status=offer.status,
+                )
+                if offer
+                else None
+            ),
+            checkins=[
+                CheckInView(number=c.number, starts_at=c.starts_at, status=c.status)
+                for c in rows(models.CheckIn, models.CheckIn.number)
+            ],
+            staff_actions=[
+                StaffActionView(
+                    kind=a.kind,
+                    role=a.role,
+                    instructions=a.instructions,
+                    status=a.status,
+                    due_at=a.due_at,
+                )
+                for a in rows(models.StaffAction, models.StaffAction.id)
+            ],
+            timeline=[
+                EventView(
+                    at=e.at,
+                    stage=e.stage.value if e.stage else None,
+                    kind=e.kind,
+                    text=e.text,
+                    actor=e.actor,
+                )
+                for e in rows(models.CaseEvent, models.CaseEvent.id)
+            ],
+        )
+
+
+def list_cases(db: Database, *, limit: int = 200) -> list[CaseLine]:
+    """The newest cases first."""
+    with db.session() as session:
+        cases = session.scalars(select(models.Case).order_by(models.Case.id.desc()).limit(limit))
+        return [
+            CaseLine(
+                case_id=c.id,
+                incident_ref=c.incident.ref,
+                customer_ref=c.customer.ref,
+                customer_name=c.customer.name,
+                complaint_channel=c.incident.channel.value,
+                decision=c.decision.value if c.decision else None,
+                stage=c.stage.value if c.stage else None,
+                state=c.state.value,
+                opened_at=c.opened_at,
+            )
+            for c in cases
+        ]
+
+
+def _md(text: str) -> str:
+    # Customer-supplied text must not turn into links, images or tables in the artifact.
+    return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|" else ch for ch in text)
+
+
+def case_markdown(outcome: CaseOutcome) -> str:
+    """The case summary for the run's markdown artifact."""
+    lines = [
+        f"# Case {outcome.case_id}: incident {_md(outcome.incident_ref)}",
+        "",
+        f"**Customer** {_md(outcome.customer_name)} ({_md(outcome.customer_ref)}) · "
+        f"**complained by** {outcome.complaint_channel} · **reply by** {outcome.reply_channel} · "
+        f"**severity** {outcome.severity} · **state** {outcome.state.replace('_', ' ')}",
+        "",
+        f"## Decision: {(outcome.decision or 'not yet').replace('_', ' ')}",
+        "",
+        *[f"- {_md(reason)}" for reason in outcome.reasons],
+        "",
+        "## Stages",
+        "",
+        "| stage | status | outcome |",
+        "|---|---|---|",
+        *[
+            f"| {s.name.replace('_', ' ')} | {s.status} | {_md(s.summary)} |"
+            for s in outcome.stages
+        ],
+        "",
+        "## Offer",
+        "",
+        (
+            f"{outcome.offer.kind.replace('_', ' ')}: {outcome.offer.value:.2f} "
+            f"{outcome.offer.currency} ({outcome.offer.status}"
+            + (", capped at the frontline limit" if outcome.offer.capped else "")
+            + ")"
+            if outcome.offer
+            else "None."
+        ),
+        "",
+        "## Messages",
+        "",
+        "| kind | channel | status | attempts | note |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {m.kind.replace('_', ' ')} | {m.channel} | {m.status.replace('_', ' ')} | "
+            f"{m.attempts} | {_md(m.last_error or '')} |"
+            for m in outcome.messages
+        ],
+        "",
+        "## Check-ins",
+        "",
+        *(
+            [f"- {c.number}: {c.starts_at.isoformat()} ({c.status})" for c in outcome.checkins]
+            or ["None scheduled."]
+        ),
+        "",
+        "## Waiting for staff",
+        "",
+        *(
+            [
+                f"- **{a.role}** ({a.kind.replace('_', ' ')}): {_md(a.instructions)}"
+                for a in outcome.staff_actions
+                if a.status == "open"
+            ]
+            or ["Nothing."]
+        ),
+    ]
+    return "\n".join(lines) + "\n"

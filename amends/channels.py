@@ -1,0 +1,130 @@
+"""Delivery channels: one adapter interface, email through yagmail, a recording adapter for tests.
+
+A channel without an adapter is delivered by staff (a call-back, a printed letter, a visit):
+its messages wait in the outbox as ``awaiting_staff``.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import yagmail
+
+from amends.errors import DeliveryError
+from amends.settings import Settings
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for its channel."""
+
+    recipient: str
+    subject: str
+    body: str
+    message_id: str
+    in_reply_to: str | None = None
+    attachment: Path | None = None
+
+
+class ChannelAdapter(Protocol):
+    """Delivers messages on one channel.
+
+    ``deliver`` returns the provider's id for the message, and raises :class:`DeliveryError`
+    with ``transient`` set when a later attempt may succeed.
+    """
+
+    def deliver(self, message: Outgoing) -> str: ...
+
+
+class EmailAdapter:
+    """Email through yagmail, one connection per message, closed after it.
+
+    yagmail 0.16 opens a new connection on every ``send`` without closing the last, so each
+    message gets its own client in a ``with`` block.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _client(self) -> yagmail.SMTP:
+        s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
+        return yagmail.SMTP(
+            user={s.sender_email: s.sender_name},
+            password=password,
+            host=s.smtp_host,
+            port=s.smtp_port,
+            smtp_ssl=s.smtp_ssl,
+            smtp_starttls=s.smtp_starttls,
+            smtp_skip_login=password is None,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    def deliver(self, message: Outgoing) -> str:
+        headers = {}
+        if message.in_reply_to:
+            headers = {"In-Reply-To": message.in_reply_to, "References": message.in_reply_to}
+        # yagmail turns every "\n" of a body into "<br>", and treats a body that names an
+        # existing file as an attachment: hand it one line of HTML.
+        html = " ".join(message.body.split())
+        try:
+            with self._client() as client:
+                # A bare address: given {address: name}, yagmail writes only the name in To.
+                refused = client.send(
+                    to=message.recipient,
+                    subject=message.subject,
+                    contents=html,
+                    attachments=[str(message.attachment)] if message.attachment else None,
+                    headers=headers or None,
+                    prettify_html=False,
+                    message_id=message.message_id,
+                )
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _ in error.recipients.values()]
+            raise DeliveryError(
+                f"recipient refused: {_describe(error.recipients)}",
+                transient=all(400 <= code < 500 for code in codes),
+            ) from None
+        except smtplib.SMTPResponseException as error:
+            raise DeliveryError(
+                f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
+                transient=400 <= error.smtp_code < 500,
+            ) from None
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as error:
+            raise DeliveryError(f"SMTP connection lost: {error}", transient=True) from None
+        except (ConnectionError, TimeoutError, socket.gaierror, OSError) as error:
+            where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+            raise DeliveryError(
+                f"cannot reach SMTP server {where}: {error}", transient=True
+            ) from None
+        if refused is False:
+            raise DeliveryError("SMTP server kept disconnecting", transient=True)
+        if refused:
+            raise DeliveryError(f"recipient refused: {_describe(refused)}", transient=False)
+        return message.message_id
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _describe(refused: dict) -> str:
+    return "; ".join(f"{code} {_text(text)}" for code, text in refused.values())
+
+
+@dataclass
+class RecordingAdapter:
+    """Keeps what it is given, for tests that need no server; can fail on demand."""
+
+    delivered: list[Outgoing] = field(default_factory=list)
+    fail_with: DeliveryError | None = None
+
+    def deliver(self, message: Outgoing) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.delivered.append(message)
+        return message.message_id

@@ -1,0 +1,120 @@
+"""``amends demo``: sample incidents on every complaint channel, end to end, on this machine.
+
+A local mail catcher stands in for the mail server, so nothing leaves the machine and every
+email can be read under ``<home>/mail``. Running the demo again resumes the same cases and
+sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.resources import files
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from amends.casebook import CaseOutcome
+from amends.intake import validate_incident
+from amends.mailcatcher import MailCatcher
+from amends.mentions import PublicPost, record_posts
+from amends.runtime import Runtime, use_runtime
+from amends.settings import Settings
+
+SAMPLES = files("amends") / "samples"
+
+
+def sample_incidents() -> list:
+    """The demo's incidents: email, voicemail, letter, social, web form, in person, and a customer
+    let down a second time."""
+    return [
+        validate_incident(item) for item in json.loads((SAMPLES / "incidents.json").read_text())
+    ]
+
+
+def sample_posts() -> list[PublicPost]:
+    return [
+        PublicPost.model_validate(item)
+        for item in json.loads((SAMPLES / "mentions.json").read_text())
+    ]
+
+
+def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutcome]:
+    """Run every sample incident through the recover-incident flow and print a summary."""
+    base = Settings() if home is None else Settings(home=home)
+    started = time.perf_counter()
+    with MailCatcher(base.mail_dir) as catcher:
+        # The demo never sends real mail, whatever AMENDS_SMTP_* say.
+        settings = base.model_copy(
+            update={
+                "smtp_host": catcher.host,
+                "smtp_port": catcher.port,
+                "smtp_user": None,
+                "smtp_password": None,
+                "smtp_ssl": False,
+                "smtp_starttls": False,
+            }
+        )
+        rt = Runtime.from_settings(settings)
+        use_runtime(rt)
+        record_posts(rt.db, sample_posts())
+        incidents = sample_incidents()
+        err.print(
+            f"Data folder: {settings.home}\nMail catcher: SMTP on {catcher.host}:{catcher.port}, "
+            f"saving to {settings.mail_dir}",
+            highlight=False,
+        )
+        from amends.cli import run_incident  # imports Prefect: only now
+
+        outcomes = []
+        with err.status("Starting Prefect (a first run takes about 15 s)…") as status:
+            for number, incident in enumerate(incidents, start=1):
+                status.update(
+                    f"[{number}/{len(incidents)}] {incident.ref}: {incident.channel.value} "
+                    f"complaint from {incident.customer.name}…"
+                )
+                outcomes.append(run_incident(incident))
+        mail = catcher.messages()
+    use_runtime(None)
+    _print_summary(out, outcomes, settings, len(mail), time.perf_counter() - started)
+    return outcomes
+
+
+def _print_summary(
+    out: Console, outcomes: list[CaseOutcome], settings: Settings, mail: int, seconds: float
+) -> None:
+    table = Table(
+        "customer",
+        "complained by",
+        "decision",
+        "reply by",
+        "sent / queued for staff",
+        "check-ins",
+        title=f"{len(outcomes)} incidents recovered in {seconds:.0f} s",
+        title_justify="left",
+    )
+    for o in outcomes:
+        done = [
+            f"{m.kind.replace('_', ' ')} by {m.channel}: {m.status.replace('_', ' ')}"
+            for m in o.messages
+        ] + [f"{a.role}: {a.kind.replace('_', ' ')}" for a in o.staff_actions if a.role != "team"]
+        table.add_row(
+            f"{o.customer_name} ({o.incident_ref})",
+            o.complaint_channel.replace("_", " "),
+            (o.decision or "-").replace("_", " "),
+            o.reply_channel,
+            "\n".join(done) or "-",
+            str(len(o.checkins)) if o.checkins else "-",
+        )
+    out.print(table)
+    out.print(
+        "\n[bold]Where to look next[/]\n"
+        f"  • The emails, as .eml files ({mail} in this run's catcher): {settings.mail_dir}\n"
+        f"  • Letters and call scripts for staff: {settings.letters_dir}\n"
+        "  • Every case: [bold]amends cases[/]; one case's timeline: "
+        f"[bold]amends case {outcomes[0].incident_ref if outcomes else 'REF'}[/]\n"
+        "  • The runs in the Prefect UI: [bold]prefect server start[/], then open "
+        "http://127.0.0.1:4200",
+        highlight=False,
+    )

@@ -1,0 +1,387 @@
+"""The recovery domain: what an incident is, and the words a case is told in.
+
+`Incident` is both what an operator files (CLI, JSON, the Prefect UI's Custom run form) and the
+`recover-incident` flow's parameter, so every field carries a description and every closed set of
+values is an enum (a drop-down in the UI). Validation errors name the field.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+import phonenumbers
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+class Channel(StrEnum):
+    """How the customer voiced the complaint."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    VOICEMAIL = "voicemail"
+    LETTER = "letter"
+    FAX = "fax"
+    SOCIAL = "social"
+    WEB_FORM = "web_form"
+    CHAT = "chat"
+    SMS = "sms"
+    IN_PERSON = "in_person"
+
+
+class ReplyChannel(StrEnum):
+    """How the business answers; chosen by mirroring the complaint's channel."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    LETTER = "letter"
+    SOCIAL = "social"
+    CHAT = "chat"
+    SMS = "sms"
+    VISIT = "visit"
+
+
+class Category(StrEnum):
+    """What kind of let-down the incident was."""
+
+    SERVICE_FAILURE = "service_failure"
+    WRONG_ITEM = "wrong_item"
+    LATE_DELIVERY = "late_delivery"
+    QUALITY = "quality"
+    BILLING = "billing"
+    STAFF_CONDUCT = "staff_conduct"
+    OTHER = "other"
+
+
+class Severity(StrEnum):
+    """How badly the customer was let down."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class SocialCost(StrEnum):
+    """The customer's standing cost: who else saw or suffered the failure."""
+
+    NONE = "none"
+    OTHERS_AFFECTED = "others_affected"
+    PUBLIC = "public"
+
+
+class EmotionalCost(StrEnum):
+    """The customer's anger and frustration, as the operator rates it."""
+
+    CALM = "calm"
+    UPSET = "upset"
+    ANGRY = "angry"
+    FURIOUS = "furious"
+
+
+class SocialPlatform(StrEnum):
+    """Social networks a customer may complain on."""
+
+    TWITTER = "twitter"
+    MASTODON = "mastodon"
+    FACEBOOK = "facebook"
+    INSTAGRAM = "instagram"
+    OTHER = "other"
+
+
+class Fault(StrEnum):
+    """Whose fault the incident was."""
+
+    OURS = "ours"
+    SHARED = "shared"
+    CUSTOMER = "customer"
+    EXTERNAL = "external"
+
+
+class Decision(StrEnum):
+    """What the business does about the customer."""
+
+    RECOVER = "recover"
+    SMOOTH_OVER = "smooth_over"
+    DO_NOT_PURSUE = "do_not_pursue"
+    LOST = "lost"
+
+
+class Stage(StrEnum):
+    """The recovery stages, in the order a case goes through them."""
+
+    ASSESS = "assess"
+    EMPOWER = "empower"
+    MONITOR = "monitor"
+    REPORT = "report"
+    FOLLOW_UP = "follow_up"
+    REENGAGE = "reengage"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+class StageStatus(StrEnum):
+    COMPLETED = "completed"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+
+
+class CaseState(StrEnum):
+    OPEN = "open"
+    AWAITING_STAFF = "awaiting_staff"
+    CLOSED = "closed"
+
+
+class MessageStatus(StrEnum):
+    """Where an outbound message is: the outbox's states."""
+
+    QUEUED = "queued"  # waiting for its channel's sender
+    SENDING = "sending"  # claimed by a sender; not confirmed yet
+    SENT = "sent"
+    FAILED = "failed"  # permanently: the reason is on the message
+    AWAITING_STAFF = "awaiting_staff"  # a person delivers it: a call, a letter, a visit
+
+
+class MessageKind(StrEnum):
+    APOLOGY = "apology"
+    PUBLIC_REPLY = "public_reply"
+    CHECKIN_INVITATION = "checkin_invitation"
+
+
+class OfferKind(StrEnum):
+    """Ways to make a second chance easy (seeds 000 and 004)."""
+
+    DISCOUNT = "discount"
+    SERVICE_CREDIT = "service_credit"
+    REFUND = "refund"
+    FREE_TRIAL = "free_trial"
+    GUARANTEE_CONTRACT = "guarantee_contract"
+    FREE_TRIAL_AND_GUARANTEE = "free_trial_and_guarantee"
+    SMALL_GIFT = "small_gift"
+
+
+# --- field types -------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _single_line(value: str) -> str:
+    # Names and subjects end up in mail headers: CR/LF would let a customer inject headers.
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    if _CONTROL_BUT_NEWLINES.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"is not a valid email address ({error})") from None
+
+
+def _phone(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(
+            "is not a phone number in international form (start with + and the country code)"
+        ) from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _locale(value: str) -> str:
+    try:
+        return str(Locale.parse(value.replace("-", "_")))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"is not a known locale: {value!r}") from None
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"is not a known time zone: {value!r}") from None
+    return value
+
+
+Ref = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+]
+
+
+def line(min_length: int = 0, max_length: int = 200) -> Any:
+    """A single line of text: names and subjects, which may end up in mail headers."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_single_line),
+    ]
+
+
+def text(max_length: int) -> Any:
+    """Free text: newlines allowed, other control characters not."""
+    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_text)]
+
+
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
+Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+LocaleTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(_locale)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos more often than not: reject them rather than drop them silently.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=10_000)
+
+
+class SocialAccount(_Model):
+    """The customer's account on a social network."""
+
+    platform: SocialPlatform = Field(description="The social network.")
+    handle: line(2, 100) = Field(description="The customer's handle there, such as @rk.")
+
+
+class Customer(_Model):
+    """The customer who was let down, and how to reach them."""
+
+    ref: Ref = Field(description="The business's own reference for the customer, such as C-42.")
+    name: line(1, 120) = Field(description="How to address the customer.")
+    email: Email | None = Field(default=None, description="Email address.")
+    phone: Phone | None = Field(
+        default=None, description="Phone number with country code, such as +1 202 555 0143."
+    )
+    postal_address: (
+        Annotated[str, StringConstraints(max_length=500), AfterValidator(_text)] | None
+    ) = Field(default=None, description="Postal address, for letters.")
+    social: SocialAccount | None = Field(default=None, description="Social network account.")
+    locale: LocaleTag = Field(
+        default="en", description="The customer's language, such as en or es."
+    )
+    timezone: TimeZone | None = Field(
+        default=None, description="The customer's IANA time zone; the business's when empty."
+    )
+    annual_value: float = Field(
+        default=0.0, ge=0, le=1e9, description="What the customer spends with the business a year."
+    )
+
+
+class Costs(_Model):
+    """The four costs the failure put on the customer (seed 000)."""
+
+    economic: float = Field(
+        default=0.0, ge=0, le=1e9, description="Money the customer lost or had to spend."
+    )
+    time_hours: float = Field(
+        default=0.0, ge=0, le=10_000, description="Hours the customer spent dealing with it."
+    )
+    social: SocialCost = Field(
+        default=SocialCost.NONE, description="Who else saw or suffered the failure."
+    )
+    emotional: EmotionalCost = Field(
+        default=EmotionalCost.UPSET, description="The customer's anger and frustration."
+    )
+
+
+# Which contact detail reaches a customer on each complaint channel; a complaint on a channel
+# the customer cannot be reached on is refused at intake rather than answered elsewhere.
+CONTACT_FOR_CHANNEL: dict[Channel, tuple[str, ...]] = {
+    Channel.EMAIL: ("email",),
+    Channel.PHONE: ("phone",),
+    Channel.VOICEMAIL: ("phone",),
+    Channel.SMS: ("phone",),
+    Channel.LETTER: ("postal_address",),
+    Channel.FAX: ("postal_address",),
+    Channel.SOCIAL: ("social",),
+    Channel.WEB_FORM: ("email",),
+    Channel.CHAT: ("email",),
+    Channel.IN_PERSON: ("phone", "postal_address", "email"),
+}
+
+# Where a reply on each channel is addressed.
+CONTACT_FOR_REPLY: dict[ReplyChannel, tuple[str, ...]] = {
+    ReplyChannel.EMAIL: ("email",),
+    ReplyChannel.PHONE: ("phone",),
+    ReplyChannel.SMS: ("phone",),
+    ReplyChannel.LETTER: ("postal_address",),
+    ReplyChannel.SOCIAL: ("social",),
+    ReplyChannel.CHAT: ("email",),
+    ReplyChannel.VISIT: ("postal_address", "phone", "email"),
+}
+
+
+class Incident(_Model):
+    """A customer let down by the business: what happened and what it cost them.
+
+    File one per incident; amends opens a case for it and runs the recovery stages.
+    """
+
+    ref: Ref = Field(description="A unique reference for the incident, such as INC-1001.")
+    channel: Channel = Field(description="How the customer voiced the complaint.")
+    received_at: AwareDatetime = Field(
+        description="When the complaint arrived, with its UTC offset."
+    )
+    summary: line(3, 200) = Field(description="One line: what went wrong.")
+    details: text(10_000) = Field(default="", description="The complaint in full, or staff notes.")
+    category: Category = Field(description="What kind of let-down it was.")
+    severity: Severity = Field(description="How badly the customer was let down.")
+    our_fault: bool = Field(
+        description="Was it the business's fault? Untick if the customer is being unreasonable."
+    )
+    abusive: bool = Field(
+        default=False,
+        description="The customer was abusive to staff: no incentive, a manager takes over.",
+    )
+    costs: Costs = Field(default_factory=Costs, description="The four costs the customer bore.")
+    customer: Customer = Field(description="The customer, and how to reach them.")
+    put_right: text(1_000) = Field(
+        default="", description="How the business will put it right; the apology says so."
+    )
+    what_changed: text(1_000) = Field(
+        default="", description="What has changed so it will not happen again."
+    )
+    complaint_message_id: (
+        Annotated[str, StringConstraints(pattern=r"^<[^<>\s]{3,250}>$")] | None
+    ) = Field(
+        default=None, description="Message-ID of the complaint email, to reply in its thread."
+    )
+    complaint_subject: line(0, 200) | None = Field(
+        default=None, description="Subject of the complaint email."
+    )
+
+    @model_validator(mode="after")
+    def _reachable_on_complaint_channel(self) -> Self:
+        needed = CONTACT_FOR_CHANNEL[self.channel]
+        if not any(getattr(self.customer, field) for field in needed):
+            either = " or ".join(f"customer.{field}" for field in needed)
+            raise ValueError(
+                f"a complaint by {self.channel.value} needs {either} to answer on the same channel"
+            )
+        return self
+
+    @property
+    def received_utc(self) -> datetime:
+        return self.received_at.astimezone(zoneinfo.ZoneInfo("UTC"))

@@ -1,0 +1,53 @@
+"""Every error amends raises on purpose, in one place.
+
+All derive from :class:`AmendsError`, so a caller (the CLI, a flow) can tell an expected failure,
+which deserves a one-line message, from a bug, which deserves a traceback.
+
+- :class:`InvalidIncident`: intake refused an incident; nothing was written.
+- :class:`IncidentConflict`: an incident with this ref exists with other details.
+- :class:`NotFound`: no case, customer or incident by that reference.
+- :class:`PolicyError`: the recovery policy file cannot be used.
+- :class:`TemplateError`: a message template is missing or failed to render.
+- :class:`DeliveryError`: a channel could not deliver a message; ``transient`` says whether a
+  later attempt may succeed.
+"""
+
+from __future__ import annotations
+
+
+class AmendsError(Exception):
+    """Base class of the errors amends raises on purpose."""
+
+
+class InvalidIncident(AmendsError, ValueError):
+    """An incident failed validation; the message names the field."""
+
+
+class IncidentConflict(AmendsError):
+    """An incident with the same ref is already recorded with different details."""
+
+
+class NotFound(AmendsError, LookupError):
+    """No record matches the reference given."""
+
+
+class PolicyError(AmendsError):
+    """The recovery policy is malformed or inconsistent."""
+
+
+class TemplateError(AmendsError):
+    """A template is missing, unsafe or failed to render."""
+
+
+class DeliveryError(AmendsError):
+    """A channel failed to deliver a message.
+
+    Args:
+        reason: What went wrong, fit to show to staff.
+        transient: True when the same attempt may succeed later (connection refused, 4xx).
+    """
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient

@@ -1,0 +1,272 @@
+"""Storage: the tables amends keeps, as SQLAlchemy 2.0 typed models.
+
+Every time is stored in UTC. Alembic migrations in ``amends/migrations`` create these tables;
+``amends db upgrade`` applies them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from amends.domain import (
+    CaseState,
+    Category,
+    Channel,
+    Decision,
+    MessageKind,
+    MessageStatus,
+    OfferKind,
+    ReplyChannel,
+    Severity,
+    Stage,
+    StageStatus,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(enum: type[StrEnum]) -> Enum:
+    # Stored as short strings (the enum's values), not native database enums: adding a member
+    # then needs no migration.
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar = {datetime: UTCDateTime()}
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    social_platform: Mapped[str | None] = mapped_column(String(32))
+    social_handle: Mapped[str | None] = mapped_column(String(100))
+    locale: Mapped[str] = mapped_column(String(35), default="en")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    annual_value: Mapped[float] = mapped_column(Float, default=0.0)
+    # The one forgiveness (seed 000): set when a recovery is granted; a second failure is final.
+    forgiven_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    received_at: Mapped[datetime]
+    summary: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    severity: Mapped[Severity] = mapped_column(_enum(Severity))
+    our_fault: Mapped[bool] = mapped_column(Boolean)
+    abusive: Mapped[bool] = mapped_column(Boolean, default=False)
+    costs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    complaint_message_id: Mapped[str | None] = mapped_column(String(255))
+    complaint_subject: Mapped[str | None] = mapped_column(String(200))
+    # The incident as filed, to resume a run and to tell a re-filing from a conflicting one.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship()
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    state: Mapped[CaseState] = mapped_column(_enum(CaseState), default=CaseState.OPEN)
+    stage: Mapped[Stage | None] = mapped_column(_enum(Stage))  # the last stage completed
+    decision: Mapped[Decision | None] = mapped_column(_enum(Decision))
+    reply_channel: Mapped[ReplyChannel] = mapped_column(_enum(ReplyChannel))
+    first_response_due: Mapped[datetime]
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    incident: Mapped[Incident] = relationship()
+    customer: Mapped[Customer] = relationship()
+
+
+class StageOutcome(Base):
+    """A stage's persisted result: present means done, and a re-run skips it."""
+
+    __tablename__ = "stage_outcomes"
+    __table_args__ = (UniqueConstraint("case_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    stage: Mapped[Stage] = mapped_column(_enum(Stage))
+    status: Mapped[StageStatus] = mapped_column(_enum(StageStatus))
+    summary: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    """The outbox: every communication to the customer, whoever delivers it.
+
+    ``key`` (case, stage, purpose) is unique, so a re-run can never queue the same message twice.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    stage: Mapped[Stage] = mapped_column(_enum(Stage))
+    kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
+    channel: Mapped[ReplyChannel] = mapped_column(_enum(ReplyChannel))
+    recipient: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text)
+    attachment: Mapped[str | None] = mapped_column(String(500))  # a file path (.ics, letter)
+    message_id: Mapped[str | None] = mapped_column(String(255))  # RFC 5322 id, stable on resend
+    in_reply_to: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    due_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class StaffAction(Base):
+    """Work for a person: approve, review, arrange. Keyed like messages so it is never doubled."""
+
+    __tablename__ = "staff_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(20))  # frontline, manager, team
+    instructions: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    kind: Mapped[OfferKind] = mapped_column(_enum(OfferKind))
+    value: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    trial_days: Mapped[int | None]
+    capped: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed, offered
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CheckIn(Base):
+    """A catch-up meeting after a recovery, kept faithfully (seed 004)."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (UniqueConstraint("case_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime]
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    uid: Mapped[str] = mapped_column(String(200), unique=True)  # iCalendar UID
+    sequence: Mapped[int] = mapped_column(Integer, default=0)  # iCalendar SEQUENCE
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseEvent(Base):
+    """One line of a case's timeline."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    stage: Mapped[Stage | None] = mapped_column(_enum(Stage))
+    kind: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(60), default="amends")
+
+
+class Mention(Base):
+    """A public post about the business, as a listening source recorded it."""
+
+    __tablename__ = "mentions"
+    __table_args__ = (UniqueConstraint("platform", "url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    handle: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    posted_at: Mapped[datetime]
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))

@@ -1,0 +1,120 @@
+"""Messages from templates: one sandboxed Jinja2 environment for every kind, channel and locale.
+
+Templates live at ``templates/<locale>/<kind>.<channel>.<ext>.j2``; a template sets ``subject``
+with ``{% set subject = ... %}`` where its channel has one. A variable the template needs and
+the context lacks is an error, never a blank; HTML is autoescaped, and customer-supplied text
+is data, never template syntax.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_time
+from babel.numbers import format_currency
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from amends.errors import TemplateError
+
+log = logging.getLogger(__name__)
+
+FALLBACK_LOCALE = "en"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered message: its subject (empty where the channel has none) and body."""
+
+    subject: str
+    body: str
+    locale: str
+
+
+class Templates:
+    """The template environment, with Babel filters for the customer's locale and time zone.
+
+    Example:
+        >>> templates = Templates(Path("templates"), timezone="Europe/Madrid")
+        >>> templates.render("apology", "email", "html", "es", context).subject
+        'Lo sentimos: ...'
+    """
+
+    def __init__(self, root: Path, *, timezone: str) -> None:
+        self.root = root
+        self.timezone = ZoneInfo(timezone)
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(root),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    def template_name(self, kind: str, channel: str, ext: str, locale: str) -> str:
+        return f"{locale}/{kind}.{channel}.{ext}.j2"
+
+    def resolve_locale(self, kind: str, channel: str, ext: str, locale: str) -> str:
+        """The customer's language if a template exists in it, else its base language, else
+        English (logged, so a missing translation is noticed)."""
+        language = locale.split("_")[0]
+        for candidate in dict.fromkeys((locale, language, FALLBACK_LOCALE)):
+            if (self.root / self.template_name(kind, channel, ext, candidate)).is_file():
+                if candidate != locale and candidate != language:
+                    log.warning(
+                        "No %s translation of %s.%s.%s; using %s",
+                        locale,
+                        kind,
+                        channel,
+                        ext,
+                        candidate,
+                    )
+                return candidate
+        raise TemplateError(f"no template for {kind} on {channel} ({ext}) in any locale")
+
+    def render(
+        self, kind: str, channel: str, ext: str, locale: str, context: dict[str, Any]
+    ) -> Rendered:
+        """Render one message for a customer's locale.
+
+        Raises:
+            TemplateError: the template is missing, uses a variable the context lacks, or fails.
+        """
+        chosen = self.resolve_locale(kind, channel, ext, locale)
+        name = self.template_name(kind, channel, ext, chosen)
+        try:
+            template = self.env.get_template(name)
+            variables = {**context, **self._formatters(chosen)}
+            module = template.make_module(variables)
+            body = str(module).strip() + "\n"
+            subject = str(getattr(module, "subject", "")).strip()
+        except TemplateNotFound:
+            raise TemplateError(f"template {name} not found") from None
+        except JinjaTemplateError as error:
+            raise TemplateError(f"{name}: {error}") from None
+        # A subject becomes a mail header: no line breaks, whatever the data held.
+        subject = " ".join(subject.split())
+        return Rendered(subject=subject, body=body, locale=chosen)
+
+    def _formatters(self, locale: str) -> dict[str, Any]:
+        tz = self.timezone
+
+        def money(amount: float, currency: str) -> str:
+            return format_currency(amount, currency, locale=locale)
+
+        def when(moment: datetime, zone: str | None = None) -> str:
+            local = moment.astimezone(ZoneInfo(zone) if zone else tz)
+            date = format_date(local, "full", locale=locale)
+            return f"{date}, {format_time(local, 'short', locale=locale)}"
+
+        def day(moment: datetime) -> str:
+            return format_date(moment.astimezone(tz), "long", locale=locale)
+
+        return {"money": money, "when": when, "day": day}

@@ -1,0 +1,65 @@
+"""The process's one runtime: settings, database, policy, templates and channel adapters.
+
+Built from the environment on first use; tests and the demo install their own with
+:func:`use_runtime`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amends.channels import ChannelAdapter, EmailAdapter
+from amends.db import Database
+from amends.domain import ReplyChannel
+from amends.policy import Policy, load_policy
+from amends.rendering import Templates
+from amends.settings import Settings
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What every stage needs, built once per process."""
+
+    settings: Settings
+    db: Database
+    policy: Policy
+    templates: Templates
+    # Channels with an adapter are delivered automatically; the others wait for staff.
+    channels: dict[ReplyChannel, ChannelAdapter] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, channels: dict[ReplyChannel, ChannelAdapter] | None = None
+    ) -> Runtime:
+        """Build a runtime and bring its database up to date."""
+        db = Database(settings.sqlalchemy_url)
+        if not db.is_current():
+            db.upgrade()
+        return cls(
+            settings=settings,
+            db=db,
+            policy=load_policy(settings.policy_file),
+            templates=Templates(settings.templates_dir, timezone=settings.business_timezone),
+            channels=channels
+            if channels is not None
+            else {ReplyChannel.EMAIL: EmailAdapter(settings)},
+        )
+
+
+_current: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The process's runtime, built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Runtime.from_settings(Settings())
+    return _current
+
+
+def use_runtime(new: Runtime | None) -> None:
+    """Install a runtime for this process (None: rebuild from the environment on next use)."""
+    global _current
+    if _current is not None and _current is not new:
+        _current.db.dispose()
+    _current = new

@@ -1,0 +1,72 @@
+"""The one settings object: environment variables prefixed ``AMENDS_``, with working defaults.
+
+Nothing needs setting for a first run: data lives in ``./var`` (``AMENDS_HOME``) with a SQLite
+database, and mail goes to a catcher on 127.0.0.1:8025. Point ``AMENDS_DATABASE_URL`` at
+PostgreSQL and the ``AMENDS_SMTP_*`` variables at a real mail server for production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from amends.domain import TimeZone
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where amends keeps its data, how it sends mail, and how the business signs."""
+
+    model_config = SettingsConfigDict(env_prefix="AMENDS_", frozen=True, extra="ignore")
+
+    home: Path = Field(default=Path("var"), description="Data folder: database, mail, letters.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; a SQLite file in the data folder when empty."
+    )
+    templates_dir: Path = Field(
+        default=PROJECT_ROOT / "templates", description="Message templates folder."
+    )
+    policy_file: Path | None = Field(
+        default=None, description="Recovery policy (YAML); the shipped default when empty."
+    )
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ssl: bool = False
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+
+    business_name: str = "Acme Cleaning"
+    sender_email: str = "care@acme-cleaning.example"
+    sender_name: str = "Acme Cleaning customer care"
+    signature: str = "Dana Rivers, customer care manager"
+    business_timezone: TimeZone = "Europe/Madrid"
+
+    @field_validator("home", "templates_dir", "policy_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'amends.db'}"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the local mail catcher saves what it receives."""
+        return self.home / "mail"
+
+    @property
+    def letters_dir(self) -> Path:
+        """Where printable letters and call scripts wait for staff."""
+        return self.home / "letters"
+
+    @property
+    def calendar_dir(self) -> Path:
+        """Where check-in invitations (.ics) are written before they are attached."""
+        return self.home / "calendar"

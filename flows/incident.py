@@ -1,0 +1,42 @@
+"""The ``recover-incident`` flow: one incident, through the six recovery stages in order."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from amends.casebook import CaseOutcome
+from amends.domain import Incident
+from tasks.assess import assess
+from tasks.delivery import deliver_messages
+from tasks.empower import empower
+from tasks.follow_up import follow_up
+from tasks.intake import label_run, open_case
+from tasks.monitor import monitor
+from tasks.reengage import reengage
+from tasks.report import publish_case_summary, report
+
+
+@flow(name="recover-incident", flow_run_name="{incident.ref}", log_prints=False)
+def recover_incident(incident: Incident) -> CaseOutcome:
+    """Recover a customer from an incident: assess, empower, monitor, report, follow up and
+    re-engage, then summarise the case in an artifact.
+
+    Running it again for the same incident resumes the case: completed stages and sent
+    messages are never repeated.
+
+    Args:
+        incident: The incident as the operator filed it.
+    """
+    case_id = open_case(incident)
+    label_run(incident)
+    assess(case_id)
+    empower(case_id)
+    monitor(case_id)
+    report(case_id)
+    follow_up(case_id)
+    # A delivery that still fails after its retries leaves the message queued, visibly, on the
+    # case; the recovery goes on.
+    deliver_messages(case_id, return_state=True)
+    reengage(case_id)
+    deliver_messages(case_id, return_state=True)
+    return publish_case_summary(case_id)

@@ -1,0 +1,33 @@
+"""Intake: record the incident, open its case, and label the flow run for the Prefect UI."""
+
+from __future__ import annotations
+
+from prefect import get_client, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+from amends import intake
+from amends.domain import Incident
+from amends.runtime import runtime
+
+
+@task(name="open-case", cache_policy=NONE)
+def open_case(incident: Incident) -> int:
+    """Record the incident and open its case (or find it, when re-run); return the case id."""
+    case_id = intake.open_case(runtime(), incident)
+    get_run_logger().info("Case %s is open for incident %s", case_id, incident.ref)
+    return case_id
+
+
+@task(name="label-run", cache_policy=NONE)
+def label_run(incident: Incident) -> None:
+    """Tag the flow run with the complaint's channel and severity, so the UI can filter by them."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    tags = set(flow_run.get_tags()) | {
+        f"channel:{incident.channel.value}",
+        f"severity:{incident.severity.value}",
+    }
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run_id, tags=sorted(tags))

@@ -1,0 +1,121 @@
+"""Intake refuses bad incidents with a message that names the field, and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from factories import incident_data, make_incident
+from sqlalchemy import func, select
+
+from amends import models
+from amends.domain import ReplyChannel
+from amends.errors import IncidentConflict, InvalidIncident
+from amends.intake import MAX_INCIDENT_BYTES, open_case, parse_incident
+
+
+def parse(**changes: object) -> object:
+    return parse_incident(json.dumps(incident_data(**changes)))
+
+
+def test_a_valid_incident_is_normalised() -> None:
+    incident = parse(customer={"phone": "+34 612 345 678", "email": "RK@Example.com"})
+    assert incident.customer.phone == "+34612345678"
+    assert incident.customer.email == "RK@example.com"
+    assert incident.received_at.utcoffset().total_seconds() == 3600
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"channel": "carrier_pigeon"}, "channel: Input should be 'email'"),
+        ({"customer": {"email": "not-an-address"}}, "customer.email: is not a valid email"),
+        ({"customer": {"phone": "555"}}, "customer.phone: is not a phone number"),
+        ({"severity": "apocalyptic"}, "severity:"),
+        ({"summary": "x" * 201}, "summary: String should have at most 200 characters"),
+        ({"details": "x" * 10_001}, "details: String should have at most 10000 characters"),
+        ({"received_at": "2026-11-20T09:30:00"}, "received_at: Input should have timezone info"),
+        ({"customer": {"name": "Eve\r\nBcc: all@example.com"}}, "customer.name: must be a single"),
+        ({"complaint_subject": "Hi\nBcc: x@example.com"}, "complaint_subject: must be a single"),
+        ({"customer": {"locale": "xx-nowhere"}}, "customer.locale: is not a known locale"),
+        ({"customer": {"timezone": "Mars/Olympus"}}, "customer.timezone: is not a known time"),
+        ({"costs": {"economic": -5}}, "costs.economic: Input should be greater than or equal to 0"),
+        ({"ref": "bad ref with spaces"}, "ref: String should match pattern"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_fields_are_named(changes: dict, names: str) -> None:
+    with pytest.raises(InvalidIncident) as caught:
+        parse(**changes)
+    assert names in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("channel", "missing", "needs"),
+    [
+        ("email", {"email": None}, "customer.email"),
+        ("letter", {"postal_address": None}, "customer.postal_address"),
+        ("voicemail", {"phone": None}, "customer.phone"),
+        ("social", {"social": None}, "customer.social"),
+        ("in_person", {"phone": None, "postal_address": None, "email": None}, "customer.phone or"),
+    ],
+)
+def test_a_complaint_needs_a_contact_on_its_channel(
+    channel: str, missing: dict, needs: str
+) -> None:
+    with pytest.raises(InvalidIncident, match=f"a complaint by {channel} needs {needs}"):
+        parse(channel=channel, customer=missing)
+
+
+def test_malformed_json_says_where() -> None:
+    with pytest.raises(InvalidIncident, match="not valid JSON: .* line 1, column"):
+        parse_incident('{"ref": "INC-1",')
+
+
+def test_a_json_array_is_not_an_incident() -> None:
+    with pytest.raises(InvalidIncident, match="must be a JSON object"):
+        parse_incident("[1, 2]")
+
+
+def test_invalid_utf8_is_refused() -> None:
+    with pytest.raises(InvalidIncident, match="not valid UTF-8"):
+        parse_incident(b'{"ref": "\xff\xfe"}')
+
+
+def test_a_huge_payload_is_refused_before_parsing() -> None:
+    huge = json.dumps(incident_data(details="x" * (MAX_INCIDENT_BYTES + 10)))
+    with pytest.raises(InvalidIncident, match="the limit is 262,144 bytes"):
+        parse_incident(huge)
+
+
+def _rows(rt, model) -> int:  # type: ignore[no-untyped-def]
+    with rt.db.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_open_case_is_idempotent(rt) -> None:  # type: ignore[no-untyped-def]
+    incident = make_incident()
+    first = open_case(rt, incident)
+    assert open_case(rt, incident) == first
+    assert _rows(rt, models.Case) == 1
+    assert _rows(rt, models.Customer) == 1
+
+
+def test_the_same_ref_with_other_details_is_a_conflict(rt) -> None:  # type: ignore[no-untyped-def]
+    open_case(rt, make_incident())
+    with pytest.raises(IncidentConflict, match="INC-1001 is already recorded .*severity"):
+        open_case(rt, make_incident(severity="low"))
+    assert _rows(rt, models.Incident) == 1
+
+
+def test_no_contact_for_the_reply_channel_writes_nothing(rt) -> None:  # type: ignore[no-untyped-def]
+    # A business that answers in-person complaints by email cannot answer one with no email.
+    incident = make_incident(channel="in_person", customer={"email": None, "postal_address": None})
+    mirror = {**rt.policy.mirror, incident.channel: ReplyChannel.EMAIL}
+    strict = replace(rt, policy=rt.policy.model_copy(update={"mirror": mirror}))
+    with pytest.raises(InvalidIncident, match="goes by email, which needs customer.email"):
+        open_case(strict, incident)
+    assert _rows(rt, models.Case) == 0
+    assert _rows(rt, models.Customer) == 0

@@ -1,0 +1,61 @@
+"""The shipped policy, channel mirroring, and errors for a bad policy file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from amends.domain import Channel, ReplyChannel
+from amends.errors import PolicyError
+from amends.policy import DEFAULT_POLICY_FILE, load_policy
+
+MIRROR = {
+    Channel.EMAIL: ReplyChannel.EMAIL,
+    Channel.WEB_FORM: ReplyChannel.EMAIL,
+    Channel.CHAT: ReplyChannel.EMAIL,
+    Channel.PHONE: ReplyChannel.PHONE,
+    Channel.VOICEMAIL: ReplyChannel.PHONE,
+    Channel.SMS: ReplyChannel.SMS,
+    Channel.LETTER: ReplyChannel.LETTER,
+    Channel.FAX: ReplyChannel.LETTER,
+    Channel.SOCIAL: ReplyChannel.SOCIAL,
+    Channel.IN_PERSON: ReplyChannel.VISIT,
+}
+
+
+@pytest.mark.parametrize(("complaint", "reply"), MIRROR.items())
+def test_the_reply_mirrors_the_complaint(complaint: Channel, reply: ReplyChannel) -> None:
+    assert load_policy().mirror_channel(complaint) is reply
+
+
+def test_every_channel_has_a_row() -> None:
+    assert set(load_policy().mirror) == set(Channel)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_wrong_figure_is_named(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace("acquisition_cost: 600", "acquisition_cost: -1")
+    with pytest.raises(PolicyError, match="assessment.acquisition_cost: Input should be greater"):
+        load_policy(_write(tmp_path, text))
+
+
+def test_a_missing_mirror_row_is_named(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace("  fax: letter\n", "")
+    with pytest.raises(PolicyError, match="mirror lacks fax"):
+        load_policy(_write(tmp_path, text))
+
+
+def test_yaml_errors_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="is not valid YAML"):
+        load_policy(_write(tmp_path, "mirror: [unclosed"))
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read policy file"):
+        load_policy(tmp_path / "nope.yaml")

@@ -1,0 +1,162 @@
+"""The six stages against a real database: what each records, and that nothing repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from factories import make_incident
+from sqlalchemy import func, select
+
+from amends import models
+from amends.casebook import case_outcome
+from amends.domain import STAGES, Decision, Incident, Stage
+from amends.intake import open_case
+from amends.mentions import PublicPost, record_posts
+from amends.outbox import deliver, queued_messages
+from amends.recovery import run_stage
+from amends.runtime import Runtime
+
+
+def recover(rt: Runtime, incident: Incident) -> int:
+    """What the flow does, without Prefect: open the case, run the stages, drain the outbox."""
+    case_id = open_case(rt, incident)
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+        for message in queued_messages(rt.db, case_id):
+            deliver(rt.db, message, rt.channels)
+    return case_id
+
+
+def count(rt: Runtime, model: type) -> int:
+    with rt.db.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_an_email_complaint_is_recovered_end_to_end(rt: Runtime, recorder) -> None:  # type: ignore[no-untyped-def]
+    outcome = case_outcome(rt.db, recover(rt, make_incident()))
+    assert outcome.decision == "recover"
+    assert [(s.name, s.status) for s in outcome.stages] == [
+        (stage.value, "completed") for stage in STAGES
+    ]
+    assert [(m.kind, m.channel, m.status) for m in outcome.messages] == [
+        ("apology", "email", "sent"),
+        ("checkin_invitation", "email", "sent"),
+    ]
+    apology, invitation = recorder.delivered
+    assert apology.subject == "Re: Four days without cleaning"
+    assert apology.in_reply_to == "<complaint-1@customer.example>"
+    assert "How we are putting it right" in apology.body
+    assert invitation.attachment is not None and invitation.attachment.suffix == ".ics"
+    assert outcome.offer is not None and outcome.offer.status == "offered"
+    assert len(outcome.checkins) == 3
+    assert outcome.state == "open"
+    # The timeline tells the story in order.
+    kinds = [event.kind for event in outcome.timeline]
+    assert kinds[0] == "opened" and kinds.count("sent") == 2
+
+
+def test_running_again_repeats_nothing(rt: Runtime, recorder) -> None:  # type: ignore[no-untyped-def]
+    incident = make_incident()
+    case_id = recover(rt, incident)
+    tables = [models.StageOutcome, models.Message, models.Offer, models.CheckIn, models.CaseEvent]
+    before = {model: count(rt, model) for model in tables}
+    assert recover(rt, incident) == case_id
+    assert {model: count(rt, model) for model in tables} == before
+    assert len(recorder.delivered) == 2
+    assert all(run_stage(rt, case_id, stage).resumed for stage in STAGES)
+
+
+def test_a_stage_that_fails_keeps_nothing_and_runs_again(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    case_id = open_case(rt, make_incident())
+    for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT):
+        run_stage(rt, case_id, stage)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(rt.templates, "render", broken)
+    with pytest.raises(RuntimeError):
+        run_stage(rt, case_id, Stage.FOLLOW_UP)
+    assert count(rt, models.Message) == 0
+    monkeypatch.undo()
+    result = run_stage(rt, case_id, Stage.FOLLOW_UP)
+    assert not result.resumed and count(rt, models.Message) == 1
+
+
+def test_one_forgiveness_across_incidents(rt: Runtime) -> None:
+    first = case_outcome(rt.db, recover(rt, make_incident(ref="INC-1")))
+    second = case_outcome(rt.db, recover(rt, make_incident(ref="INC-2")))
+    assert first.decision == "recover"
+    assert second.decision == "lost"
+    assert second.offer is None and second.checkins == []
+    assert [m.kind for m in second.messages] == ["apology"]
+    assert second.stages[-1].status == "skipped"
+    assert second.state == "closed"
+
+
+def test_an_abusive_customer_goes_to_a_manager_and_gets_nothing(rt: Runtime, recorder) -> None:  # type: ignore[no-untyped-def]
+    outcome = case_outcome(rt.db, recover(rt, make_incident(abusive=True, our_fault=False)))
+    assert outcome.decision == Decision.DO_NOT_PURSUE
+    assert outcome.messages == [] and recorder.delivered == []
+    assert outcome.offer is None
+    assert [(a.role, a.kind) for a in outcome.staff_actions] == [
+        ("manager", "manager_review"),
+        ("team", "improvement_item"),
+    ]
+    assert outcome.state == "awaiting_staff"
+
+
+@pytest.mark.parametrize(
+    ("channel", "customer", "reply", "file_suffix"),
+    [
+        ("voicemail", {}, "phone", None),
+        ("letter", {"email": None}, "letter", ".html"),
+        ("sms", {}, "sms", None),
+        ("in_person", {}, "visit", None),
+        ("social", {}, "social", None),
+    ],
+)
+def test_staff_deliver_on_channels_without_an_adapter(  # type: ignore[no-untyped-def]
+    rt: Runtime, recorder, channel: str, customer: dict, reply: str, file_suffix: str | None
+) -> None:
+    outcome = case_outcome(rt.db, recover(rt, make_incident(channel=channel, customer=customer)))
+    first = outcome.messages[0]
+    assert outcome.reply_channel == reply
+    assert (first.channel, first.status) == (reply, "awaiting_staff")
+    assert first.kind == ("public_reply" if channel == "social" else "apology")
+    assert first.due_at is not None
+    if file_suffix:
+        assert first.attachment and first.attachment.endswith(file_suffix)
+    # Only the check-in invitation went by email; the apology waits for staff.
+    assert all(m.attachment and m.attachment.suffix == ".ics" for m in recorder.delivered)
+
+
+def test_a_public_post_found_by_the_monitor_gets_a_public_reply(rt: Runtime) -> None:
+    record_posts(
+        rt.db,
+        [
+            PublicPost(
+                platform="twitter",
+                handle="@RK",
+                url="https://twitter.example/rk/1",
+                text="Four days without cleaners. Never again.",
+                posted_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+            )
+        ],
+    )
+    outcome = case_outcome(rt.db, recover(rt, make_incident()))
+    assert outcome.stages[2].summary.startswith("1 public post(s) found")
+    assert [(m.kind, m.channel) for m in outcome.messages][:2] == [
+        ("apology", "email"),
+        ("public_reply", "social"),
+    ]
+
+
+def test_a_customer_without_email_agrees_checkins_with_staff(rt: Runtime) -> None:
+    outcome = case_outcome(
+        rt.db, recover(rt, make_incident(channel="voicemail", customer={"email": None}))
+    )
+    assert len(outcome.checkins) == 3
+    assert "agree_checkins" in [a.kind for a in outcome.staff_actions]
+    assert [m.kind for m in outcome.messages] == ["apology"]

@@ -1,0 +1,50 @@
+"""Test data: a valid incident, and variations of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from amends.domain import Incident
+
+
+def incident_data(**changes: Any) -> dict[str, Any]:
+    """A valid incident as an operator would file it; keyword arguments replace fields
+    (``customer`` and ``costs`` are merged)."""
+    data: dict[str, Any] = {
+        "ref": "INC-1001",
+        "channel": "email",
+        "received_at": "2026-11-20T09:30:00+01:00",
+        "summary": "Cleaning crew missed four days in a row",
+        "details": "Dirty offices and accumulated garbage.",
+        "category": "service_failure",
+        "severity": "high",
+        "our_fault": True,
+        "costs": {
+            "economic": 450.0,
+            "time_hours": 6,
+            "social": "others_affected",
+            "emotional": "angry",
+        },
+        "complaint_message_id": "<complaint-1@customer.example>",
+        "complaint_subject": "Four days without cleaning",
+        "customer": {
+            "ref": "C-42",
+            "name": "Rodolfo K.",
+            "email": "rk@example.com",
+            "phone": "+34 612 345 678",
+            "postal_address": "Calle Mayor 12, Madrid",
+            "social": {"platform": "twitter", "handle": "@rk"},
+            "locale": "en",
+            "annual_value": 12000,
+        },
+    }
+    for key in ("customer", "costs"):
+        if key in changes:
+            data[key] = {**data[key], **changes.pop(key)}
+    data.update(changes)
+    return json.loads(json.dumps(data))
+
+
+def make_incident(**changes: Any) -> Incident:
+    return Incident.model_validate(incident_data(**changes))
