@@ -34,8 +34,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The amends database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 VerboseFlag = Annotated[

@@ -26,9 +26,10 @@ def describe(error: ValidationError) -> str:
     """One line per problem, each naming the field: ``customer.email: is not a valid ...``."""
     problems = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "incident"
+        where = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        # A whole-incident rule names its fields in its own message.
+        problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
 
 
@@ -40,9 +41,7 @@ def parse_incident(raw: str | bytes) -> Incident:
     """
     size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
     if size > MAX_INCIDENT_BYTES:
-        raise InvalidIncident(
-            f"incident is {size:,} bytes; the limit is {MAX_INCIDENT_BYTES:,} bytes"
-        )
+        raise InvalidIncident(f"incident is larger than the limit of {MAX_INCIDENT_BYTES:,} bytes")
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:

@@ -25,6 +25,7 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_PREFECT_HOME / "storage"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"  # tasks run alone in tests
 os.environ.pop("PREFECT_API_URL", None)
 for _name in [name for name in os.environ if name.startswith("AMENDS_")]:
     if _name != "AMENDS_TEST_POSTGRES_URL":
@@ -34,7 +35,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from amends.channels import EmailAdapter, RecordingAdapter  # noqa: E402
 from amends.domain import ReplyChannel  # noqa: E402
-from amends.mailcatcher import MailCatcher  # noqa: E402
+from amends.mailcatcher import MailCatcher, free_port  # noqa: E402
 from amends.runtime import Runtime, use_runtime  # noqa: E402
 from amends.settings import Settings  # noqa: E402
 
@@ -115,6 +116,16 @@ def smtp_rt(settings: Settings, mail_catcher: MailCatcher) -> Iterator[Runtime]:
     runtime = Runtime.from_settings(
         smtp_settings, channels={ReplyChannel.EMAIL: EmailAdapter(smtp_settings)}
     )
+    use_runtime(runtime)
+    yield runtime
+    use_runtime(None)
+
+
+@pytest.fixture
+def rt_without_smtp(settings: Settings) -> Iterator[Runtime]:
+    """A runtime whose SMTP server is down: nothing listens on its port."""
+    down = settings.model_copy(update={"smtp_port": free_port()})
+    runtime = Runtime.from_settings(down, channels={ReplyChannel.EMAIL: EmailAdapter(down)})
     use_runtime(runtime)
     yield runtime
     use_runtime(None)

@@ -86,7 +86,7 @@ def test_invalid_utf8_is_refused() -> None:
 
 def test_a_huge_payload_is_refused_before_parsing() -> None:
     huge = json.dumps(incident_data(details="x" * (MAX_INCIDENT_BYTES + 10)))
-    with pytest.raises(InvalidIncident, match="the limit is 262,144 bytes"):
+    with pytest.raises(InvalidIncident, match="incident is larger than the limit of 262,144 bytes"):
         parse_incident(huge)
 
 
