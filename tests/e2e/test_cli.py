@@ -84,7 +84,8 @@ def test_incident_from_standard_input(smtp_rt: Runtime) -> None:
          "error: a complaint by email needs customer.email"),
         (json.dumps(incident_data(customer={"email": "rk@@example"})),
          "error: customer.email: is not a valid email address"),
-        (json.dumps(incident_data(details="x" * 300_000)), "error: incident is larger than the limit"),
+        (json.dumps(incident_data(details="x" * 300_000)),
+         "error: incident is larger than the limit"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_clear_line_and_writes_nothing(
