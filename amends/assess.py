@@ -49,8 +49,14 @@ class Assessment(BaseModel):
     costs: CostBreakdown
     worth: Worth
     decision: Decision
-    reasons: list[str]
+    figures: list[str]  # the costs and the sums behind the decision
+    reasons: list[str]  # why this decision, in plain words
     quality_issue: bool
+
+    @property
+    def explanation(self) -> list[str]:
+        """Everything staff read: the figures, then the reasons."""
+        return [*self.figures, *self.reasons]
 
 
 def fault_of(incident: Incident) -> Fault:
@@ -108,7 +114,7 @@ def assess(incident: Incident, *, forgiven_before: bool, policy: Policy) -> Asse
     costs = price_costs(incident, policy)
     worth = weigh_worth(incident, costs, policy)
     money = policy.currency
-    reasons = [
+    figures = [
         f"Fault: {fault.value}.",
         f"The customer's costs come to {costs.total:.2f} {money}: economic {costs.economic:.2f}, "
         f"time {costs.time:.2f}, social {costs.social:.2f}, emotional {costs.emotional:.2f}.",
@@ -116,6 +122,7 @@ def assess(incident: Incident, *, forgiven_before: bool, policy: Policy) -> Asse
         f"{worth.return_chance:.0%} chance of return) against {worth.recovery_cost:.2f} to win "
         f"them back and {worth.acquisition_cost:.2f} to acquire a new customer.",
     ]
+    reasons = []
 
     if incident.abusive:
         decision = Decision.DO_NOT_PURSUE
@@ -156,6 +163,7 @@ def assess(incident: Incident, *, forgiven_before: bool, policy: Policy) -> Asse
         costs=costs,
         worth=worth,
         decision=decision,
+        figures=figures,
         reasons=reasons,
         quality_issue=quality_issue,
     )

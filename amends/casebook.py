@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends import models
 from amends.db import Database
-from amends.domain import STAGES, StageStatus
+from amends.domain import STAGES, StageStatus, spoken
 from amends.errors import NotFound
 
 
@@ -110,15 +110,13 @@ def find_case(session: Session, ref: str) -> models.Case:
     Raises:
         NotFound: no such case.
     """
-    conditions = [models.Incident.ref == ref]
-    if ref.isdigit():
-        conditions.append(models.Case.id == int(ref))
     case = session.scalar(
         select(models.Case)
         .join(models.Incident, models.Case.incident_id == models.Incident.id)
-        .where(or_(*conditions))
-        .limit(1)
+        .where(models.Incident.ref == ref)
     )
+    if case is None and ref.isdigit():  # a ref wins over a case number that looks the same
+        case = session.get(models.Case, int(ref))
     if case is None:
         raise NotFound(f"no case for {ref!r}; `amends cases` lists them")
     return case
@@ -159,7 +157,9 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
             reply_channel=case.reply_channel.value,
             severity=case.incident.severity.value,
             decision=case.decision.value if case.decision else None,
-            reasons=assessment.data.get("reasons", []) if assessment else [],
+            reasons=[*assessment.data["figures"], *assessment.data["reasons"]]
+            if assessment
+            else [],
             state=case.state.value,
             stages=stages,
             messages=[
@@ -238,7 +238,9 @@ def list_cases(db: Database, *, limit: int = 200) -> list[CaseLine]:
 
 
 def _md(text: str) -> str:
-    # Customer-supplied text must not turn into links, images or tables in the artifact.
+    # Customer-supplied text must not turn into links, images or tables in the artifact, nor
+    # break a table row with a line break.
+    text = " ".join(text.split())
     return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|" else ch for ch in text)
 
 
@@ -249,9 +251,9 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         f"**Customer** {_md(outcome.customer_name)} ({_md(outcome.customer_ref)}) · "
         f"**complained by** {outcome.complaint_channel} · **reply by** {outcome.reply_channel} · "
-        f"**severity** {outcome.severity} · **state** {outcome.state.replace('_', ' ')}",
+        f"**severity** {outcome.severity} · **state** {spoken(outcome.state)}",
         "",
-        f"## Decision: {(outcome.decision or 'not yet').replace('_', ' ')}",
+        f"## Decision: {spoken(outcome.decision or 'not yet')}",
         "",
         *[f"- {_md(reason)}" for reason in outcome.reasons],
         "",
@@ -259,15 +261,12 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         "| stage | status | outcome |",
         "|---|---|---|",
-        *[
-            f"| {s.name.replace('_', ' ')} | {s.status} | {_md(s.summary)} |"
-            for s in outcome.stages
-        ],
+        *[f"| {spoken(s.name)} | {s.status} | {_md(s.summary)} |" for s in outcome.stages],
         "",
         "## Offer",
         "",
         (
-            f"{outcome.offer.kind.replace('_', ' ')}: {outcome.offer.value:.2f} "
+            f"{spoken(outcome.offer.kind)}: {outcome.offer.value:.2f} "
             f"{outcome.offer.currency} ({outcome.offer.status}"
             + (", capped at the frontline limit" if outcome.offer.capped else "")
             + ")"
@@ -280,7 +279,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "| kind | channel | status | attempts | note |",
         "|---|---|---|---|---|",
         *[
-            f"| {m.kind.replace('_', ' ')} | {m.channel} | {m.status.replace('_', ' ')} | "
+            f"| {spoken(m.kind)} | {m.channel} | {spoken(m.status)} | "
             f"{m.attempts} | {_md(m.last_error or '')} |"
             for m in outcome.messages
         ],
@@ -296,7 +295,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         *(
             [
-                f"- **{a.role}** ({a.kind.replace('_', ' ')}): {_md(a.instructions)}"
+                f"- **{a.role}** ({spoken(a.kind)}): {_md(a.instructions)}"
                 for a in outcome.staff_actions
                 if a.status == "open"
             ]

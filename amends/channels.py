@@ -7,7 +7,6 @@ its messages wait in the outbox as ``awaiting_staff``.
 from __future__ import annotations
 
 import smtplib
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -96,7 +95,7 @@ class EmailAdapter:
             ) from None
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as error:
             raise DeliveryError(f"SMTP connection lost: {error}", transient=True) from None
-        except (ConnectionError, TimeoutError, socket.gaierror, OSError) as error:
+        except OSError as error:  # refused, reset, timed out, unknown host
             where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
             raise DeliveryError(
                 f"cannot reach SMTP server {where}: {error}", transient=True

@@ -115,6 +115,7 @@ def cases(
 ) -> None:
     """List cases with their stage and state."""
     from amends.casebook import list_cases
+    from amends.domain import spoken
 
     lines = list_cases(_runtime().db, limit=limit)
     if as_json:
@@ -132,9 +133,9 @@ def cases(
             line.incident_ref,
             f"{line.customer_name} ({line.customer_ref})",
             line.complaint_channel,
-            _words(line.decision),
-            _words(line.stage),
-            _words(line.state),
+            spoken(line.decision),
+            spoken(line.stage),
+            spoken(line.state),
         )
     out.print(table)
 
@@ -195,24 +196,22 @@ def db_upgrade() -> None:
         out.print(f"{where} is up to date (revision {database.revision()}).")
 
 
-def _words(value: str | None) -> str:
-    return (value or "-").replace("_", " ")
-
-
 def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
+    from amends.domain import spoken
+
     out.print(
         f"[bold]Case {outcome.case_id}[/]: incident {outcome.incident_ref}, "
         f"{outcome.customer_name} ({outcome.customer_ref}); complained by "
         f"{outcome.complaint_channel}, reply by {outcome.reply_channel}; "
-        f"state [bold]{_words(outcome.state)}[/]",
+        f"state [bold]{spoken(outcome.state)}[/]",
         highlight=False,
     )
-    out.print(f"\n[bold]Decision: {_words(outcome.decision)}[/]")
+    out.print(f"\n[bold]Decision: {spoken(outcome.decision)}[/]")
     for reason in outcome.reasons:
         out.print(f"  • {reason}", highlight=False)
     stages = Table("stage", "status", "outcome", title="Stages", title_justify="left")
     for stage in outcome.stages:
-        stages.add_row(_words(stage.name), stage.status, stage.summary)
+        stages.add_row(spoken(stage.name), stage.status, stage.summary)
     out.print(stages)
     if outcome.messages:
         messages = Table(
@@ -220,12 +219,12 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
         )
         for m in outcome.messages:
             note = m.last_error or (Path(m.attachment).name if m.attachment else "")
-            messages.add_row(_words(m.kind), m.channel, _words(m.status), m.recipient, note)
+            messages.add_row(spoken(m.kind), m.channel, spoken(m.status), m.recipient, note)
         out.print(messages)
     if outcome.offer:
         o = outcome.offer
         out.print(
-            f"[bold]Offer[/]: {_words(o.kind)}, {o.value:.2f} {o.currency} ({o.status}"
+            f"[bold]Offer[/]: {spoken(o.kind)}, {o.value:.2f} {o.currency} ({o.status}"
             + (", capped at the frontline limit" if o.capped else "")
             + ")",
             highlight=False,
@@ -242,5 +241,5 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     if timeline:
         events = Table("when (UTC)", "stage", "what", title="Timeline", title_justify="left")
         for event in outcome.timeline:
-            events.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", _words(event.stage), event.text)
+            events.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", spoken(event.stage), event.text)
         out.print(events)

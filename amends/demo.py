@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amends.casebook import CaseOutcome
+from amends.domain import spoken
 from amends.intake import validate_incident
 from amends.mailcatcher import MailCatcher
 from amends.mentions import PublicPost, record_posts
@@ -50,7 +51,6 @@ def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutco
             update={
                 "smtp_host": catcher.host,
                 "smtp_port": catcher.port,
-                "smtp_user": None,
                 "smtp_password": None,
                 "smtp_ssl": False,
                 "smtp_starttls": False,
@@ -95,14 +95,13 @@ def _print_summary(
         title_justify="left",
     )
     for o in outcomes:
-        done = [
-            f"{m.kind.replace('_', ' ')} by {m.channel}: {m.status.replace('_', ' ')}"
-            for m in o.messages
-        ] + [f"{a.role}: {a.kind.replace('_', ' ')}" for a in o.staff_actions if a.role != "team"]
+        done = [f"{spoken(m.kind)} by {m.channel}: {spoken(m.status)}" for m in o.messages] + [
+            f"{a.role}: {spoken(a.kind)}" for a in o.staff_actions if a.role != "team"
+        ]
         table.add_row(
             f"{o.customer_name} ({o.incident_ref})",
-            o.complaint_channel.replace("_", " "),
-            (o.decision or "-").replace("_", " "),
+            spoken(o.complaint_channel),
+            spoken(o.decision),
             o.reply_channel,
             "\n".join(done) or "-",
             str(len(o.checkins)) if o.checkins else "-",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -157,9 +156,17 @@ class MessageStatus(StrEnum):
 
 
 class MessageKind(StrEnum):
-    APOLOGY = "apology"
-    PUBLIC_REPLY = "public_reply"
+    """What a message is for; each kind has a template per channel and locale."""
+
+    APOLOGY = "apology"  # what went wrong, how it is put right, what changed, the offer
+    PUBLIC_REPLY = "public_reply"  # short, public, no personal data: invites a private talk
+    PROGRESS_UPDATE = "progress_update"  # what was done, what comes next, when they hear again
+    OFFER = "offer"  # the terms, and how to accept in one step
     CHECKIN_INVITATION = "checkin_invitation"
+    CHECKIN_REMINDER = "checkin_reminder"
+    EXIT_QUESTIONS = "exit_questions"  # for a customer who left: why, and what would help
+    THANK_YOU = "thank_you"  # after the case is resolved
+    WINBACK_OFFER = "winback_offer"  # the nightly run's offer to a lapsed customer
 
 
 class OfferKind(StrEnum):
@@ -333,6 +340,24 @@ CONTACT_FOR_REPLY: dict[ReplyChannel, tuple[str, ...]] = {
 }
 
 
+def address_for(customer: Customer, channel: ReplyChannel) -> str | None:
+    """Where a reply on ``channel`` reaches the customer, or None when it cannot."""
+    for field in CONTACT_FOR_REPLY[channel]:
+        value = getattr(customer, field)
+        if isinstance(value, SocialAccount):
+            return f"{value.platform.value}:{value.handle}"
+        if value:
+            return value
+    return None
+
+
+def spoken(value: StrEnum | str | None) -> str:
+    """An enum value as words for people: ``follow_up`` -> ``follow up``."""
+    if value is None:
+        return "-"
+    return (value.value if isinstance(value, StrEnum) else value).replace("_", " ")
+
+
 class Incident(_Model):
     """A customer let down by the business: what happened and what it cost them.
 
@@ -364,7 +389,8 @@ class Incident(_Model):
         default="", description="What has changed so it will not happen again."
     )
     complaint_message_id: (
-        Annotated[str, StringConstraints(pattern=r"^<[^<>\s]{3,250}>$")] | None
+        # Printable ASCII only: it goes back out in In-Reply-To and References.
+        Annotated[str, StringConstraints(pattern=r"^<[\x21-\x3b\x3d\x3f-\x7e]{3,250}>$")] | None
     ) = Field(
         default=None, description="Message-ID of the complaint email, to reply in its thread."
     )
@@ -381,7 +407,3 @@ class Incident(_Model):
                 f"a complaint by {self.channel.value} needs {either} to answer on the same channel"
             )
         return self
-
-    @property
-    def received_utc(self) -> datetime:
-        return self.received_at.astimezone(zoneinfo.ZoneInfo("UTC"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from amends.assess import Assessment
-from amends.domain import Decision, OfferKind, Severity
+from amends.domain import Decision, OfferKind, Severity, spoken
 from amends.policy import Policy
 
 
@@ -39,7 +39,7 @@ def choose_offer(assessment: Assessment, severity: Severity, policy: Policy) -> 
     limit = figures.frontline_limit[severity]
     wanted = round(assessment.costs.total, 2)
     value = min(wanted, limit)
-    reasons = [f"A {severity.value}-severity failure calls for {kind.value.replace('_', ' ')}."]
+    reasons = [f"A {severity.value}-severity failure calls for {spoken(kind)}."]
     if wanted > limit:
         reasons.append(
             f"The customer's costs ({wanted:.2f} {policy.currency}) exceed the frontline limit "

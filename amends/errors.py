@@ -10,6 +10,8 @@ which deserves a one-line message, from a bug, which deserves a traceback.
 - :class:`TemplateError`: a message template is missing or failed to render.
 - :class:`DeliveryError`: a channel could not deliver a message; ``transient`` says whether a
   later attempt may succeed.
+- :class:`DeliveryPending`: messages stay queued after a transient failure; retried later.
+- :class:`DatabaseOutdated`: the database needs ``amends db upgrade``.
 """
 
 from __future__ import annotations
@@ -51,3 +53,11 @@ class DeliveryError(AmendsError):
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+
+
+class DeliveryPending(AmendsError):
+    """Some messages hit a transient failure and stay queued for a later attempt."""
+
+
+class DatabaseOutdated(AmendsError):
+    """The database schema is behind this version of amends."""

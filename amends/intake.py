@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from amends import models
-from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel
+from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel, address_for
 from amends.errors import IncidentConflict, InvalidIncident
 from amends.policy import Policy
 from amends.runtime import Runtime
@@ -44,6 +44,8 @@ def parse_incident(raw: str | bytes) -> Incident:
         raise InvalidIncident(f"incident is larger than the limit of {MAX_INCIDENT_BYTES:,} bytes")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidIncident("incident is nested too deeply to be an incident") from None
     except UnicodeDecodeError:
         raise InvalidIncident("incident is not valid UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -76,8 +78,8 @@ def check_reachable(policy: Policy, incident: Incident) -> ReplyChannel:
         InvalidIncident: the customer has no contact detail for that channel.
     """
     reply = policy.mirror_channel(incident.channel)
-    needed = CONTACT_FOR_REPLY[reply]
-    if not any(getattr(incident.customer, field) for field in needed):
+    if address_for(incident.customer, reply) is None:
+        needed = CONTACT_FOR_REPLY[reply]
         raise InvalidIncident(
             f"the reply to a {incident.channel.value} complaint goes by {reply.value}, which "
             f"needs {' or '.join('customer.' + f for f in needed)}"
@@ -97,52 +99,53 @@ def open_case(rt: Runtime, incident: Incident) -> int:
     reply = check_reachable(rt.policy, incident)
     payload = incident.model_dump(mode="json")
     try:
-        with rt.db.session() as session:
-            case_id = _existing_case(session, incident.ref, payload)
-            if case_id is not None:
-                return case_id
-            customer = _upsert_customer(session, incident)
-            record = models.Incident(
-                ref=incident.ref,
-                customer=customer,
-                channel=incident.channel,
-                received_at=incident.received_at,
-                summary=incident.summary,
-                details=incident.details,
-                category=incident.category,
-                severity=incident.severity,
-                our_fault=incident.our_fault,
-                abusive=incident.abusive,
-                costs=incident.costs.model_dump(mode="json"),
-                complaint_message_id=incident.complaint_message_id,
-                complaint_subject=incident.complaint_subject,
-                payload=payload,
-            )
-            hours = rt.policy.service_levels.first_response_hours
-            case = models.Case(
-                incident=record,
-                customer=customer,
-                reply_channel=reply,
-                first_response_due=incident.received_at + timedelta(hours=hours),
-            )
-            session.add(case)
-            session.flush()
-            session.add(
-                models.CaseEvent(
-                    case_id=case.id,
-                    kind="opened",
-                    text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
-                    f"complaint: {incident.summary}); the reply goes by {reply.value}.",
-                )
-            )
-            return case.id
+        return _record(rt, incident, reply, payload)
     except IntegrityError:
-        # Another run filed the same incident at the same moment: use its case.
-        with rt.db.session() as session:
-            case_id = _existing_case(session, incident.ref, payload)
-        if case_id is None:
-            raise
-        return case_id
+        # Another run filed this incident, or this customer, at the same moment: once more,
+        # now that their rows exist.
+        return _record(rt, incident, reply, payload)
+
+
+def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[str, Any]) -> int:
+    with rt.db.session() as session:
+        case_id = _existing_case(session, incident.ref, payload)
+        if case_id is not None:
+            return case_id
+        customer = _upsert_customer(session, incident)
+        record = models.Incident(
+            ref=incident.ref,
+            customer=customer,
+            channel=incident.channel,
+            received_at=incident.received_at,
+            summary=incident.summary,
+            details=incident.details,
+            category=incident.category,
+            severity=incident.severity,
+            our_fault=incident.our_fault,
+            abusive=incident.abusive,
+            costs=incident.costs.model_dump(mode="json"),
+            complaint_message_id=incident.complaint_message_id,
+            complaint_subject=incident.complaint_subject,
+            payload=payload,
+        )
+        hours = rt.policy.service_levels.first_response_hours
+        case = models.Case(
+            incident=record,
+            customer=customer,
+            reply_channel=reply,
+            first_response_due=incident.received_at + timedelta(hours=hours),
+        )
+        session.add(case)
+        session.flush()
+        session.add(
+            models.CaseEvent(
+                case_id=case.id,
+                kind="opened",
+                text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
+                f"complaint: {incident.summary}); the reply goes by {reply.value}.",
+            )
+        )
+        return case.id
 
 
 def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | None:

@@ -102,8 +102,10 @@ class Customer(Base):
     locale: Mapped[str] = mapped_column(String(35), default="en")
     timezone: Mapped[str | None] = mapped_column(String(64))
     annual_value: Mapped[float] = mapped_column(Float, default=0.0)
-    # The one forgiveness (seed 000): set when a recovery is granted; a second failure is final.
+    # The one forgiveness (seed 000): claimed by the case that decides to recover the customer;
+    # a later failure is final.
     forgiven_at: Mapped[datetime | None]
+    forgiven_case_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -188,6 +190,7 @@ class Message(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None]  # when a sender took it; stale claims go to staff
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(255))
     due_at: Mapped[datetime | None]

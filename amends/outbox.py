@@ -2,14 +2,18 @@
 
 Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
 claims a message (queued -> sending) in its own transaction before delivering it, so two senders
-never deliver the same message; a message left ``sending`` by a crash is not resent blindly.
+never deliver the same message: each claim delivers at most once. A message left ``sending`` by
+a sender that died is not resent blindly: :func:`release_stale_claims` hands it to staff, who
+check whether it went out. A mail server that accepted a message but whose answer was lost
+(a timeout after the data) looks like a transient failure: the resend carries the same
+Message-ID, so the customer's mail program shows it once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -18,7 +22,7 @@ from sqlalchemy.orm import Session
 from amends import models
 from amends.channels import ChannelAdapter, Outgoing
 from amends.db import Database
-from amends.domain import MessageKind, MessageStatus, ReplyChannel, Stage
+from amends.domain import CaseState, MessageKind, MessageStatus, ReplyChannel, Stage, spoken
 from amends.errors import DeliveryError
 
 
@@ -114,7 +118,11 @@ def deliver(
         claimed = session.execute(
             update(models.Message)
             .where(models.Message.id == message_id, models.Message.status == MessageStatus.QUEUED)
-            .values(status=MessageStatus.SENDING, attempts=models.Message.attempts + 1)
+            .values(
+                status=MessageStatus.SENDING,
+                attempts=models.Message.attempts + 1,
+                claimed_at=models.utcnow(),
+            )
         ).rowcount
         message = session.get(models.Message, message_id)
         if message is None:
@@ -128,7 +136,7 @@ def deliver(
             attachment=Path(message.attachment) if message.attachment else None,
         )
         channel, kind, status = message.channel, message.kind, message.status
-        outgoing_case = message.case_id
+        case_id = message.case_id
     if not claimed:
         return DeliveryOutcome(message_id, status, channel, kind)
 
@@ -147,12 +155,20 @@ def deliver(
             )
             session.add(
                 models.CaseEvent(
-                    case_id=outgoing_case,
+                    case_id=case_id,
                     kind="delivery_retry" if error.transient else "delivery_failed",
-                    text=f"{kind.value} by {channel.value} "
+                    text=f"{spoken(kind)} by {channel.value} "
                     f"{'will be retried' if error.transient else 'failed'}: {error.reason}",
                 )
             )
+            if not error.transient:
+                _hand_to_staff(
+                    session,
+                    case_id,
+                    message_id,
+                    f"The {spoken(kind)} by {channel.value} to {outgoing.recipient} failed: "
+                    f"{error.reason}. Reach the customer another way.",
+                )
         return DeliveryOutcome(message_id, new_status, channel, kind, error.reason, error.transient)
     except Exception as error:
         # A bug, not a refusal: park the message as failed, visibly, rather than leave it claimed.
@@ -177,9 +193,58 @@ def deliver(
         )
         session.add(
             models.CaseEvent(
-                case_id=outgoing_case,
+                case_id=case_id,
                 kind="sent",
-                text=f"{kind.value.replace('_', ' ').capitalize()} sent by {channel.value}.",
+                text=f"{spoken(kind).capitalize()} sent by {channel.value}.",
             )
         )
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
+
+
+def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions: str) -> None:
+    """Flag the case: a person must now reach the customer, or check what happened."""
+    key = f"case-{case_id}:delivery:message-{message_id}"
+    if session.scalar(select(models.StaffAction.id).where(models.StaffAction.key == key)) is None:
+        session.add(
+            models.StaffAction(
+                case_id=case_id, key=key, kind="delivery_problem", role="frontline",
+                instructions=instructions,
+            )
+        )  # fmt: skip
+        session.add(
+            models.CaseEvent(
+                case_id=case_id, kind="staff_action", text=f"For the frontline: {instructions}"
+            )
+        )
+    session.execute(
+        update(models.Case)
+        .where(models.Case.id == case_id, models.Case.state != CaseState.CLOSED)
+        .values(state=CaseState.AWAITING_STAFF)
+    )
+
+
+def release_stale_claims(db: Database, case_id: int, *, older_than: timedelta) -> int:
+    """Hand to staff the case's messages a sender claimed and never finished: it may have died
+    after the server accepted them, so resending blindly could send twice."""
+    cutoff = models.utcnow() - older_than
+    with db.session() as session:
+        stale = list(
+            session.scalars(
+                select(models.Message).where(
+                    models.Message.case_id == case_id,
+                    models.Message.status == MessageStatus.SENDING,
+                    models.Message.claimed_at < cutoff,
+                )
+            )
+        )
+        for message in stale:
+            message.status = MessageStatus.AWAITING_STAFF
+            message.last_error = "the sender stopped while sending; it may have gone out"
+            _hand_to_staff(
+                session,
+                case_id,
+                message.id,
+                f"The {spoken(message.kind)} to {message.recipient} may or may not have been "
+                f"sent (Message-ID {message.message_id}): check the mail log, then resend or not.",
+            )
+    return len(stale)

@@ -7,17 +7,20 @@ has an outcome is never run again. Running a case twice therefore repeats nothin
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amends import models
 from amends.assess import Assessment, assess
+from amends.catalogue import case_context, render_message
 from amends.checkins import checkin_times, invitation
 from amends.domain import (
     CaseState,
@@ -28,13 +31,12 @@ from amends.domain import (
     ReplyChannel,
     Stage,
     StageStatus,
+    address_for,
+    spoken,
 )
 from amends.empower import choose_offer
 from amends.outbox import queue_message
 from amends.runtime import Runtime
-
-# Channels whose messages are rendered as HTML; the rest are plain text.
-HTML_CHANNELS = {ReplyChannel.EMAIL, ReplyChannel.LETTER}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class _Step:
     rt: Runtime
     case: models.Case
     incident: Incident
+    # Files this attempt wrote; removed again if the stage fails.
+    files: list[Path] = field(default_factory=list)
 
     @property
     def customer(self) -> models.Customer:
@@ -89,6 +93,16 @@ class _Step:
         )
         self.event(stage, "staff_action", f"For the {role}: {instructions}")
 
+    def write(self, path: Path, content: bytes) -> Path:
+        """Write a file whole or not at all, and remember it in case the stage fails."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+        os.replace(partial, path)
+        self.files.append(path)
+        return path
+
 
 def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
     """Run one stage of a case unless it already ran; persist its outcome when it completes.
@@ -97,6 +111,7 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         LookupError: no case with that id.
         AmendsError: the stage could not complete (nothing of it is kept).
     """
+    step: _Step | None = None
     try:
         with rt.db.session() as session:
             step = _load(session, rt, case_id)
@@ -113,12 +128,17 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
             step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
             return StageResult(stage, status, summary, data)
     except IntegrityError:
-        # A concurrent run completed this stage first; its outcome stands and ours is discarded.
+        # A concurrent run completed this stage first: its outcome (and its files, which have
+        # the same names as ours) stand.
         with rt.db.session() as session:
             done = _load(session, rt, case_id).outcome(stage)
-            if done is None:
-                raise
-            return _result(done, resumed=True)
+        if done is None:
+            raise
+        return _result(done, resumed=True)
+    except BaseException:
+        for path in step.files if step else []:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _load(session: Session, rt: Runtime, case_id: int) -> _Step:
@@ -133,12 +153,8 @@ def _result(outcome: models.StageOutcome, *, resumed: bool) -> StageResult:
     return StageResult(outcome.stage, outcome.status, outcome.summary, outcome.data, resumed)
 
 
-def _words(value: StrEnum) -> str:
-    return value.value.replace("_", " ")
-
-
 def _title(stage: Stage) -> str:
-    return _words(stage).capitalize()
+    return spoken(stage).capitalize()
 
 
 # --- the stages ---------------------------------------------------------------------------------
@@ -147,9 +163,11 @@ Outcome = tuple[StageStatus, str, dict[str, Any]]
 
 
 def _assess(step: _Step) -> Outcome:
-    customer = step.customer
-    forgiven_before = customer.forgiven_at is not None
-    assessment = assess(step.incident, forgiven_before=forgiven_before, policy=step.rt.policy)
+    customer, policy = step.customer, step.rt.policy
+    assessment = assess(step.incident, forgiven_before=_forgiven(customer, step), policy=policy)
+    if assessment.decision is Decision.RECOVER and not _claim_forgiveness(step):
+        # Another case of this customer's took the one forgiveness a moment ago.
+        assessment = assess(step.incident, forgiven_before=True, policy=policy)
     step.case.decision = assessment.decision
     if assessment.decision is Decision.DO_NOT_PURSUE:
         step.staff_action(
@@ -167,8 +185,24 @@ def _assess(step: _Step) -> Outcome:
             f"Quality of service failed ({step.incident.category.value}): "
             f"{step.incident.summary}. Find the cause and fix it, whatever the decision.",
         )
-    summary = f"{_words(assessment.decision)}. " + " ".join(assessment.reasons[3:])
+    summary = f"{spoken(assessment.decision)}. " + " ".join(assessment.reasons)
     return StageStatus.COMPLETED, summary, assessment.model_dump(mode="json")
+
+
+def _forgiven(customer: models.Customer, step: _Step) -> bool:
+    return customer.forgiven_at is not None and customer.forgiven_case_id != step.case.id
+
+
+def _claim_forgiveness(step: _Step) -> bool:
+    """Spend the customer's one forgiveness (seed 000) on this case, atomically: of two cases
+    decided at the same moment, only one recovers."""
+    claimed = step.session.execute(
+        update(models.Customer)
+        .where(models.Customer.id == step.customer.id, models.Customer.forgiven_at.is_(None))
+        .values(forgiven_at=models.utcnow(), forgiven_case_id=step.case.id)
+    ).rowcount
+    step.session.refresh(step.customer)
+    return bool(claimed) or step.customer.forgiven_case_id == step.case.id
 
 
 def _empower(step: _Step) -> Outcome:
@@ -179,7 +213,7 @@ def _empower(step: _Step) -> Outcome:
     if offer is None:
         return (
             StageStatus.SKIPPED,
-            f"No incentive: the decision is to {_words(decision)}.",
+            f"No incentive: the decision is to {spoken(decision)}.",
             {"offer": None},
         )
     step.session.add(
@@ -200,7 +234,7 @@ def _empower(step: _Step) -> Outcome:
             f"The offer was capped at the frontline limit ({offer.value:.2f} {offer.currency}); "
             "decide whether to raise it.",
         )
-    summary = f"Offer {_words(offer.kind)} worth {offer.value:.2f} {offer.currency}. " + " ".join(
+    summary = f"Offer {spoken(offer.kind)} worth {offer.value:.2f} {offer.currency}. " + " ".join(
         offer.reasons
     )
     return StageStatus.COMPLETED, summary, {"offer": offer.model_dump(mode="json")}
@@ -264,12 +298,12 @@ def _follow_up(step: _Step) -> Outcome:
     channel = case.reply_channel
     # On a social network the apology is a short public reply that invites a private talk.
     kind = MessageKind.PUBLIC_REPLY if channel is ReplyChannel.SOCIAL else MessageKind.APOLOGY
-    queued = [_queue(step, kind, channel)]
+    queued = [_queue(step, Stage.FOLLOW_UP, kind, channel)]
     posts = step.outcome(Stage.MONITOR).data.get("posts", [])
     if posts and channel is not ReplyChannel.SOCIAL:
-        queued.append(_queue(step, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL))
+        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL))
     described = ", ".join(
-        f"{_words(m.kind)} by {m.channel.value} ({_words(m.status)})" for m in queued
+        f"{spoken(m.kind)} by {m.channel.value} ({spoken(m.status)})" for m in queued
     )
     data = {"messages": [{"kind": m.kind.value, "channel": m.channel.value} for m in queued]}
     if channel is ReplyChannel.LETTER:
@@ -294,25 +328,25 @@ def _reengage(step: _Step) -> Outcome:
     if offer is not None:
         offer.status = "offered"
     customer = step.customer
-    customer.forgiven_at = models.utcnow()  # the one forgiveness is now spent (seed 000)
     zone = customer.timezone or rt.settings.business_timezone
     figures = rt.policy.checkins
     times = checkin_times(case.opened_at, figures, zone)
-    checkins = []
-    for number, starts_at in enumerate(times, start=1):
-        checkin = models.CheckIn(
+    domain = rt.settings.sender_email.rpartition("@")[2]
+    checkins = [
+        models.CheckIn(
             case_id=case.id,
             number=number,
             starts_at=starts_at,
             duration_minutes=figures.duration_minutes,
-            uid=f"case-{case.id}-checkin-{number}@{rt.settings.sender_email.rpartition('@')[2]}",
+            uid=f"case-{case.id}-checkin-{number}@{domain}",
         )
-        step.session.add(checkin)
-        checkins.append(checkin)
+        for number, starts_at in enumerate(times, start=1)
+    ]
+    step.session.add_all(checkins)
     step.session.flush()
 
     if customer.email:
-        _queue(step, MessageKind.CHECKIN_INVITATION, ReplyChannel.EMAIL, checkins=checkins)
+        _queue(step, Stage.REENGAGE, MessageKind.CHECKIN_INVITATION, ReplyChannel.EMAIL, checkins)
         how = "invitation by email with the first check-in attached"
     else:
         step.staff_action(
@@ -330,8 +364,7 @@ def _reengage(step: _Step) -> Outcome:
         f"Offer made; {len(checkins)} check-in meetings scheduled from "
         f"{times[0].strftime('%Y-%m-%d %H:%M')} ({zone}); {how}."
     )
-    data = {"checkins": [t.isoformat() for t in times]}
-    return StageStatus.COMPLETED, summary, data
+    return StageStatus.COMPLETED, summary, {"checkins": [t.isoformat() for t in times]}
 
 
 STAGES = {
@@ -348,7 +381,8 @@ STAGES = {
 
 
 def _state_after_reply(step: _Step) -> CaseState:
-    """Closed once every reply is out; open while mail is queued; else waiting for staff."""
+    """Closed once every reply is out; open while mail is queued; else waiting for staff, who
+    also take over a reply that failed for good."""
     statuses = set(
         step.session.scalars(
             select(models.Message.status).where(models.Message.case_id == step.case.id)
@@ -363,39 +397,28 @@ def _state_after_reply(step: _Step) -> CaseState:
             models.StaffAction.role != "team",  # improvement items outlive the case
         )
     )
-    if MessageStatus.AWAITING_STAFF in statuses or open_actions:
+    if statuses & {MessageStatus.AWAITING_STAFF, MessageStatus.FAILED} or open_actions:
         return CaseState.AWAITING_STAFF
     return CaseState.CLOSED
 
 
 def _queue(
     step: _Step,
+    stage: Stage,
     kind: MessageKind,
     channel: ReplyChannel,
-    *,
     checkins: list[models.CheckIn] | None = None,
 ) -> models.Message:
     rt, case, customer, incident = step.rt, step.case, step.customer, step.incident
     settings = rt.settings
     offer = step.session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
-    context = {
-        "business": {
-            "name": settings.business_name,
-            "signature": settings.signature,
-            "email": settings.sender_email,
-        },
-        "customer": {"name": customer.name, "handle": customer.social_handle or ""},
-        "incident": {
-            "ref": incident.ref,
-            "summary": incident.summary,
-            "received_at": incident.received_at,
-            "category": incident.category.value,
-            "channel": incident.channel.value,
-        },
-        "decision": case.decision.value if case.decision else "",
-        "put_right": incident.put_right,
-        "what_changed": incident.what_changed,
-        "offer": (
+    context = case_context(
+        settings=settings,
+        incident=incident,
+        decision=case.decision.value if case.decision else "",
+        respond_by=case.first_response_due,
+        timezone=customer.timezone or settings.business_timezone,
+        offer=(
             {
                 "kind": offer.kind.value,
                 "value": offer.value,
@@ -405,58 +428,43 @@ def _queue(
             if offer
             else None
         ),
-        "checkins": [c.starts_at for c in checkins or []],
-        "timezone": customer.timezone or settings.business_timezone,
-        "respond_by": case.first_response_due,
-    }
-    ext = "html" if channel in HTML_CHANNELS else "txt"
-    rendered = rt.templates.render(kind.value, channel.value, ext, customer.locale, context)
-    subject = rendered.subject
-    in_reply_to = None
+        checkins=[c.starts_at for c in checkins or []],
+    )
+    rendered = render_message(rt.templates, kind, channel, customer.locale, context)
+    subject, in_reply_to = rendered.subject, None
     if channel is ReplyChannel.EMAIL and kind is MessageKind.APOLOGY:
         in_reply_to = incident.complaint_message_id
         if incident.complaint_subject:
-            subject = "Re: " + incident.complaint_subject.removeprefix("Re: ")
+            subject = reply_subject(incident.complaint_subject)
+    # Files are named by case number: refs that differ only in case never share a file.
+    name = f"case-{case.id}-{incident.ref}-{kind.value}"
     attachment = None
     if channel is ReplyChannel.LETTER:
-        attachment = settings.letters_dir / f"{incident.ref}-{kind.value}.html"
-        _write(attachment, rendered.body.encode("utf-8"))
+        attachment = step.write(settings.letters_dir / f"{name}.html", rendered.body.encode())
     if checkins:
         first = checkins[0]
-        attachment = settings.calendar_dir / f"{incident.ref}-checkin-{first.number}.ics"
-        _write(
-            attachment,
-            invitation(
-                uid=first.uid,
-                sequence=first.sequence,
-                starts_at=first.starts_at,
-                duration_minutes=first.duration_minutes,
-                summary=rendered.subject,
-                description=f"{settings.business_name}: check-in {first.number} of "
-                f"{len(checkins)} after incident {incident.ref}",
-                organizer=settings.sender_email,
-                organizer_name=settings.sender_name,
-                attendee=customer.email or "",
-                attendee_name=customer.name,
-                stamp=models.utcnow(),
-            ),
+        content = invitation(
+            uid=first.uid,
+            sequence=first.sequence,
+            starts_at=first.starts_at,
+            duration_minutes=first.duration_minutes,
+            summary=rendered.subject,
+            description=f"{settings.business_name}: check-in {first.number} of "
+            f"{len(checkins)} after incident {incident.ref}",
+            organizer=settings.sender_email,
+            organizer_name=settings.sender_name,
+            attendee=customer.email or "",
+            attendee_name=customer.name,
+            stamp=models.utcnow(),
         )
-    recipient = {
-        ReplyChannel.EMAIL: customer.email,
-        ReplyChannel.CHAT: customer.email,
-        ReplyChannel.PHONE: customer.phone,
-        ReplyChannel.SMS: customer.phone,
-        ReplyChannel.LETTER: customer.postal_address,
-        ReplyChannel.SOCIAL: f"{customer.social_platform}:{customer.social_handle}",
-        ReplyChannel.VISIT: customer.postal_address or customer.phone or customer.email,
-    }[channel]
+        attachment = step.write(settings.calendar_dir / f"{name}-{first.number}.ics", content)
     message = queue_message(
         step.session,
         case,
-        stage=Stage.FOLLOW_UP if kind is not MessageKind.CHECKIN_INVITATION else Stage.REENGAGE,
+        stage=stage,
         kind=kind,
         channel=channel,
-        recipient=recipient or "",
+        recipient=address_for(incident.customer, channel) or "",
         subject=subject,
         body=rendered.body,
         sender_email=settings.sender_email,
@@ -467,17 +475,17 @@ def _queue(
     )
     verb = "queued" if message.status is MessageStatus.QUEUED else "waiting for staff"
     step.event(
-        message.stage,
+        stage,
         "message",
-        f"{_words(kind).capitalize()} by {channel.value} {verb}"
+        f"{spoken(kind).capitalize()} by {channel.value} {verb}"
         + (f" ({attachment.name})" if attachment else "")
         + ".",
     )
     return message
 
 
-def _write(path: Any, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
-    partial.write_bytes(content)
-    partial.replace(path)
+def reply_subject(subject: str) -> str:
+    """``Re:`` and the complaint's own subject, without piling up ``Re: Re:``."""
+    while subject[:3].lower() == "re:":
+        subject = subject[3:].lstrip()
+    return f"Re: {subject}"

@@ -1,6 +1,7 @@
 """Messages from templates: one sandboxed Jinja2 environment for every kind, channel and locale.
 
-Templates live at ``templates/<locale>/<kind>.<channel>.<ext>.j2``; a template sets ``subject``
+Templates live at ``templates/<locale>/<kind>.<channel>.<ext>.j2`` and share the wording in
+``templates/<locale>/_common.j2``, imported as ``_common.<ext>.j2``; a template sets ``subject``
 with ``{% set subject = ... %}`` where its channel has one. A variable the template needs and
 the context lacks is an error, never a blank; HTML is autoescaped, and customer-supplied text
 is data, never template syntax.
@@ -37,6 +38,21 @@ class Rendered:
     locale: str
 
 
+class _Loader(FileSystemLoader):
+    """Serves each locale's ``_common.j2`` macros under two names, ``_common.html.j2`` and
+    ``_common.txt.j2``, so that they are compiled with the importing template's escaping: a
+    macro's body escapes (or not) as the file it was compiled from, whatever imports it."""
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str | None, Any]:
+        folder, _, name = template.rpartition("/")
+        if name == "_common.j2":
+            raise TemplateNotFound(f"{template}: import _common.html.j2 or _common.txt.j2")
+        if name in {"_common.html.j2", "_common.txt.j2"}:
+            source, filename, uptodate = super().get_source(environment, f"{folder}/_common.j2")
+            return source, filename, uptodate
+        return super().get_source(environment, template)
+
+
 class Templates:
     """The template environment, with Babel filters for the customer's locale and time zone.
 
@@ -50,7 +66,7 @@ class Templates:
         self.root = root
         self.timezone = ZoneInfo(timezone)
         self.env = ImmutableSandboxedEnvironment(
-            loader=FileSystemLoader(root),
+            loader=_Loader(root),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             trim_blocks=True,
@@ -91,7 +107,7 @@ class Templates:
         name = self.template_name(kind, channel, ext, chosen)
         try:
             template = self.env.get_template(name)
-            variables = {**context, **self._formatters(chosen)}
+            variables = {**context, **self.formatters(chosen)}
             module = template.make_module(variables)
             body = str(module).strip() + "\n"
             subject = str(getattr(module, "subject", "")).strip()
@@ -103,7 +119,8 @@ class Templates:
         subject = " ".join(subject.split())
         return Rendered(subject=subject, body=body, locale=chosen)
 
-    def _formatters(self, locale: str) -> dict[str, Any]:
+    def formatters(self, locale: str) -> dict[str, Any]:
+        """``money``, ``when`` and ``day`` for templates: Babel, in the locale and time zone."""
         tz = self.timezone
 
         def money(amount: float, currency: str) -> str:
@@ -114,7 +131,9 @@ class Templates:
             date = format_date(local, "full", locale=locale)
             return f"{date}, {format_time(local, 'short', locale=locale)}"
 
-        def day(moment: datetime) -> str:
-            return format_date(moment.astimezone(tz), "long", locale=locale)
+        def day(moment: datetime, zone: str | None = None) -> str:
+            return format_date(
+                moment.astimezone(ZoneInfo(zone) if zone else tz), "long", locale=locale
+            )
 
         return {"money": money, "when": when, "day": day}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from amends.channels import ChannelAdapter, EmailAdapter
 from amends.db import Database
 from amends.domain import ReplyChannel
+from amends.errors import DatabaseOutdated
 from amends.policy import Policy, load_policy
 from amends.rendering import Templates
 from amends.settings import Settings
@@ -31,9 +32,19 @@ class Runtime:
     def from_settings(
         cls, settings: Settings, *, channels: dict[ReplyChannel, ChannelAdapter] | None = None
     ) -> Runtime:
-        """Build a runtime and bring its database up to date."""
+        """Build a runtime; a SQLite database is brought up to date on the spot.
+
+        Raises:
+            DatabaseOutdated: another database needs ``amends db upgrade`` first, so that
+                several workers never race to migrate it.
+        """
         db = Database(settings.sqlalchemy_url)
         if not db.is_current():
+            if db.engine.dialect.name != "sqlite":
+                raise DatabaseOutdated(
+                    f"the database at {db.engine.url.render_as_string(hide_password=True)} is "
+                    f"at revision {db.revision() or 'none'}: run `amends db upgrade` first"
+                )
             db.upgrade()
         return cls(
             settings=settings,

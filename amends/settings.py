@@ -8,6 +8,7 @@ PostgreSQL and the ``AMENDS_SMTP_*`` variables at a real mail server for product
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
-    smtp_user: str | None = None
+    # yagmail logs in as the sender address; a password turns the login on.
     smtp_password: SecretStr | None = None
     smtp_ssl: bool = False
     smtp_starttls: bool = False
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     sender_name: str = "Acme Cleaning customer care"
     signature: str = "Dana Rivers, customer care manager"
     business_timezone: TimeZone = "Europe/Madrid"
+    tone: Literal["warm", "formal"] = Field(
+        default="warm", description="How messages greet and sign off: warm or formal."
+    )
 
     @field_validator("home", "templates_dir", "policy_file")
     @classmethod

@@ -7,7 +7,7 @@ from prefect import flow
 from amends.casebook import CaseOutcome
 from amends.domain import Incident
 from tasks.assess import assess
-from tasks.delivery import deliver_messages
+from tasks.delivery import deliver_or_keep_queued
 from tasks.empower import empower
 from tasks.follow_up import follow_up
 from tasks.intake import label_run, open_case
@@ -16,7 +16,7 @@ from tasks.reengage import reengage
 from tasks.report import publish_case_summary, report
 
 
-@flow(name="recover-incident", flow_run_name="{incident.ref}", log_prints=False)
+@flow(name="recover-incident", flow_run_name="{incident.ref}")
 def recover_incident(incident: Incident) -> CaseOutcome:
     """Recover a customer from an incident: assess, empower, monitor, report, follow up and
     re-engage, then summarise the case in an artifact.
@@ -34,9 +34,7 @@ def recover_incident(incident: Incident) -> CaseOutcome:
     monitor(case_id)
     report(case_id)
     follow_up(case_id)
-    # A delivery that still fails after its retries leaves the message queued, visibly, on the
-    # case; the recovery goes on.
-    deliver_messages(case_id, return_state=True)
+    deliver_or_keep_queued(case_id)
     reengage(case_id)
-    deliver_messages(case_id, return_state=True)
+    deliver_or_keep_queued(case_id)
     return publish_case_summary(case_id)

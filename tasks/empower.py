@@ -1,8 +1,14 @@
 """Empower: the offer frontline staff may make without asking."""
 
-from amends.domain import Stage
-from tasks._stage import stage_task
+from prefect import task
+from prefect.cache_policies import NONE
 
-empower = stage_task(
-    Stage.EMPOWER, "Pick an offer that absorbs the customer's costs, within the frontline limit."
-)
+from amends.domain import Stage
+from amends.recovery import StageResult
+from tasks._stage import run_and_log
+
+
+@task(name="empower", cache_policy=NONE, task_run_name="empower-case-{case_id}")
+def empower(case_id: int) -> StageResult:
+    """Pick an offer that absorbs the customer's costs, within the frontline limit."""
+    return run_and_log(Stage.EMPOWER, case_id)

@@ -19,7 +19,7 @@ def open_case(incident: Incident) -> int:
     return case_id
 
 
-@task(name="label-run", cache_policy=NONE)
+@task(name="label-run", cache_policy=NONE, retries=2, retry_delay_seconds=1)
 def label_run(incident: Incident) -> None:
     """Tag the flow run with the complaint's channel and severity, so the UI can filter by them."""
     run_id = flow_run.get_id()

@@ -34,6 +34,7 @@ for _name in [name for name in os.environ if name.startswith("AMENDS_")]:
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from amends.channels import EmailAdapter, RecordingAdapter  # noqa: E402
+from amends.db import Database  # noqa: E402
 from amends.domain import ReplyChannel  # noqa: E402
 from amends.mailcatcher import MailCatcher, free_port  # noqa: E402
 from amends.runtime import Runtime, use_runtime  # noqa: E402
@@ -86,6 +87,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings on a migrated database, as after `amends db upgrade`."""
+    database = Database(database_url)
+    database.upgrade()
+    database.dispose()
     return Settings(home=tmp_path / "var", database_url=database_url)
 
 

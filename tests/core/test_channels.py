@@ -82,9 +82,7 @@ def test_a_refused_recipient_is_classified(tmp_path: Path, reply: str, transient
 
 
 def test_the_password_never_reaches_an_error(tmp_path: Path) -> None:
-    adapter = EmailAdapter(
-        Settings(smtp_port=free_port(), smtp_user="ops", smtp_password="hunter2-secret")
-    )
+    adapter = EmailAdapter(Settings(smtp_port=free_port(), smtp_password="hunter2-secret"))
     with pytest.raises(DeliveryError) as caught:
         adapter.deliver(outgoing(tmp_path))
     assert "hunter2" not in str(caught.value) and "hunter2" not in repr(adapter.settings)

@@ -1,150 +1,180 @@
-"""Templates: every message renders in every locale with what the seeds ask for, safely."""
+"""Templates: every kind x channel x locale renders with what the seeds ask for, safely."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from amends.catalogue import FORMS, LOCALES, PROGRESS_DONE, PROGRESS_NEXT, extension, sample_context
+from amends.domain import MessageKind
 from amends.errors import TemplateError
 from amends.rendering import Templates
-from amends.settings import PROJECT_ROOT
+from amends.settings import PROJECT_ROOT, Settings
 
-TEMPLATES = PROJECT_ROOT / "templates"
-LOCALES = ["en", "es"]
-# kind, channel, ext: every message amends sends.
-MESSAGES = [
-    ("apology", "email", "html"),
-    ("apology", "letter", "html"),
-    ("apology", "phone", "txt"),
-    ("apology", "sms", "txt"),
-    ("apology", "chat", "txt"),
-    ("apology", "visit", "txt"),
-    ("public_reply", "social", "txt"),
-    ("checkin_invitation", "email", "html"),
-]
-# What each locale's apology must say (seed 004: the apology, what has changed, the offer),
-# each as alternatives in that language's own words.
-PHRASES = {
-    "en": [("sorry",), ("has changed", "changed the way"), ("free for 30 days",)],
-    "es": [("lo sentimos", "lo siento", "sentimos"), ("cambiado",), ("gratis durante 30 días",)],
+SETTINGS = Settings()
+CASES = [(kind, channel) for kind, channels in FORMS.items() for channel in channels]
+
+# Wording that carries an element the data cannot show, in each language.
+SORRY = {"en": ("sorry",), "es": ("lo sentimos", "lo siento", "sentimos", "disculpas")}
+NEXT = {
+    "en": ("What happens next", "We will also be in touch", "Next step", "If anything is still"),
+    "es": ("Próximo paso", "También nos pondremos", "Si algo sigue"),
 }
+ACCEPT = {
+    "en": ("To accept", "Reply YES", "If they say yes", "just say yes"),
+    "es": ("Para aceptarla", "Responda SÍ", "Si dice que sí", "basta con decir sí"),
+}
+QUESTIONS = {
+    "en": ("Why did you stop", "Where do you get", "another chance", "Was the reason us"),
+    "es": ("¿Por qué dejó", "¿Dónde consigue", "otra oportunidad", "¿Tuvo que ver con nosotros"),
+}
+DONE = {"en": ("we wrote to apologise",), "es": ("le escribimos para pedirle disculpas",)}
+COMING = {"en": ("we meet for the first check-in",), "es": ("nos reuniremos para el primer",)}
+THANKS = {"en": ("Thank you",), "es": ("Gracias",)}
+FEEDBACK = {"en": ("feedback",), "es": ("opinión", "Díganos con sinceridad")}
 
 
-def context(**changes: Any) -> dict[str, Any]:
-    data = {
-        "business": {
-            "name": "Acme Cleaning",
-            "signature": "Dana Rivers",
-            "email": "care@acme.example",
-        },
-        "customer": {"name": "Rodolfo K.", "handle": "@rk"},
-        "incident": {
-            "ref": "INC-1",
-            "summary": "Cleaning crew missed four days",
-            "received_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
-            "category": "service_failure",
-            "channel": "email",
-        },
-        "decision": "recover",
-        "put_right": "",
-        "what_changed": "",
-        "offer": {"kind": "free_trial", "value": 300.0, "currency": "EUR", "trial_days": 30},
-        "checkins": [
-            datetime(2026, 11, 30, 9, tzinfo=UTC),
-            datetime(2026, 12, 14, 9, tzinfo=UTC),
+def required(
+    kind: MessageKind, locale: str, context: dict[str, Any], fmt: dict[str, Any]
+) -> list[tuple[str, ...]]:
+    """What a message of this kind must contain: each tuple holds alternatives."""
+    offer = context["offer"]
+    money = (fmt["money"](offer["value"], offer["currency"]),)
+    first_checkin = (fmt["when"](context["checkins"][0], context["timezone"]),)
+    summary, put_right, changed = (
+        (context["incident"]["summary"],),
+        (context["put_right"],),
+        (context["what_changed"],),
+    )
+    return {
+        MessageKind.APOLOGY: [SORRY[locale], summary, put_right, changed, money, NEXT[locale]],
+        MessageKind.PUBLIC_REPLY: [SORRY[locale], (context["customer"]["handle"],)],
+        MessageKind.PROGRESS_UPDATE: [
+            DONE[locale],
+            COMING[locale],
+            (fmt["when"](context["progress"]["next_contact"], context["timezone"]),),
         ],
-        "timezone": "Europe/Madrid",
-        "respond_by": datetime(2026, 11, 21, 8, 30, tzinfo=UTC),
-    }
-    data.update(changes)
-    return data
+        MessageKind.OFFER: [money, ("30",), ACCEPT[locale]],
+        MessageKind.CHECKIN_INVITATION: [first_checkin, FEEDBACK[locale]],
+        MessageKind.CHECKIN_REMINDER: [first_checkin],
+        MessageKind.EXIT_QUESTIONS: [(q,) for q in QUESTIONS[locale]],
+        MessageKind.THANK_YOU: [
+            THANKS[locale],
+            SORRY[locale] + ("another chance", "otra oportunidad"),
+        ],
+        MessageKind.WINBACK_OFFER: [money, changed, ACCEPT[locale]],
+    }[kind]
 
 
 @pytest.fixture(scope="module")
 def templates() -> Templates:
-    return Templates(TEMPLATES, timezone="Europe/Madrid")
+    return Templates(PROJECT_ROOT / "templates", timezone=SETTINGS.business_timezone)
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize(("kind", "channel", "ext"), MESSAGES)
-def test_every_message_renders_in_every_locale(
-    templates: Templates, kind: str, channel: str, ext: str, locale: str
+@pytest.mark.parametrize(("kind", "channel"), CASES)
+def test_every_message_says_what_it_must(
+    templates: Templates, kind: MessageKind, channel, locale: str
 ) -> None:
-    rendered = templates.render(kind, channel, ext, locale, context())
-    assert rendered.locale == locale
-    assert "Rodolfo K." in rendered.body or "@rk" in rendered.body
-    if kind == "apology":
-        body = rendered.body.lower()
-        for phrases in PHRASES[locale]:
-            assert any(p in body for p in phrases), f"{phrases} missing: {kind}.{channel}.{locale}"
-    if channel == "email":
+    context = sample_context(SETTINGS)
+    rendered = templates.render(kind.value, channel.value, extension(channel), locale, context)
+    assert rendered.locale == locale  # a real translation, not the English fallback
+    text = re.sub(r"<[^>]+>", " ", rendered.body).lower()
+    for alternatives in required(kind, locale, context, templates.formatters(locale)):
+        assert any(a.lower() in text for a in alternatives), (
+            f"{alternatives} missing from {kind}.{channel}.{locale}"
+        )
+    if channel.value in {"email", "letter"}:
         assert rendered.subject
 
 
 @pytest.mark.parametrize("locale", LOCALES)
+def test_progress_updates_know_every_step(templates: Templates, locale: str) -> None:
+    for nxt in PROGRESS_NEXT:
+        context = sample_context(SETTINGS)
+        context["progress"] = {**context["progress"], "done": list(PROGRESS_DONE), "next": nxt}
+        body = templates.render("progress_update", "email", "html", locale, context).body
+        assert body.count("<li>") == len(PROGRESS_DONE)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("tone", ["warm", "formal"])
+def test_the_tone_is_a_setting(templates: Templates, locale: str, tone: str) -> None:
+    context = sample_context(SETTINGS.model_copy(update={"tone": tone}))
+    body = templates.render("apology", "email", "html", locale, context).body
+    greetings = {("en", "warm"): "Hello ", ("en", "formal"): "Dear ", ("es", "warm"): "Hola, ",
+                 ("es", "formal"): "Estimado/a "}  # fmt: skip
+    assert f"<p>{greetings[locale, tone]}Rodolfo Kendhall" in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
 def test_the_public_reply_stays_short_and_private(templates: Templates, locale: str) -> None:
-    long_name = context(
-        customer={"name": "Maximiliana " * 10, "handle": "@" + "x" * 30},
-        business={
-            "name": "The Very Long Business Name Cleaning Services",
-            "signature": "D",
-            "email": "care@acme.example",
-        },
-    )
-    reply = templates.render("public_reply", "social", "txt", locale, long_name).body
-    assert len(reply.strip()) <= 280
+    context = sample_context(SETTINGS)
+    context["customer"] = {"name": "Maximiliana " * 10, "handle": "@" + "x" * 99}
+    context["business"] = {
+        **context["business"],
+        "name": "The Very Long Name Cleaning Company " * 2,
+    }
+    context["offer"] = {**context["offer"], "value": 123456789.99}
+    reply = templates.render("public_reply", "social", "txt", locale, context).body.strip()
+    assert len(reply) <= 280, len(reply)
     assert "Maximiliana" not in reply  # no personal data in public
-    assert "300" not in reply  # no amounts in public
+    assert "123" not in reply  # no amounts in public
+    assert not re.search(r"[\w.+-]+@[\w-]+\.\w+", reply), "an email address in public"
+    assert not re.search(r"\+?\d[\d ]{6,}", reply), "a phone number in public"
 
 
 def test_money_and_dates_follow_the_locale(templates: Templates) -> None:
-    es = templates.render("apology", "email", "html", "es", context()).body
-    en = templates.render("apology", "email", "html", "en", context()).body
-    assert "300,00\xa0€" in es and "20 de noviembre de 2026" in es
-    assert "€300.00" in en and "November 20, 2026" in en
+    context = sample_context(SETTINGS)
+    es = templates.render("apology", "email", "html", "es", context).body
+    en = templates.render("apology", "email", "html", "en", context).body
+    assert "300,00\xa0€" in es and " de 20" in es
+    assert "€300.00" in en
 
 
 def test_a_missing_translation_falls_back_to_english_and_is_logged(
     templates: Templates, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        rendered = templates.render("apology", "email", "html", "fr", context())
+        rendered = templates.render("apology", "email", "html", "fr", sample_context(SETTINGS))
     assert rendered.locale == "en"
     assert "No fr translation of apology.email.html" in caplog.text
 
 
 def test_a_regional_locale_uses_its_language(templates: Templates) -> None:
-    assert templates.render("apology", "email", "html", "es_MX", context()).locale == "es"
+    rendered = templates.render("apology", "email", "html", "es_MX", sample_context(SETTINGS))
+    assert rendered.locale == "es"
 
 
 def test_a_missing_variable_is_an_error_not_a_blank(templates: Templates) -> None:
-    incomplete = context()
+    incomplete = sample_context(SETTINGS)
     del incomplete["business"]
     with pytest.raises(TemplateError, match="'business' is undefined"):
         templates.render("apology", "email", "html", "en", incomplete)
 
 
 def test_customer_text_is_escaped_in_html(templates: Templates) -> None:
-    hostile = context(customer={"name": "<script>alert(1)</script>", "handle": ""})
-    body = templates.render("apology", "email", "html", "en", hostile).body
+    context = sample_context(SETTINGS)
+    context["customer"] = {"name": "<script>alert(1)</script>", "handle": ""}
+    body = templates.render("apology", "email", "html", "en", context).body
     assert "<script>" not in body and "&lt;script&gt;" in body
 
 
 def test_customer_text_is_never_template_syntax(templates: Templates) -> None:
-    hostile = context(
-        customer={"name": "{{ business.__class__ }}{% for x in range(9) %}", "handle": ""}
-    )
-    body = templates.render("apology", "email", "html", "en", hostile).body
+    context = sample_context(SETTINGS)
+    context["customer"] = {"name": "{{ business.__class__ }}{% for x in range(9) %}", "handle": ""}
+    body = templates.render("apology", "email", "html", "en", context).body
     assert "{{ business.__class__ }}" in body
 
 
 def test_a_subject_never_carries_a_line_break(templates: Templates) -> None:
-    hostile = context(incident={**context()["incident"], "summary": "Late\r\nBcc: all@x.example"})
-    subject = templates.render("apology", "email", "html", "en", hostile).subject
+    context = sample_context(SETTINGS)
+    context["incident"] = {**context["incident"], "summary": "Late\r\nBcc: all@x.example"}
+    subject = templates.render("apology", "email", "html", "en", context).subject
     assert "\r" not in subject and "\n" not in subject
 
 
@@ -157,4 +187,4 @@ def test_the_sandbox_refuses_unsafe_templates(tmp_path: Path) -> None:
 
 def test_an_unknown_template_is_named(templates: Templates) -> None:
     with pytest.raises(TemplateError, match="no template for nothing on email"):
-        templates.render("nothing", "email", "html", "en", context())
+        templates.render("nothing", "email", "html", "en", sample_context(SETTINGS))

@@ -139,7 +139,7 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     assert "amends cases" in demo.stdout and "prefect server start" in demo.stdout
     mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
     assert len(mail) == 6
-    assert list((tmp_path / "var" / "letters").glob("DEMO-1003-apology.html"))
+    assert list((tmp_path / "var" / "letters").glob("case-*-DEMO-1003-apology.html"))
 
     cases = subprocess.run([sys.executable, "-m", "amends", "cases", "--json"], check=True, **run)
     decisions = {c["incident_ref"]: c["decision"] for c in json.loads(cases.stdout)}

@@ -42,7 +42,7 @@ def test_an_incident_is_recovered_and_mailed(smtp_rt: Runtime, mail_catcher: Mai
         artifacts = client.read_latest_artifacts(limit=50)
     assert run.name == "INC-1001"
     assert {"channel:email", "severity:high"} <= set(run.tags)
-    summary = next(a for a in artifacts if a.key == "case-inc-1001")
+    summary = next(a for a in artifacts if a.key == f"case-{outcome.case_id}")
     assert "Decision: recover" in summary.data
     assert "rk@example.com" not in summary.data  # the UI is often shared
 
