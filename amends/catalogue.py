@@ -9,6 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from amends import models
 from amends.domain import Incident, MessageKind, ReplyChannel
 from amends.errors import TemplateError
 from amends.rendering import Rendered, Templates
@@ -83,27 +87,38 @@ def business_context(settings: Settings) -> dict[str, Any]:
         "name": settings.business_name,
         "signature": settings.signature,
         "email": settings.sender_email,
+        "phone": settings.business_phone or "",
         "tone": settings.tone,
     }
 
 
 def case_context(
-    *,
+    session: Session,
+    case: models.Case,
     settings: Settings,
-    incident: Incident,
-    decision: str,
-    respond_by: datetime,
-    timezone: str,
-    offer: dict[str, Any] | None,
-    checkins: list[datetime],
-    progress: dict[str, Any] | None = None,
+    *,
+    checkins: list[datetime] | None = None,
 ) -> dict[str, Any]:
-    """What a template is told about a real case; the same keys as :func:`sample_context`."""
+    """What a template is told about a real case; the same keys as :func:`sample_context`.
+
+    ``checkins`` are the meetings a message is about; the case's scheduled ones by default.
+    """
+    incident = Incident.model_validate(case.incident.payload)
+    offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
+    if checkins is None:
+        checkins = list(
+            session.scalars(
+                select(models.CheckIn.starts_at)
+                .where(models.CheckIn.case_id == case.id)
+                .order_by(models.CheckIn.number)
+            )
+        )
     return {
         "business": business_context(settings),
         "customer": {
             "name": incident.customer.name,
             "handle": incident.customer.social.handle if incident.customer.social else "",
+            "address": incident.customer.postal_address or "",
         },
         "incident": {
             "ref": incident.ref,
@@ -112,38 +127,96 @@ def case_context(
             "category": incident.category.value,
             "channel": incident.channel.value,
         },
-        "decision": decision,
+        "decision": case.decision.value if case.decision else "",
         "put_right": incident.put_right,
         "what_changed": incident.what_changed,
-        "offer": offer,
+        "offer": (
+            {
+                "kind": offer.kind.value,
+                "value": offer.value,
+                "currency": offer.currency,
+                "trial_days": offer.trial_days,
+            }
+            if offer
+            else None
+        ),
         "checkins": checkins,
-        "timezone": timezone,
-        "respond_by": respond_by,
-        "progress": progress,
+        "timezone": case.customer.timezone or settings.business_timezone,
+        "respond_by": case.first_response_due,
+        "progress": progress_of(session, case, checkins),
+        "today": datetime.now(UTC),
     }
 
 
-def sample_context(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
+def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -> dict[str, Any]:
+    """What a progress update says about a case: what was done, what comes next, and when the
+    customer hears from us again (seed 001)."""
+    sent_kinds = set(
+        session.scalars(
+            select(models.Message.kind).where(
+                models.Message.case_id == case.id, models.Message.status == "sent"
+            )
+        )
+    )
+    done = ["complaint_received"]
+    if sent_kinds & {MessageKind.APOLOGY, MessageKind.PUBLIC_REPLY}:
+        done.append("apology_sent")
+    if session.scalar(select(models.Offer.id).where(models.Offer.case_id == case.id)):
+        done.append("offer_made")
+    upcoming = [moment for moment in checkins if moment > datetime.now(UTC)]
+    if upcoming:
+        done.append("checkins_scheduled")
+    return {
+        "done": done,
+        "next": "first_checkin" if upcoming else "close_case",
+        "next_contact": upcoming[0] if upcoming else datetime.now(UTC) + timedelta(days=7),
+    }
+
+
+# Sample wording an operator would write for a customer in each language.
+SAMPLE_TEXT = {
+    "en": (
+        "Cleaning crew missed four days in a row",
+        "A supervisor will deep-clean your offices this week at no charge.",
+        "Every crew now has a named stand-in, and a missed visit alerts a supervisor within "
+        "the hour.",
+    ),
+    "es": (
+        "El equipo de limpieza no vino cuatro días seguidos",
+        "Esta semana una supervisora hará una limpieza a fondo de sus oficinas sin coste.",
+        "Cada equipo tiene ahora un suplente asignado, y una visita no realizada avisa a una "
+        "supervisora en menos de una hora.",
+    ),
+}
+
+
+def sample_context(
+    settings: Settings, *, locale: str = "en", now: datetime | None = None
+) -> dict[str, Any]:
     """A full context with sample data, for previews and ``amends templates check``.
 
     Every optional part is filled, so that a template's every branch has something to say.
     """
     now = now or datetime.now(UTC)
+    summary, put_right, what_changed = SAMPLE_TEXT.get(locale.split("_")[0], SAMPLE_TEXT["en"])
     received = now - timedelta(days=2)
     return {
         "business": business_context(settings),
-        "customer": {"name": "Rodolfo Kendhall", "handle": "@rkendhall"},
+        "customer": {
+            "name": "Rodolfo Kendhall",
+            "handle": "@rkendhall",
+            "address": "Calle Mayor 12\n28013 Madrid",
+        },
         "incident": {
             "ref": "INC-1001",
-            "summary": "Cleaning crew missed four days in a row",
+            "summary": summary,
             "received_at": received,
             "category": "service_failure",
             "channel": "email",
         },
         "decision": "recover",
-        "put_right": "A supervisor will deep-clean your offices this week at no charge.",
-        "what_changed": "Every crew now has a named stand-in, and a missed visit alerts a "
-        "supervisor within the hour.",
+        "put_right": put_right,
+        "what_changed": what_changed,
         "offer": {"kind": "free_trial", "value": 300.0, "currency": "EUR", "trial_days": 30},
         "checkins": [now + timedelta(days=7), now + timedelta(days=21), now + timedelta(days=49)],
         "timezone": settings.business_timezone,
@@ -153,4 +226,26 @@ def sample_context(settings: Settings, *, now: datetime | None = None) -> dict[s
             "next": "first_checkin",
             "next_contact": now + timedelta(days=7),
         },
+        "today": now,
     }
+
+
+def check_templates(templates: Templates, settings: Settings) -> list[str]:
+    """Render every kind, channel and locale with sample data; return the problems found
+    (a missing translation counts: it would reach the customer in English)."""
+    problems = []
+    for kind, channels in FORMS.items():
+        for channel in channels:
+            for locale in LOCALES:
+                context = sample_context(settings, locale=locale)
+                name = templates.template_name(
+                    kind.value, channel.value, extension(channel), locale
+                )
+                if not (templates.root / name).is_file():
+                    problems.append(f"{name}: missing")
+                    continue
+                try:
+                    render_message(templates, kind, channel, locale, context)
+                except TemplateError as error:
+                    problems.append(str(error))
+    return problems

@@ -6,6 +6,7 @@ its messages wait in the outbox as ``awaiting_staff``.
 
 from __future__ import annotations
 
+import re
 import smtplib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,9 @@ class EmailAdapter:
         if message.in_reply_to:
             headers = {"In-Reply-To": message.in_reply_to, "References": message.in_reply_to}
         # yagmail turns every "\n" of a body into "<br>", and treats a body that names an
-        # existing file as an attachment: hand it one line of HTML.
-        html = " ".join(message.body.split())
+        # existing file as an attachment: hand it one line of HTML. Only ASCII white space is
+        # folded; a no-break space keeps "600,00 €" together.
+        html = re.sub(r"[ \t\r\n]+", " ", message.body).strip()
         try:
             with self._client() as client:
                 # A bare address: given {address: name}, yagmail writes only the name in To.

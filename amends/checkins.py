@@ -62,4 +62,5 @@ def invitation(
     attendee_address.params["rsvp"] = vText("TRUE")
     event.add("attendee", attendee_address, encode=0)
     calendar.add_component(event)
+    calendar.add_missing_timezones()  # a VTIMEZONE for the TZID, as Outlook requires
     return calendar.to_ical()

@@ -6,11 +6,13 @@ commands answer at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 from rich.console import Console
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from amends.domain import Incident
     from amends.runtime import Runtime
 
+P = ParamSpec("P")
+
 app = typer.Typer(
     name="amends",
     help="Win customers back: run each incident through assess, empower, monitor, report, "
@@ -33,6 +37,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The amends database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+templates_app = typer.Typer(help="The message templates.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -43,9 +49,49 @@ VerboseFlag = Annotated[
 ]
 
 
+# Exit codes: 1 for an error, 3 when the run completed but some mail stays queued.
+EXIT_QUEUED = 3
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def explain(error: Exception) -> str | None:
+    """One line for an error a user can fix; None for a bug, which keeps its traceback."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(error, AmendsError):
+        return str(error)
+    if isinstance(error, ValidationError) and error.title == "Settings":
+        return "configuration: " + "; ".join(
+            f"AMENDS_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+    if isinstance(error, OperationalError):
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        return f"cannot use the database: {reason}"
+    return None
+
+
+def friendly(command: Callable[P, None]) -> Callable[P, None]:
+    """Turn the errors a user can fix into one line and exit code 1, in every command."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as error:
+            message = explain(error)
+            if message is None:
+                raise
+            raise fail(message) from None
+
+    return run
 
 
 def _runtime() -> Runtime:
@@ -56,9 +102,9 @@ def _runtime() -> Runtime:
 
 def _prepare_prefect(verbose: bool) -> None:
     """Quiet, offline-friendly Prefect defaults for a terminal; the environment still wins."""
-    # Logs still reach the Prefect UI at INFO; only the terminal is kept to warnings.
+    # The run's logs still reach the Prefect UI; the terminal gets this command's own report.
     os.environ.setdefault(
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "WARNING"
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL"
     )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
@@ -71,7 +117,22 @@ def run_incident(incident: Incident) -> CaseOutcome:
     return recover_incident(incident)
 
 
+def _read_incident(file: str) -> bytes:
+    from amends.intake import MAX_INCIDENT_BYTES
+
+    if file == "-":
+        return sys.stdin.buffer.read(MAX_INCIDENT_BYTES + 1)
+    path = Path(file)
+    if path.is_dir():
+        raise fail(f"{file} is a folder, not an incident file")
+    if not path.is_file():
+        raise fail(f"no such file: {file}")
+    with path.open("rb") as handle:
+        return handle.read(MAX_INCIDENT_BYTES + 1)
+
+
 @app.command()
+@friendly
 def incident(
     file: Annotated[
         str, typer.Argument(help="Incident JSON file, or - for standard input.", metavar="FILE")
@@ -81,34 +142,33 @@ def incident(
 ) -> None:
     """Run one incident through the recover-incident flow.
 
-    Filing the same incident again resumes its case; nothing is repeated or sent twice.
+    Filing the same incident again resumes its case; nothing is repeated or sent twice. Exits
+    with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
     """
-    from amends.intake import MAX_INCIDENT_BYTES, check_reachable, parse_incident
+    from amends.intake import check_can_file, parse_incident
 
-    try:
-        if file == "-":
-            raw = sys.stdin.buffer.read(MAX_INCIDENT_BYTES + 1)
-        else:
-            path = Path(file)
-            if not path.is_file():
-                raise fail(f"no such file: {file}")
-            with path.open("rb") as handle:
-                raw = handle.read(MAX_INCIDENT_BYTES + 1)
-        parsed = parse_incident(raw)
-        rt = _runtime()
-        check_reachable(rt.policy, parsed)
-        _prepare_prefect(verbose)
-        with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
-            outcome = run_incident(parsed)
-    except AmendsError as error:
-        raise fail(str(error)) from None
+    parsed = parse_incident(_read_incident(file))
+    check_can_file(_runtime(), parsed)  # refuse before Prefect starts a run
+    _prepare_prefect(verbose)
+    with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
+        outcome = run_incident(parsed)
     if as_json:
         out.print_json(outcome.model_dump_json())
-        return
-    _print_case(outcome)
+    else:
+        _print_case(outcome)
+    queued = [m for m in outcome.messages if m.status == "queued"]
+    if queued:
+        err.print(
+            f"[bold yellow]warning:[/] {len(queued)} message(s) could not be sent yet and stay "
+            f"queued: {queued[0].last_error}. Check AMENDS_SMTP_HOST and AMENDS_SMTP_PORT, or run "
+            "`amends mailcatcher` for a local test server; filing the incident again retries.",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_QUEUED)
 
 
 @app.command()
+@friendly
 def cases(
     as_json: JsonFlag = False,
     limit: Annotated[int, typer.Option(help="How many cases, newest first.", min=1)] = 50,
@@ -117,13 +177,16 @@ def cases(
     from amends.casebook import list_cases
     from amends.domain import spoken
 
-    lines = list_cases(_runtime().db, limit=limit)
+    rt = _runtime()
+    lines = list_cases(rt.db, limit=limit)
     if as_json:
         out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
         return
     if not lines:
+        where = rt.db.engine.url.render_as_string(hide_password=True)
         out.print(
-            "No cases yet. File one with [bold]amends incident FILE[/] or try [bold]amends demo[/]."
+            f"No cases yet in {where}. File one with [bold]amends incident FILE[/] or try "
+            "[bold]amends demo[/]."
         )
         return
     table = Table("case", "incident", "customer", "complained by", "decision", "stage", "state")
@@ -132,7 +195,7 @@ def cases(
             str(line.case_id),
             line.incident_ref,
             f"{line.customer_name} ({line.customer_ref})",
-            line.complaint_channel,
+            spoken(line.complaint_channel),
             spoken(line.decision),
             spoken(line.stage),
             spoken(line.state),
@@ -141,6 +204,7 @@ def cases(
 
 
 @app.command()
+@friendly
 def case(
     ref: Annotated[str, typer.Argument(help="The incident's ref, or the case number.")],
     as_json: JsonFlag = False,
@@ -148,10 +212,7 @@ def case(
     """Show one case: decision and reasons, stages, messages, offer, check-ins and timeline."""
     from amends.casebook import case_outcome
 
-    try:
-        outcome = case_outcome(_runtime().db, ref)
-    except AmendsError as error:
-        raise fail(str(error)) from None
+    outcome = case_outcome(_runtime().db, ref)
     if as_json:
         out.print_json(outcome.model_dump_json())
         return
@@ -159,6 +220,7 @@ def case(
 
 
 @app.command()
+@friendly
 def demo(
     home: Annotated[
         Path | None,
@@ -174,13 +236,95 @@ def demo(
     from amends.demo import run_demo
 
     _prepare_prefect(verbose)
-    try:
-        run_demo(home, out=out, err=err)
-    except AmendsError as error:
-        raise fail(str(error)) from None
+    run_demo(home, out=out, err=err)
+
+
+@app.command()
+@friendly
+def mailcatcher(
+    port: Annotated[int, typer.Option(help="Port to listen on, on 127.0.0.1.")] = 8025,
+) -> None:
+    """Run a local mail catcher on 127.0.0.1 until Ctrl-C.
+
+    An SMTP server that keeps every message as an .eml file in the data folder's mail/ folder;
+    amends sends to 127.0.0.1:8025 unless AMENDS_SMTP_HOST and AMENDS_SMTP_PORT say otherwise.
+    """
+    import time
+
+    from amends.mailcatcher import MailCatcher
+    from amends.settings import Settings
+
+    settings = Settings()
+    with MailCatcher(settings.mail_dir, port=port):
+        err.print(f"Catching mail on 127.0.0.1:{port} into {settings.mail_dir}; Ctrl-C stops.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+@friendly
+def preview(
+    kind: Annotated[str, typer.Argument(help="Message kind: apology, offer, thank_you, …")],
+    channel: Annotated[
+        str, typer.Option(help="email, letter, phone, sms, chat, visit, social.")
+    ] = "email",
+    locale: Annotated[
+        str | None, typer.Option(help="en or es; the case customer's by default.")
+    ] = None,
+    case_ref: Annotated[
+        str | None, typer.Option("--case", help="Use a real case's data instead of sample data.")
+    ] = None,
+) -> None:
+    """Show a message as it would go out, before it does."""
+    from amends.casebook import find_case
+    from amends.catalogue import FORMS, case_context, render_message, sample_context
+    from amends.domain import MessageKind, ReplyChannel
+
+    if kind not in set(MessageKind):
+        raise fail(f"no message kind {kind!r}; the kinds: {', '.join(k.value for k in FORMS)}")
+    message_kind = MessageKind(kind)
+    ways = ", ".join(c.value for c in FORMS[message_kind])
+    if channel not in set(ReplyChannel) or ReplyChannel(channel) not in FORMS[message_kind]:
+        raise fail(f"{kind} is not written for {channel}; it goes by {ways}")
+    reply_channel = ReplyChannel(channel)
+    rt = _runtime()
+    if case_ref is None:
+        language = locale or "en"
+        context = sample_context(rt.settings, locale=language)
+    else:
+        with rt.db.session() as session:
+            found = find_case(session, case_ref)
+            context = case_context(session, found, rt.settings)
+            language = locale or found.customer.locale
+    rendered = render_message(rt.templates, message_kind, reply_channel, language, context)
+    if rendered.subject:
+        out.print(f"[bold]Subject:[/] {rendered.subject}", highlight=False)
+    out.print(f"[dim]{kind}.{channel} in {rendered.locale}[/]\n", highlight=False)
+    out.print(rendered.body, markup=False, highlight=False)
+
+
+@templates_app.command("check")
+@friendly
+def templates_check() -> None:
+    """Render every message kind, channel and locale with sample data; exit 1 on any problem,
+    a missing translation included."""
+    from amends.catalogue import FORMS, LOCALES, check_templates
+
+    rt = _runtime()
+    problems = check_templates(rt.templates, rt.settings)
+    for problem in problems:
+        err.print(f"[red]✗[/] {problem}", highlight=False)
+    total = sum(len(channels) for channels in FORMS.values()) * len(LOCALES)
+    if problems:
+        raise fail(f"{len(problems)} of {total} messages have problems")
+    out.print(f"All {total} messages render in {', '.join(LOCALES)}.")
 
 
 @db_app.command("upgrade")
+@friendly
 def db_upgrade() -> None:
     """Apply pending migrations to the database (AMENDS_DATABASE_URL, else the data folder's)."""
     from amends.db import Database

@@ -59,6 +59,7 @@ def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutco
         rt = Runtime.from_settings(settings)
         use_runtime(rt)
         record_posts(rt.db, sample_posts())
+        already = len(catcher.messages())
         incidents = sample_incidents()
         err.print(
             f"Data folder: {settings.home}\nMail catcher: SMTP on {catcher.host}:{catcher.port}, "
@@ -75,14 +76,14 @@ def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutco
                     f"complaint from {incident.customer.name}…"
                 )
                 outcomes.append(run_incident(incident))
-        mail = catcher.messages()
+        sent = len(catcher.messages()) - already
     use_runtime(None)
-    _print_summary(out, outcomes, settings, len(mail), time.perf_counter() - started)
+    _print_summary(out, outcomes, settings, sent, time.perf_counter() - started)
     return outcomes
 
 
 def _print_summary(
-    out: Console, outcomes: list[CaseOutcome], settings: Settings, mail: int, seconds: float
+    out: Console, outcomes: list[CaseOutcome], settings: Settings, sent: int, seconds: float
 ) -> None:
     table = Table(
         "customer",
@@ -109,11 +110,11 @@ def _print_summary(
     out.print(table)
     out.print(
         "\n[bold]Where to look next[/]\n"
-        f"  • The emails, as .eml files ({mail} in this run's catcher): {settings.mail_dir}\n"
-        f"  • Letters and call scripts for staff: {settings.letters_dir}\n"
-        "  • Every case: [bold]amends cases[/]; one case's timeline: "
-        f"[bold]amends case {outcomes[0].incident_ref if outcomes else 'REF'}[/]\n"
-        "  • The runs in the Prefect UI: [bold]prefect server start[/], then open "
-        "http://127.0.0.1:4200",
+        f"  • The emails, as .eml files ({sent} sent in this run): {settings.mail_dir}\n"
+        f"  • Letters to print: {settings.letters_dir}\n"
+        "  • Every case: [bold]amends cases[/]; one case's timeline, call scripts and work "
+        f"for staff: [bold]amends case {outcomes[0].incident_ref if outcomes else 'REF'}[/]\n"
+        "  • The runs in the Prefect UI: [bold]prefect server start[/] (in .venv/bin), then "
+        "open http://127.0.0.1:4200",
         highlight=False,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -22,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -251,7 +253,9 @@ def line(min_length: int = 0, max_length: int = 200) -> Any:
 
 def text(max_length: int) -> Any:
     """Free text: newlines allowed, other control characters not."""
-    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_text)]
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=max_length), AfterValidator(_text)
+    ]
 
 
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
@@ -397,6 +401,14 @@ class Incident(_Model):
     complaint_subject: line(0, 200) | None = Field(
         default=None, description="Subject of the complaint email."
     )
+
+    @field_validator("received_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime) -> datetime:
+        # An hour's grace for clocks that disagree.
+        if value > datetime.now(UTC) + timedelta(hours=1):
+            raise ValueError("is in the future")
+        return value
 
     @model_validator(mode="after")
     def _reachable_on_complaint_channel(self) -> Self:

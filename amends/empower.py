@@ -39,7 +39,7 @@ def choose_offer(assessment: Assessment, severity: Severity, policy: Policy) -> 
     limit = figures.frontline_limit[severity]
     wanted = round(assessment.costs.total, 2)
     value = min(wanted, limit)
-    reasons = [f"A {severity.value}-severity failure calls for {spoken(kind)}."]
+    reasons = [f"A {severity.value}-severity failure calls for: {spoken(kind)}."]
     if wanted > limit:
         reasons.append(
             f"The customer's costs ({wanted:.2f} {policy.currency}) exceed the frontline limit "

@@ -87,6 +87,24 @@ def check_reachable(policy: Policy, incident: Incident) -> ReplyChannel:
     return reply
 
 
+def check_can_file(rt: Runtime, incident: Incident) -> None:
+    """Everything :func:`open_case` would refuse, checked without writing anything.
+
+    Raises:
+        InvalidIncident: the customer cannot be reached on the reply channel.
+        IncidentConflict: the ref or the complaint email is already filed with other details.
+    """
+    check_reachable(rt.policy, incident)
+    with rt.db.session() as session:
+        if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None and (
+            filed_as := _same_complaint(session, incident)
+        ):
+            raise IncidentConflict(
+                f"this complaint email ({incident.complaint_message_id}) was already filed as "
+                f"incident {filed_as}"
+            )
+
+
 def open_case(rt: Runtime, incident: Incident) -> int:
     """Record the incident and open its case; return the case id.
 
@@ -111,6 +129,11 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
         case_id = _existing_case(session, incident.ref, payload)
         if case_id is not None:
             return case_id
+        if filed_as := _same_complaint(session, incident):
+            raise IncidentConflict(
+                f"this complaint email ({incident.complaint_message_id}) was already filed as "
+                f"incident {filed_as}"
+            )
         customer = _upsert_customer(session, incident)
         record = models.Incident(
             ref=incident.ref,
@@ -146,6 +169,18 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
             )
         )
         return case.id
+
+
+def _same_complaint(session: Any, incident: Incident) -> str | None:
+    """The ref under which this very complaint email was already filed, if it was."""
+    if incident.complaint_message_id is None:
+        return None
+    return session.scalar(
+        select(models.Incident.ref).where(
+            models.Incident.complaint_message_id == incident.complaint_message_id,
+            models.Incident.ref != incident.ref,
+        )
+    )
 
 
 def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | None:

@@ -125,7 +125,7 @@ class Incident(Base):
     our_fault: Mapped[bool] = mapped_column(Boolean)
     abusive: Mapped[bool] = mapped_column(Boolean, default=False)
     costs: Mapped[dict[str, Any]] = mapped_column(JSON)
-    complaint_message_id: Mapped[str | None] = mapped_column(String(255))
+    complaint_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
     complaint_subject: Mapped[str | None] = mapped_column(String(200))
     # The incident as filed, to resume a run and to tell a re-filing from a conflicting one.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)

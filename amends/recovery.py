@@ -153,6 +153,10 @@ def _result(outcome: models.StageOutcome, *, resumed: bool) -> StageResult:
     return StageResult(outcome.stage, outcome.status, outcome.summary, outcome.data, resumed)
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" + ("" if number == 1 else "s")
+
+
 def _title(stage: Stage) -> str:
     return spoken(stage).capitalize()
 
@@ -205,6 +209,13 @@ def _claim_forgiveness(step: _Step) -> bool:
     return bool(claimed) or step.customer.forgiven_case_id == step.case.id
 
 
+NO_INCENTIVE = {
+    Decision.SMOOTH_OVER: "the decision is to smooth it over",
+    Decision.LOST: "the customer is lost under the one-forgiveness rule",
+    Decision.DO_NOT_PURSUE: "the customer is not pursued",
+}
+
+
 def _empower(step: _Step) -> Outcome:
     decision = step.case.decision
     assert decision is not None, "assess runs before empower"
@@ -213,7 +224,7 @@ def _empower(step: _Step) -> Outcome:
     if offer is None:
         return (
             StageStatus.SKIPPED,
-            f"No incentive: the decision is to {spoken(decision)}.",
+            f"No incentive: {NO_INCENTIVE[decision]}.",
             {"offer": None},
         )
     step.session.add(
@@ -270,7 +281,7 @@ def _monitor(step: _Step) -> Outcome:
         return StageStatus.COMPLETED, f"No public complaint found on {where}.", {"posts": []}
     return (
         StageStatus.COMPLETED,
-        f"{len(found)} public post(s) found on {where}: they get a public reply too.",
+        f"{_count(len(found), 'public post')} found on {where}: a public reply answers.",
         {"posts": found},
     )
 
@@ -345,7 +356,9 @@ def _reengage(step: _Step) -> Outcome:
     step.session.add_all(checkins)
     step.session.flush()
 
-    if customer.email:
+    # The invitation follows the apology, never precedes it: by email only when the apology
+    # went by email; otherwise the person who calls, writes or visits agrees the dates.
+    if case.reply_channel is ReplyChannel.EMAIL and customer.email:
         _queue(step, Stage.REENGAGE, MessageKind.CHECKIN_INVITATION, ReplyChannel.EMAIL, checkins)
         how = "invitation by email with the first check-in attached"
     else:
@@ -411,24 +424,8 @@ def _queue(
 ) -> models.Message:
     rt, case, customer, incident = step.rt, step.case, step.customer, step.incident
     settings = rt.settings
-    offer = step.session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
     context = case_context(
-        settings=settings,
-        incident=incident,
-        decision=case.decision.value if case.decision else "",
-        respond_by=case.first_response_due,
-        timezone=customer.timezone or settings.business_timezone,
-        offer=(
-            {
-                "kind": offer.kind.value,
-                "value": offer.value,
-                "currency": offer.currency,
-                "trial_days": offer.trial_days,
-            }
-            if offer
-            else None
-        ),
-        checkins=[c.starts_at for c in checkins or []],
+        step.session, case, settings, checkins=[c.starts_at for c in checkins or []]
     )
     rendered = render_message(rt.templates, kind, channel, customer.locale, context)
     subject, in_reply_to = rendered.subject, None

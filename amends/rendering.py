@@ -46,7 +46,7 @@ class _Loader(FileSystemLoader):
     def get_source(self, environment: Any, template: str) -> tuple[str, str | None, Any]:
         folder, _, name = template.rpartition("/")
         if name == "_common.j2":
-            raise TemplateNotFound(f"{template}: import _common.html.j2 or _common.txt.j2")
+            raise JinjaTemplateError(f"{template}: import _common.html.j2 or _common.txt.j2")
         if name in {"_common.html.j2", "_common.txt.j2"}:
             source, filename, uptodate = super().get_source(environment, f"{folder}/_common.j2")
             return source, filename, uptodate
@@ -111,8 +111,8 @@ class Templates:
             module = template.make_module(variables)
             body = str(module).strip() + "\n"
             subject = str(getattr(module, "subject", "")).strip()
-        except TemplateNotFound:
-            raise TemplateError(f"template {name} not found") from None
+        except TemplateNotFound as missing:
+            raise TemplateError(f"{name}: template {missing} not found") from None
         except JinjaTemplateError as error:
             raise TemplateError(f"{name}: {error}") from None
         # A subject becomes a mail header: no line breaks, whatever the data held.

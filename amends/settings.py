@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     sender_email: str = "care@acme-cleaning.example"
     sender_name: str = "Acme Cleaning customer care"
     signature: str = "Dana Rivers, customer care manager"
+    business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
     business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(
         default="warm", description="How messages greet and sign off: warm or formal."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 
 import pytest
@@ -43,6 +44,8 @@ def test_a_valid_incident_is_normalised() -> None:
         ({"costs": {"economic": -5}}, "costs.economic: Input should be greater than or equal to 0"),
         ({"ref": "bad ref with spaces"}, "ref: String should match pattern"),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+        ({"received_at": "2099-01-01T00:00:00+00:00"}, "received_at: is in the future"),
+        ({"complaint_message_id": "<a\x01b@x>"}, "complaint_message_id: String should match"),
     ],
 )
 def test_bad_fields_are_named(changes: dict, names: str) -> None:
@@ -119,3 +122,32 @@ def test_no_contact_for_the_reply_channel_writes_nothing(rt) -> None:  # type: i
         open_case(strict, incident)
     assert _rows(rt, models.Case) == 0
     assert _rows(rt, models.Customer) == 0
+
+
+def test_the_same_complaint_email_under_another_ref_is_refused(rt) -> None:  # type: ignore[no-untyped-def]
+    open_case(rt, make_incident(ref="INC-1"))
+    with pytest.raises(IncidentConflict, match="already filed as incident INC-1"):
+        open_case(rt, make_incident(ref="INC-2"))
+    assert _rows(rt, models.Incident) == 1
+
+
+def test_two_incidents_of_a_new_customer_filed_at_once(rt) -> None:  # type: ignore[no-untyped-def]
+    incidents = [
+        make_incident(ref=f"INC-{n}", complaint_message_id=f"<{n}@customer.example>")
+        for n in range(4)
+    ]
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(open_case(rt, i))) for i in incidents
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == len(set(results)) == 4
+    assert (_rows(rt, models.Case), _rows(rt, models.Customer)) == (4, 1)
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    with pytest.raises(InvalidIncident, match="nested too deeply"):
+        parse_incident("[" * 200_000)

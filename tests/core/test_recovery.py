@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from factories import make_incident
 from sqlalchemy import func, select
 
-from amends import models
+from amends import models, recovery
 from amends.casebook import case_outcome
-from amends.domain import STAGES, Decision, Incident, Stage
+from amends.domain import STAGES, Decision, Incident, MessageStatus, ReplyChannel, Stage
+from amends.errors import DeliveryError
 from amends.intake import open_case
 from amends.mentions import PublicPost, record_posts
-from amends.outbox import deliver, queued_messages
+from amends.outbox import deliver, queued_messages, release_stale_claims
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 
@@ -86,7 +88,10 @@ def test_a_stage_that_fails_keeps_nothing_and_runs_again(rt: Runtime, monkeypatc
 
 def test_one_forgiveness_across_incidents(rt: Runtime) -> None:
     first = case_outcome(rt.db, recover(rt, make_incident(ref="INC-1")))
-    second = case_outcome(rt.db, recover(rt, make_incident(ref="INC-2")))
+    second = case_outcome(
+        rt.db,
+        recover(rt, make_incident(ref="INC-2", complaint_message_id="<again@customer.example>")),
+    )
     assert first.decision == "recover"
     assert second.decision == "lost"
     assert second.offer is None and second.checkins == []
@@ -128,8 +133,11 @@ def test_staff_deliver_on_channels_without_an_adapter(  # type: ignore[no-untype
     assert first.due_at is not None
     if file_suffix:
         assert first.attachment and first.attachment.endswith(file_suffix)
-    # Only the check-in invitation went by email; the apology waits for staff.
-    assert all(m.attachment and m.attachment.suffix == ".ics" for m in recorder.delivered)
+    # Nothing went by email: the invitation never goes out before the apology, so the person
+    # who calls, writes or visits agrees the check-in dates.
+    assert recorder.delivered == []
+    assert [m.kind for m in outcome.messages if m.channel == "email"] == []
+    assert "agree_checkins" in [a.kind for a in outcome.staff_actions]
 
 
 def test_a_public_post_found_by_the_monitor_gets_a_public_reply(rt: Runtime) -> None:
@@ -146,7 +154,7 @@ def test_a_public_post_found_by_the_monitor_gets_a_public_reply(rt: Runtime) -> 
         ],
     )
     outcome = case_outcome(rt.db, recover(rt, make_incident()))
-    assert outcome.stages[2].summary.startswith("1 public post(s) found")
+    assert outcome.stages[2].summary.startswith("1 public post found")
     assert [(m.kind, m.channel) for m in outcome.messages][:2] == [
         ("apology", "email"),
         ("public_reply", "social"),
@@ -160,3 +168,63 @@ def test_a_customer_without_email_agrees_checkins_with_staff(rt: Runtime) -> Non
     assert len(outcome.checkins) == 3
     assert "agree_checkins" in [a.kind for a in outcome.staff_actions]
     assert [m.kind for m in outcome.messages] == ["apology"]
+
+
+def test_two_cases_decided_at_once_spend_one_forgiveness(rt: Runtime) -> None:
+    first = open_case(rt, make_incident(ref="INC-A", complaint_message_id="<a@c.example>"))
+    second = open_case(rt, make_incident(ref="INC-B", complaint_message_id="<b@c.example>"))
+    threads = [
+        threading.Thread(target=run_stage, args=(rt, case_id, Stage.ASSESS))
+        for case_id in (first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    decisions = sorted(case_outcome(rt.db, c).decision for c in (first, second))
+    assert decisions == ["lost", "recover"]
+
+
+def test_a_failed_stage_leaves_no_file_behind(rt: Runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    case_id = open_case(rt, make_incident(channel="letter"))
+    for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT):
+        run_stage(rt, case_id, stage)
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(recovery, "queue_message", refuse)
+    with pytest.raises(RuntimeError):
+        run_stage(rt, case_id, Stage.FOLLOW_UP)
+    assert list(rt.settings.letters_dir.glob("*")) == []
+    monkeypatch.undo()
+    run_stage(rt, case_id, Stage.FOLLOW_UP)
+    assert [p.name for p in rt.settings.letters_dir.glob("*")] == [
+        f"case-{case_id}-INC-1001-apology.html"
+    ]
+
+
+def test_a_refused_apology_flags_the_case_for_staff(rt: Runtime) -> None:
+    rt.channels[ReplyChannel.EMAIL].fail_with = DeliveryError("550 no such user", transient=False)
+    outcome = case_outcome(rt.db, recover(rt, make_incident(our_fault=False)))
+    assert outcome.decision == "smooth_over"
+    assert outcome.messages[0].status == "failed"
+    assert outcome.state == "awaiting_staff"
+    problem = [a for a in outcome.staff_actions if a.kind == "delivery_problem"]
+    assert problem and "550 no such user" in problem[0].instructions
+
+
+def test_a_sender_that_died_hands_its_message_to_staff(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident())
+    for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT, Stage.FOLLOW_UP):
+        run_stage(rt, case_id, stage)
+    (message_id,) = queued_messages(rt.db, case_id)
+    with rt.db.session() as session:  # claimed an hour ago, never finished
+        message = session.get(models.Message, message_id)
+        message.status = MessageStatus.SENDING
+        message.claimed_at = models.utcnow() - timedelta(hours=1)
+    assert release_stale_claims(rt.db, case_id, older_than=timedelta(minutes=10)) == 1
+    outcome = case_outcome(rt.db, case_id)
+    assert outcome.messages[0].status == "awaiting_staff"
+    assert "may or may not have been sent" in outcome.staff_actions[-1].instructions
+    assert queued_messages(rt.db, case_id) == []  # never resent blindly

@@ -80,7 +80,7 @@ def templates() -> Templates:
 def test_every_message_says_what_it_must(
     templates: Templates, kind: MessageKind, channel, locale: str
 ) -> None:
-    context = sample_context(SETTINGS)
+    context = sample_context(SETTINGS, locale=locale)
     rendered = templates.render(kind.value, channel.value, extension(channel), locale, context)
     assert rendered.locale == locale  # a real translation, not the English fallback
     text = re.sub(r"<[^>]+>", " ", rendered.body).lower()
@@ -114,7 +114,11 @@ def test_the_tone_is_a_setting(templates: Templates, locale: str, tone: str) -> 
 @pytest.mark.parametrize("locale", LOCALES)
 def test_the_public_reply_stays_short_and_private(templates: Templates, locale: str) -> None:
     context = sample_context(SETTINGS)
-    context["customer"] = {"name": "Maximiliana " * 10, "handle": "@" + "x" * 99}
+    context["customer"] = {
+        **context["customer"],
+        "name": "Maximiliana " * 10,
+        "handle": "@" + "x" * 99,
+    }
     context["business"] = {
         **context["business"],
         "name": "The Very Long Name Cleaning Company " * 2,
@@ -159,14 +163,62 @@ def test_a_missing_variable_is_an_error_not_a_blank(templates: Templates) -> Non
 
 def test_customer_text_is_escaped_in_html(templates: Templates) -> None:
     context = sample_context(SETTINGS)
-    context["customer"] = {"name": "<script>alert(1)</script>", "handle": ""}
-    body = templates.render("apology", "email", "html", "en", context).body
-    assert "<script>" not in body and "&lt;script&gt;" in body
+    context["customer"] = {**context["customer"], "name": "<script>alert(1)</script>"}
+    context["put_right"] = '<a href="http://phish.example">Click for your refund</a>'
+    context["what_changed"] = "<img src=x onerror=alert(2)>"
+    for channel in ("email", "letter"):
+        body = templates.render("apology", channel, "html", "en", context).body
+        assert "<script>" not in body and "&lt;script&gt;" in body
+        assert "<a href" not in body and "&lt;a href" in body
+        assert "<img" not in body
+
+
+def test_text_messages_are_not_html_escaped(templates: Templates) -> None:
+    context = sample_context(SETTINGS)
+    context["customer"] = {**context["customer"], "name": "Margaret O'Neill & Sons"}
+    body = templates.render("apology", "sms", "txt", "en", context).body
+    assert "Margaret O'Neill & Sons" in body
+
+
+def test_shared_macros_cannot_be_imported_unescaped(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "_common.j2").write_text("{% macro x() %}{{ name }}{% endmacro %}")
+    (tmp_path / "en" / "bad.email.html.j2").write_text(
+        '{% import "en/_common.j2" as c %}{{ c.x() }}'
+    )
+    with pytest.raises(TemplateError, match="import _common.html.j2 or _common.txt.j2"):
+        Templates(tmp_path, timezone="UTC").render("bad", "email", "html", "en", {"name": "<b>"})
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("channel", ["email", "letter", "phone", "sms", "chat", "visit"])
+def test_smoothing_over_claims_no_fault_and_no_change(
+    templates: Templates, locale: str, channel: str
+) -> None:
+    context = sample_context(SETTINGS)
+    context.update(decision="smooth_over", put_right="", what_changed="", offer=None)
+    fmt = "html" if channel in {"email", "letter"} else "txt"
+    body = templates.render("apology", channel, fmt, locale, context).body.lower()
+    for untrue in ("let you down", "fallado", "should not have happened", "what has changed",
+                   "qué hemos cambiado", "finding out how", "averiguando"):  # fmt: skip
+        assert untrue not in body
+    assert ("sorry" if locale == "en" else "sentimos") in body or "siento" in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_letter_is_addressed_and_dated_today(templates: Templates, locale: str) -> None:
+    context = sample_context(SETTINGS)
+    body = templates.render("apology", "letter", "html", locale, context).body
+    assert "Rodolfo Kendhall<br>Calle Mayor 12<br>28013 Madrid" in body
+    assert templates.formatters(locale)["day"](context["today"], context["timezone"]) in body
 
 
 def test_customer_text_is_never_template_syntax(templates: Templates) -> None:
     context = sample_context(SETTINGS)
-    context["customer"] = {"name": "{{ business.__class__ }}{% for x in range(9) %}", "handle": ""}
+    context["customer"] = {
+        **context["customer"],
+        "name": "{{ business.__class__ }}{% for x in range(9) %}",
+    }
     body = templates.render("apology", "email", "html", "en", context).body
     assert "{{ business.__class__ }}" in body
 

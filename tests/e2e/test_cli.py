@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
+import shutil
 import subprocess
 import sys
+from email import policy as email_policy
 from pathlib import Path
 
 import pytest
-from factories import incident_data
+from factories import incident_data, make_incident
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from amends import models
 from amends.cli import app
+from amends.domain import Stage
+from amends.intake import open_case
+from amends.recovery import run_stage
 from amends.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +144,19 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     assert "7 incidents recovered" in demo.stdout
     assert "amends cases" in demo.stdout and "prefect server start" in demo.stdout
     mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
-    assert len(mail) == 6
+    # Apologies by email to Rodolfo, Lucía and Priya, and Rodolfo's check-in invitation; the
+    # others' apologies wait for staff, and their check-ins are agreed by whoever calls.
+    assert len(mail) == 4
+    messages = [email.message_from_bytes(m.read_bytes(), policy=email_policy.default) for m in mail]
+    (spanish,) = [
+        m for m in messages
+        if m["To"] == "rodolfo@kendhall-offices.example" and "In-Reply-To" in m
+    ]  # fmt: skip
+    html = spanish.get_body(("html",)).get_content()
+    assert spanish["Subject"] == "Re: Cuatro días sin limpieza"
+    assert "Le hemos fallado y lo sentimos" in html
+    assert "20 de noviembre de 2026" in html, html
+    assert "600,00\xa0€" in html, html
     assert list((tmp_path / "var" / "letters").glob("case-*-DEMO-1003-apology.html"))
 
     cases = subprocess.run([sys.executable, "-m", "amends", "cases", "--json"], check=True, **run)
@@ -154,3 +172,104 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted((tmp_path / "var" / "mail").glob("*.eml")) == mail  # nothing sent twice
+
+
+def test_a_folder_is_not_an_incident(rt: Runtime, tmp_path: Path) -> None:
+    result = amends("incident", str(tmp_path))
+    assert result.exit_code == 1 and "is a folder, not an incident file" in result.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_conflicting_refiling_is_refused_in_one_line(smtp_rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(incident_data()))
+    assert amends("incident", str(path)).exit_code == 0
+    path.write_text(json.dumps(incident_data(severity="low")))
+    result = amends("incident", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: incident INC-1001 is already recorded with other details (severity); "
+        "file the change under a new ref"
+    ]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_mail_that_cannot_go_out_yet_exits_3_and_says_why(
+    rt_without_smtp: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.delivery import deliver_messages
+
+    monkeypatch.setattr(deliver_messages, "retry_delay_seconds", [0, 0])
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(incident_data()))
+    result = amends("incident", str(path))
+    assert result.exit_code == 3
+    assert "2 message(s) could not be sent yet and stay queued: cannot reach SMTP" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("AMENDS_SMTP_PORT", "abc", "error: configuration: AMENDS_SMTP_PORT: Input should be"),
+        ("AMENDS_POLICY_FILE", "/nowhere/policy.yaml", "error: cannot read policy file"),
+        (
+            "AMENDS_DATABASE_URL",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "error: cannot use the database",
+        ),
+    ],
+)
+def test_configuration_mistakes_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("AMENDS_HOME", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    result = amends("cases")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_templates_check_passes_on_the_shipped_templates(rt: Runtime) -> None:
+    result = amends("templates", "check")
+    assert result.exit_code == 0, result.output
+    assert "All 58 messages render in en, es." in result.stdout
+
+
+def test_templates_check_names_what_is_broken_or_untranslated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", broken)
+    (broken / "es" / "thank_you.sms.txt.j2").unlink()
+    (broken / "en" / "offer.email.html.j2").write_text("{{ offer.missing_field }}")
+    monkeypatch.setenv("AMENDS_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("AMENDS_TEMPLATES_DIR", str(broken))
+    result = amends("templates", "check")
+    assert result.exit_code == 1
+    assert "es/thank_you.sms.txt.j2: missing" in result.stderr
+    assert "en/offer.email.html.j2: 'dict object' has no attribute 'missing_field'" in result.stderr
+    assert "error: 2 of 58 messages have problems" in result.stderr
+
+
+def test_preview_with_sample_data(rt: Runtime) -> None:
+    result = amends("preview", "apology", "--channel", "email", "--locale", "es")
+    assert result.exit_code == 0, result.output
+    assert "Subject: Lo sentimos, Rodolfo Kendhall" in result.stdout
+    assert "Le hemos fallado y lo sentimos" in result.stdout
+
+
+def test_preview_with_a_real_case(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident(customer={"locale": "es", "name": "Ana Ruiz"}))
+    for stage in (Stage.ASSESS, Stage.EMPOWER):
+        run_stage(rt, case_id, stage)
+    result = amends("preview", "offer", "--channel", "sms", "--case", "INC-1001")
+    assert result.exit_code == 0, result.output
+    assert "Ana Ruiz" in result.stdout and "600,00" in result.stdout  # her capped offer
+
+
+def test_preview_names_the_channels_a_kind_goes_by(rt: Runtime) -> None:
+    result = amends("preview", "thank_you", "--channel", "visit")
+    assert result.exit_code == 1
+    assert "thank_you is not written for visit; it goes by email, letter, sms" in result.stderr

@@ -64,6 +64,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("ref", name=op.f("uq_incidents_ref")),
     )
     with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_incidents_complaint_message_id"), ["complaint_message_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_incidents_customer_id"), ["customer_id"], unique=False)
 
     op.create_table(
@@ -262,6 +265,7 @@ def downgrade() -> None:
     op.drop_table("cases")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_incidents_customer_id"))
+        batch_op.drop_index(batch_op.f("ix_incidents_complaint_message_id"))
 
     op.drop_table("incidents")
     op.drop_table("customers")
