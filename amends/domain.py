@@ -171,6 +171,11 @@ class MessageKind(StrEnum):
     WINBACK_OFFER = "winback_offer"  # the nightly run's offer to a lapsed customer
 
 
+# Re-engagement rather than service: an opt-out from marketing silences these, and their
+# email carries List-Unsubscribe.
+MARKETING_KINDS = frozenset({MessageKind.WINBACK_OFFER, MessageKind.EXIT_QUESTIONS})
+
+
 class OfferKind(StrEnum):
     """Ways to make a second chance easy (seeds 000 and 004)."""
 

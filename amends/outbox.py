@@ -22,7 +22,15 @@ from sqlalchemy.orm import Session
 from amends import models
 from amends.channels import ChannelAdapter, Outgoing
 from amends.db import Database
-from amends.domain import CaseState, MessageKind, MessageStatus, ReplyChannel, Stage, spoken
+from amends.domain import (
+    MARKETING_KINDS,
+    CaseState,
+    MessageKind,
+    MessageStatus,
+    ReplyChannel,
+    Stage,
+    spoken,
+)
 from amends.errors import DeliveryError
 
 
@@ -134,6 +142,7 @@ def deliver(
             message_id=message.message_id or "",
             in_reply_to=message.in_reply_to,
             attachment=Path(message.attachment) if message.attachment else None,
+            marketing=message.kind in MARKETING_KINDS,
         )
         channel, kind, status = message.channel, message.kind, message.status
         case_id = message.case_id

@@ -10,8 +10,10 @@ is data, never template syntax.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -137,3 +139,53 @@ class Templates:
             )
 
         return {"money": money, "when": when, "day": day}
+
+
+class _PlainText(HTMLParser):
+    """Our templates' HTML (paragraphs, line breaks, lists) as readable plain text."""
+
+    BLOCKS = frozenset({"p", "div", "ul", "ol", "h1", "h2", "h3", "title", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+        self.numbers: list[int] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in {"style", "title", "head"}:
+            self.skip += 1
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag in self.BLOCKS:
+            self.out.append("\n\n")
+            if tag == "ol":
+                self.numbers.append(0)
+        elif tag == "li":
+            if self.numbers:
+                self.numbers[-1] += 1
+                self.out.append(f"\n{self.numbers[-1]}. ")
+            else:
+                self.out.append("\n- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"style", "title", "head"}:
+            self.skip -= 1
+        elif tag == "ol" and self.numbers:
+            self.numbers.pop()
+        elif tag in self.BLOCKS:
+            self.out.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(re.sub(r"[ \t\r\n]+", " ", data))
+
+
+def plain_text(html: str) -> str:
+    """The text of an HTML message, for the text/plain alternative of an email."""
+    parser = _PlainText()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.out)
+    lines = [line.strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

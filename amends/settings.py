@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     sender_email: str = "care@acme-cleaning.example"
     sender_name: str = "Acme Cleaning customer care"
     signature: str = "Dana Rivers, customer care manager"
+    unsubscribe_url: str | None = Field(
+        default=None, description="https URL that records an opt-out (List-Unsubscribe)."
+    )
     business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
     business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(

@@ -1,27 +1,40 @@
-"""Email through yagmail to a real SMTP server on loopback."""
+"""Email through yagmail to a real SMTP server on loopback, with yagmail 0.16's gaps closed.
+
+The ``test_yagmail_*`` tests pin what yagmail itself does, so that an upgrade that changes it
+is noticed here, next to the code in amends/channels.py that works around it.
+"""
 
 from __future__ import annotations
 
 import email
 from email import policy as email_policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import yagmail
 from aiosmtpd.controller import Controller
+from icalendar import Calendar
 
 from amends.channels import EmailAdapter, Outgoing
 from amends.errors import DeliveryError
 from amends.mailcatcher import MailCatcher, free_port
 from amends.settings import Settings
 
+HTML = "<p>Dear Rodolfo,</p>\n<p>We are <strong>sorry</strong>.</p>\n<ol>\n<li>First</li>\n</ol>"
+
 
 def outgoing(tmp_path: Path, **changes: object) -> Outgoing:
     ics = tmp_path / "checkin.ics"
-    ics.write_bytes(b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n")
+    ics.write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REQUEST\r\n"
+        b"BEGIN:VEVENT\r\nUID:1@x\r\nDTSTAMP:20261122T000000Z\r\nDTSTART:20261130T090000Z\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
     values = {
         "recipient": "rk@example.com",
         "subject": "Re: Four days without cleaning",
-        "body": "<p>Dear Rodolfo,</p>\n<p>We are sorry.</p>",
+        "body": HTML,
         "message_id": "<abc.amends@acme.example>",
         "in_reply_to": "<complaint-1@customer.example>",
         "attachment": ics,
@@ -30,22 +43,70 @@ def outgoing(tmp_path: Path, **changes: object) -> Outgoing:
     return Outgoing(**values)  # type: ignore[arg-type]
 
 
+def parse(raw: bytes | str) -> EmailMessage:
+    data = raw.encode() if isinstance(raw, str) else raw
+    return email.message_from_bytes(data, policy=email_policy.default)  # type: ignore[return-value]
+
+
 def test_a_message_arrives_threaded_with_its_attachment(
     tmp_path: Path, mail_catcher: MailCatcher
 ) -> None:
     adapter = EmailAdapter(Settings(smtp_port=mail_catcher.port))
     assert adapter.deliver(outgoing(tmp_path)) == "<abc.amends@acme.example>"
     (saved,) = mail_catcher.messages()
-    message = email.message_from_bytes(saved.read_bytes(), policy=email_policy.default)
+    message = parse(saved.read_bytes())
     assert message["Subject"] == "Re: Four days without cleaning"
     assert message["In-Reply-To"] == message["References"] == "<complaint-1@customer.example>"
     assert message.get_all("Message-ID") == ["<abc.amends@acme.example>"]
     assert message["To"].addresses[0].addr_spec == "rk@example.com"
-    assert message["From"].addresses[0].addr_spec == "care@acme-cleaning.example"
-    html = next(part for part in message.walk() if part.get_content_type() == "text/html")
-    assert "We are sorry." in html.get_content()
-    calendar = next(part for part in message.walk() if part.get_content_type() == "text/calendar")
-    assert b"METHOD:REQUEST" in calendar.get_payload(decode=True)
+    sender = message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (
+        "Acme Cleaning customer care",
+        "care@acme-cleaning.example",
+    )
+    assert message["List-Unsubscribe"] is None  # a service message, not marketing
+
+
+def test_the_text_part_is_real_text_and_the_html_is_untouched(tmp_path: Path) -> None:
+    _, raw = EmailAdapter(Settings()).compose(outgoing(tmp_path))
+    message = parse(raw)
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "<" not in text and "Dear Rodolfo,\n\nWe are sorry.\n\n1. First" in text
+    assert "<br>" not in html and "<strong>sorry</strong>" in html
+
+
+def test_the_invitation_is_an_invitation(tmp_path: Path) -> None:
+    _, raw = EmailAdapter(Settings()).compose(outgoing(tmp_path))
+    (part,) = [p for p in parse(raw).walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") == "REQUEST"
+    assert Calendar.from_ical(part.get_payload(decode=True))["method"] == "REQUEST"
+
+
+def test_marketing_mail_can_be_unsubscribed_in_one_click(tmp_path: Path) -> None:
+    settings = Settings(unsubscribe_url="https://acme.example/unsubscribe")
+    _, raw = EmailAdapter(settings).compose(outgoing(tmp_path, marketing=True))
+    message = parse(raw)
+    assert message["List-Unsubscribe"] == (
+        "<https://acme.example/unsubscribe?email=rk%40example.com>, "
+        "<mailto:care@acme-cleaning.example?subject=unsubscribe>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_yagmail_still_sends_html_as_the_text_part() -> None:
+    """The gap amends mends: if this fails, yagmail fixed it, and compose() may be simpler."""
+    client = yagmail.SMTP(user="a@example.com", smtp_skip_login=True, smtp_ssl=False)
+    _, raw = client.prepare_send(to="b@example.com", contents="<p>Hi</p>", prettify_html=False)
+    assert "<p>Hi</p>" in parse(raw).get_body(("plain",)).get_content()
+
+
+def test_yagmail_still_omits_the_calendar_method(tmp_path: Path) -> None:
+    ics = outgoing(tmp_path).attachment
+    client = yagmail.SMTP(user="a@example.com", smtp_skip_login=True, smtp_ssl=False)
+    _, raw = client.prepare_send(to="b@example.com", contents="<p>x</p>", attachments=[str(ics)])
+    (part,) = [p for p in parse(raw).walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") is None
 
 
 def test_no_server_is_a_transient_failure(tmp_path: Path) -> None:
