@@ -39,6 +39,10 @@ db_app = typer.Typer(help="The amends database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 templates_app = typer.Typer(help="The message templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
+actions_app = typer.Typer(
+    help="Staff work: call-backs, letters to print, visits, reviews. Lists the open ones."
+)
+app.add_typer(actions_app, name="actions")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -321,6 +325,71 @@ def templates_check() -> None:
     if problems:
         raise fail(f"{len(problems)} of {total} messages have problems")
     out.print(f"All {total} messages render in {', '.join(LOCALES)}.")
+
+
+@actions_app.callback(invoke_without_command=True)
+@friendly
+def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List open staff work, soonest due first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from amends.domain import spoken
+    from amends.staff import open_actions
+
+    lines = open_actions(_runtime().db)
+    if as_json:
+        out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
+        return
+    if not lines:
+        out.print("No open staff work.")
+        return
+    table = Table("id", "incident", "customer", "for", "what", "due (UTC)", "instructions")
+    for line in lines:
+        table.add_row(
+            str(line.id),
+            line.incident_ref,
+            line.customer_name,
+            line.role,
+            spoken(line.kind),
+            f"{line.due_at:%Y-%m-%d %H:%M}" if line.due_at else "-",
+            line.instructions,
+        )
+    out.print(table)
+    out.print("[dim]amends actions show ID: the script or message; amends actions done ID[/]")
+
+
+@actions_app.command("show")
+@friendly
+def actions_show(action_id: Annotated[int, typer.Argument(help="The action's id.")]) -> None:
+    """Show one action, with the script, letter or message a person delivers."""
+    from amends.domain import spoken
+    from amends.staff import find_action
+
+    line = find_action(_runtime().db, action_id)
+    out.print(
+        f"[bold]{spoken(line.kind).capitalize()}[/] for the {line.role}: incident "
+        f"{line.incident_ref}, {line.customer_name} ({line.status})",
+        highlight=False,
+    )
+    out.print(line.instructions, markup=False, highlight=False)
+    if line.message_body:
+        if line.message_subject:
+            out.print(f"\n[bold]Subject:[/] {line.message_subject}", highlight=False)
+        out.print("\n" + line.message_body, markup=False, highlight=False)
+
+
+@actions_app.command("done")
+@friendly
+def actions_done(
+    action_id: Annotated[int, typer.Argument(help="The action's id.")],
+    note: Annotated[str, typer.Option(help="What happened: the outcome, in a line.")] = "",
+    by: Annotated[str, typer.Option(help="Who did it.")] = "staff",
+) -> None:
+    """Record that an action was done, with a note on the case's timeline."""
+    from amends.staff import complete_action
+
+    line = complete_action(_runtime().db, action_id, note=note, actor=by)
+    out.print(f"Action {line.id} done; noted on incident {line.incident_ref}.")
 
 
 @db_app.command("upgrade")

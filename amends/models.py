@@ -211,6 +211,8 @@ class StaffAction(Base):
     instructions: Mapped[str] = mapped_column(Text)
     due_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20), default="open")
+    # The message a person delivers by doing this (a call-back, a letter), if any.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
 

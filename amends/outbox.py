@@ -32,6 +32,7 @@ from amends.domain import (
     spoken,
 )
 from amends.errors import DeliveryError
+from amends.staff import add_action, hand_message_to_staff
 
 
 def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyChannel) -> str:
@@ -84,6 +85,9 @@ def queue_message(
         due_at=due_at,
     )
     session.add(message)
+    if not automatic:
+        session.flush()  # the action points at the message
+        hand_message_to_staff(session, message)
     return message
 
 
@@ -212,19 +216,14 @@ def deliver(
 
 def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions: str) -> None:
     """Flag the case: a person must now reach the customer, or check what happened."""
-    key = f"case-{case_id}:delivery:message-{message_id}"
-    if session.scalar(select(models.StaffAction.id).where(models.StaffAction.key == key)) is None:
-        session.add(
-            models.StaffAction(
-                case_id=case_id, key=key, kind="delivery_problem", role="frontline",
-                instructions=instructions,
-            )
-        )  # fmt: skip
-        session.add(
-            models.CaseEvent(
-                case_id=case_id, kind="staff_action", text=f"For the frontline: {instructions}"
-            )
-        )
+    add_action(
+        session,
+        case_id,
+        key=f"case-{case_id}:delivery:message-{message_id}",
+        kind="delivery_problem",
+        role="frontline",
+        instructions=instructions,
+    )
     session.execute(
         update(models.Case)
         .where(models.Case.id == case_id, models.Case.state != CaseState.CLOSED)

@@ -37,6 +37,7 @@ from amends.domain import (
 from amends.empower import choose_offer
 from amends.outbox import queue_message
 from amends.runtime import Runtime
+from amends.staff import add_action, settle
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,15 @@ class _Step:
     def staff_action(
         self, stage: Stage, kind: str, role: str, instructions: str, due_at: datetime | None = None
     ) -> None:
-        key = f"case-{self.case.id}:{stage.value}:{kind}"
-        if self.session.scalar(select(models.StaffAction.id).where(models.StaffAction.key == key)):
-            return
-        self.session.add(
-            models.StaffAction(
-                case_id=self.case.id,
-                key=key,
-                kind=kind,
-                role=role,
-                instructions=instructions,
-                due_at=due_at,
-            )
+        add_action(
+            self.session,
+            self.case.id,
+            key=f"case-{self.case.id}:{stage.value}:{kind}",
+            kind=kind,
+            role=role,
+            instructions=instructions,
+            due_at=due_at,
         )
-        self.event(stage, "staff_action", f"For the {role}: {instructions}")
 
     def write(self, path: Path, content: bytes) -> Path:
         """Write a file whole or not at all, and remember it in case the stage fails."""
@@ -325,7 +321,7 @@ def _follow_up(step: _Step) -> Outcome:
 def _reengage(step: _Step) -> Outcome:
     case, rt = step.case, step.rt
     if case.decision is not Decision.RECOVER:
-        case.state = _state_after_reply(step)
+        case.state = settle(step.session, case)
         if case.state is CaseState.CLOSED:
             case.closed_at = models.utcnow()
         reason = {
@@ -372,7 +368,8 @@ def _reengage(step: _Step) -> Outcome:
             due_at=times[0],
         )
         how = "staff agree the dates with the customer"
-    case.state = CaseState.OPEN
+    step.session.flush()
+    case.state = settle(step.session, case)
     summary = (
         f"Offer made; {len(checkins)} check-in meetings scheduled from "
         f"{times[0].strftime('%Y-%m-%d %H:%M')} ({zone}); {how}."
@@ -391,28 +388,6 @@ STAGES = {
 
 
 # --- messages ---------------------------------------------------------------------------------
-
-
-def _state_after_reply(step: _Step) -> CaseState:
-    """Closed once every reply is out; open while mail is queued; else waiting for staff, who
-    also take over a reply that failed for good."""
-    statuses = set(
-        step.session.scalars(
-            select(models.Message.status).where(models.Message.case_id == step.case.id)
-        )
-    )
-    if statuses & {MessageStatus.QUEUED, MessageStatus.SENDING}:
-        return CaseState.OPEN
-    open_actions = step.session.scalar(
-        select(func.count(models.StaffAction.id)).where(
-            models.StaffAction.case_id == step.case.id,
-            models.StaffAction.status == "open",
-            models.StaffAction.role != "team",  # improvement items outlive the case
-        )
-    )
-    if statuses & {MessageStatus.AWAITING_STAFF, MessageStatus.FAILED} or open_actions:
-        return CaseState.AWAITING_STAFF
-    return CaseState.CLOSED
 
 
 def _queue(

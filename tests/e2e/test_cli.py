@@ -273,3 +273,20 @@ def test_preview_names_the_channels_a_kind_goes_by(rt: Runtime) -> None:
     result = amends("preview", "thank_you", "--channel", "visit")
     assert result.exit_code == 1
     assert "thank_you is not written for visit; it goes by email, letter, sms" in result.stderr
+
+
+def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident(channel="voicemail", our_fault=False))
+    for stage in Stage:
+        run_stage(rt, case_id, stage)
+    listed = json.loads(amends("actions", "--json").stdout)
+    (call,) = [a for a in listed if a["kind"] == "call_back"]
+    shown = amends("actions", "show", str(call["id"]))
+    assert shown.exit_code == 0 and "CALL-BACK SCRIPT" in shown.stdout
+    done = amends("actions", "done", str(call["id"]), "--note", "Called; all good.", "--by", "dana")
+    assert done.exit_code == 0 and "noted on incident INC-1001" in done.stdout
+    assert [a["kind"] for a in json.loads(amends("actions", "--json").stdout)] == [
+        "improvement_item"
+    ]
+    again = amends("actions", "done", str(call["id"]))
+    assert again.exit_code == 1 and "is already done" in again.stderr

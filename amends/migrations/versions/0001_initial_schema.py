@@ -192,27 +192,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("case_id", name=op.f("uq_offers_case_id")),
     )
     op.create_table(
-        "staff_actions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("case_id", sa.Integer(), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("kind", sa.String(length=40), nullable=False),
-        sa.Column("role", sa.String(length=20), nullable=False),
-        sa.Column("instructions", sa.Text(), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["case_id"], ["cases.id"], name=op.f("fk_staff_actions_case_id_cases")
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_actions")),
-        sa.UniqueConstraint("key", name=op.f("uq_staff_actions_key")),
-    )
-    with op.batch_alter_table("staff_actions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_staff_actions_case_id"), ["case_id"], unique=False)
-
-    op.create_table(
         "stage_outcomes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=False),
@@ -230,17 +209,42 @@ def upgrade() -> None:
     with op.batch_alter_table("stage_outcomes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_stage_outcomes_case_id"), ["case_id"], unique=False)
 
+    op.create_table(
+        "staff_actions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=40), nullable=False),
+        sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("instructions", sa.Text(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("message_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["case_id"], ["cases.id"], name=op.f("fk_staff_actions_case_id_cases")
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], name=op.f("fk_staff_actions_message_id_messages")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_actions")),
+        sa.UniqueConstraint("key", name=op.f("uq_staff_actions_key")),
+    )
+    with op.batch_alter_table("staff_actions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_staff_actions_case_id"), ["case_id"], unique=False)
+
 
 def downgrade() -> None:
 
-    with op.batch_alter_table("stage_outcomes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_stage_outcomes_case_id"))
-
-    op.drop_table("stage_outcomes")
     with op.batch_alter_table("staff_actions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_staff_actions_case_id"))
 
     op.drop_table("staff_actions")
+    with op.batch_alter_table("stage_outcomes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stage_outcomes_case_id"))
+
+    op.drop_table("stage_outcomes")
     op.drop_table("offers")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_messages_status"))
