@@ -6,15 +6,19 @@ its messages wait in the outbox as ``awaiting_staff``.
 
 from __future__ import annotations
 
-import email
 import re
 import smtplib
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
 
 import yagmail
+from yagmail.headers import resolve_addresses
+from yagmail.message import prepare_message
 
 from amends.errors import DeliveryError
 from amends.rendering import plain_text
@@ -38,10 +42,13 @@ class ChannelAdapter(Protocol):
     """Delivers messages on one channel.
 
     ``deliver`` returns the provider's id for the message, and raises :class:`DeliveryError`
-    with ``transient`` set when a later attempt may succeed.
+    with ``transient`` set when a later attempt may succeed. Within ``batch()``, an adapter may
+    keep its connection open from one message to the next.
     """
 
     def deliver(self, message: Outgoing) -> str: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
 
 
 class EmailAdapter:
@@ -49,15 +56,33 @@ class EmailAdapter:
 
     yagmail builds the message (:meth:`compose`); amends then mends what 0.16 gets wrong:
     its text/plain part is a copy of the HTML, its calendar part lacks ``method=REQUEST``, and
-    it has no List-Unsubscribe. Sending goes through yagmail's own connection, one per message
-    and closed after it, with ``sendmail`` called once: yagmail's ``send`` would open a new
-    connection per call without closing the last, and quietly resend after a disconnect.
-    ``tests/core/test_channels.py`` pins each of these, so a yagmail upgrade that changes one
-    is noticed.
+    it has no List-Unsubscribe. Sending goes through yagmail's own connection with ``sendmail``
+    called once per message: yagmail's ``send`` would open a new connection per call without
+    closing the last, and quietly resend after a disconnect. Alone, a message gets its own
+    connection, closed after it; within :meth:`batch`, messages share one, and any error drops
+    it for a fresh one. ``tests/core/test_channels.py`` pins each of these, so a yagmail
+    upgrade that changes one is noticed.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._local = threading.local()  # a batch's open connection, per thread
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep one connection open for the messages delivered inside the block."""
+        self._local.batch = True
+        try:
+            yield
+        finally:
+            self._local.batch = False
+            self._drop()
+
+    def _drop(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            client.close()
 
     def _client(self) -> yagmail.SMTP:
         s = self.settings
@@ -70,11 +95,16 @@ class EmailAdapter:
             smtp_ssl=s.smtp_ssl,
             smtp_starttls=s.smtp_starttls,
             smtp_skip_login=password is None,
+            # Addresses were validated at intake with email-validator; yagmail's regex is slow.
+            soft_email_validation=False,
             timeout=s.smtp_timeout_seconds,
         )
 
-    def compose(self, message: Outgoing) -> tuple[list[str], str]:
+    def compose(
+        self, message: Outgoing, client: yagmail.SMTP | None = None
+    ) -> tuple[list[str], str]:
         """The recipients and the whole message, as it goes over the wire."""
+        client = client or self._client()
         headers = {}
         if message.in_reply_to:
             headers = {"In-Reply-To": message.in_reply_to, "References": message.in_reply_to}
@@ -82,17 +112,21 @@ class EmailAdapter:
         # existing file as an attachment: hand it one line of HTML. Only ASCII white space is
         # folded; a no-break space keeps "600,00 €" together.
         html = re.sub(r"[ \t\r\n]+", " ", message.body).strip()
-        # A bare address: given {address: name}, yagmail writes only the name in To.
-        recipients, raw = self._client().prepare_send(
-            to=message.recipient,
-            subject=message.subject,
-            contents=html,
-            attachments=[str(message.attachment)] if message.attachment else None,
-            headers=headers or None,
+        # yagmail's own two steps of prepare_send, keeping the MIME object to mend it. A bare
+        # address: given {address: name}, yagmail writes only the name in To.
+        addresses = resolve_addresses(client.user, client.useralias, message.recipient, None, None)
+        mime = prepare_message(
+            client.user,
+            client.useralias,
+            addresses,
+            message.subject,
+            html,
+            [str(message.attachment)] if message.attachment else None,
+            headers or None,
+            client.encoding,
             prettify_html=False,
             message_id=message.message_id,
         )
-        mime = email.message_from_string(raw)
         for part in mime.walk():
             if part.get_content_type() == "text/plain" and part.get_filename() is None:
                 del part["Content-Transfer-Encoding"]
@@ -103,7 +137,7 @@ class EmailAdapter:
             mime["List-Unsubscribe"] = self._unsubscribe(message.recipient)
             if self.settings.unsubscribe_url:
                 mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        return recipients, mime.as_string()
+        return addresses["recipients"], mime.as_string()
 
     def _unsubscribe(self, recipient: str) -> str:
         mailto = f"<mailto:{self.settings.sender_email}?subject=unsubscribe>"
@@ -113,32 +147,46 @@ class EmailAdapter:
         return f"<{url}>, {mailto}"
 
     def deliver(self, message: Outgoing) -> str:
-        recipients, raw = self.compose(message)
+        in_batch = getattr(self._local, "batch", False)
+        client = getattr(self._local, "client", None) if in_batch else None
         try:
-            with self._client() as client:
+            if client is None:
+                client = self._client()
                 client.login()
-                refused = client.smtp.sendmail(client.user, recipients, raw)
-        except smtplib.SMTPRecipientsRefused as error:
-            codes = [code for code, _ in error.recipients.values()]
-            raise DeliveryError(
-                f"recipient refused: {_describe(error.recipients)}",
-                transient=all(400 <= code < 500 for code in codes),
-            ) from None
-        except smtplib.SMTPResponseException as error:
-            raise DeliveryError(
-                f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
-                transient=400 <= error.smtp_code < 500,
-            ) from None
-        except smtplib.SMTPServerDisconnected as error:
-            raise DeliveryError(f"SMTP connection lost: {error}", transient=True) from None
-        except OSError as error:  # refused, reset, timed out, unknown host
-            where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
-            raise DeliveryError(
-                f"cannot reach SMTP server {where}: {error}", transient=True
-            ) from None
+                if in_batch:
+                    self._local.client = client
+            recipients, raw = self.compose(message, client)
+            refused = client.smtp.sendmail(client.user, recipients, raw)
+        except Exception as error:
+            if in_batch:
+                self._drop()
+            raise self._describe(error) from None
+        finally:
+            if not in_batch and client is not None:
+                client.close()
         if refused:
             raise DeliveryError(f"recipient refused: {_describe(refused)}", transient=False)
         return message.message_id
+
+    def _describe(self, error: Exception) -> Exception:
+        """An SMTP or network error as a DeliveryError; anything else as it is (a bug)."""
+        if isinstance(error, smtplib.SMTPRecipientsRefused):
+            codes = [code for code, _ in error.recipients.values()]
+            return DeliveryError(
+                f"recipient refused: {_describe(error.recipients)}",
+                transient=all(400 <= code < 500 for code in codes),
+            )
+        if isinstance(error, smtplib.SMTPResponseException):
+            return DeliveryError(
+                f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
+                transient=400 <= error.smtp_code < 500,
+            )
+        if isinstance(error, smtplib.SMTPServerDisconnected):
+            return DeliveryError(f"SMTP connection lost: {error}", transient=True)
+        if isinstance(error, OSError):  # refused, reset, timed out, unknown host
+            where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+            return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
+        return error
 
 
 def _text(value: bytes | str) -> str:
@@ -161,3 +209,7 @@ class RecordingAdapter:
             raise self.fail_with
         self.delivered.append(message)
         return message.message_id
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        yield

@@ -327,6 +327,45 @@ def templates_check() -> None:
     out.print(f"All {total} messages render in {', '.join(LOCALES)}.")
 
 
+@app.command()
+@friendly
+def send(
+    now: Annotated[
+        bool, typer.Option("--now", help="Also try messages still pausing after a failure.")
+    ] = False,
+) -> None:
+    """Deliver the queued mail of every case: what failed for a while, or was left half-sent
+    by a sender that stopped. Each message goes out once; run it from cron as often as you like.
+    """
+    from datetime import timedelta
+
+    from amends.outbox import drain, queued_messages
+
+    rt = _runtime()
+    total = len(queued_messages(rt.db))
+    with err.status(f"Sending {total} queued message(s)…") as status:
+        done = 0
+
+        def progress(_: object) -> None:
+            nonlocal done
+            done += 1
+            status.update(f"Sending queued messages: {done} of {total}…")
+
+        report = drain(
+            rt.db,
+            rt.channels,
+            claim_timeout=timedelta(seconds=rt.settings.claim_timeout_seconds),
+            due_only=not now,
+            on_each=progress,
+        )
+    out.print(
+        f"Sent {report.sent}; {report.retrying} will be retried later; {report.failed} failed "
+        f"(see `amends actions`); {report.requeued} half-sent by a stopped sender went again."
+    )
+    if report.retrying or report.failed:
+        raise typer.Exit(EXIT_QUEUED)
+
+
 @actions_app.callback(invoke_without_command=True)
 @friendly
 def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:

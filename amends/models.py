@@ -190,7 +190,8 @@ class Message(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claimed_at: Mapped[datetime | None]  # when a sender took it; stale claims go to staff
+    claimed_at: Mapped[datetime | None]  # when a sender took it; a stale claim is resent
+    next_attempt_at: Mapped[datetime | None]  # after a transient failure: not before then
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(255))
     due_at: Mapped[datetime | None]

@@ -1,17 +1,21 @@
 """The outbox: messages are written with the stage that decided them, then delivered.
 
 Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
-claims a message (queued -> sending) in its own transaction before delivering it, so two senders
-never deliver the same message: each claim delivers at most once. A message left ``sending`` by
-a sender that died is not resent blindly: :func:`release_stale_claims` hands it to staff, who
-check whether it went out. A mail server that accepted a message but whose answer was lost
-(a timeout after the data) looks like a transient failure: the resend carries the same
-Message-ID, so the customer's mail program shows it once.
+claims a message (queued -> sending) in its own transaction before delivering it, so two live
+senders never deliver the same message, and records the result right after the server answers.
+
+Delivery is at least once, never silently lost: a sender that dies between the server's
+acceptance and that record leaves the message ``sending``; once its claim is older than the
+claim timeout it is queued again and resent with the same Message-ID, which mail programs show
+once. A transient failure stays queued with its reason and is tried again after a growing
+pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -91,19 +95,31 @@ def queue_message(
     return message
 
 
-def queued_messages(db: Database, case_id: int) -> list[int]:
-    """Ids of the case's messages waiting for an automatic sender, oldest first."""
-    with db.session() as session:
-        return list(
-            session.scalars(
-                select(models.Message.id)
-                .where(
-                    models.Message.case_id == case_id,
-                    models.Message.status == MessageStatus.QUEUED,
-                )
-                .order_by(models.Message.id)
-            )
+MAX_ATTEMPTS = 8
+# How many messages a sender claims at once: a sender that dies leaves at most this many
+# claimed and unsent, which go out again after the claim timeout.
+CLAIM_BATCH = 20
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The pause before the next attempt: 30 s, 2 min, 8 min, ... at most 6 hours."""
+    return min(timedelta(seconds=30 * 4 ** (attempts - 1)), timedelta(hours=6))
+
+
+def queued_messages(
+    db: Database, case_id: int | None = None, *, due_by: datetime | None = None
+) -> list[int]:
+    """Ids of messages waiting for an automatic sender, oldest first: one case's, or all; with
+    ``due_by``, only those whose pause after a failure is over by then."""
+    query = select(models.Message.id).where(models.Message.status == MessageStatus.QUEUED)
+    if case_id is not None:
+        query = query.where(models.Message.case_id == case_id)
+    if due_by is not None:
+        query = query.where(
+            (models.Message.next_attempt_at.is_(None)) | (models.Message.next_attempt_at <= due_by)
         )
+    with db.session() as session:
+        return list(session.scalars(query.order_by(models.Message.id)))
 
 
 @dataclass(frozen=True)
@@ -116,73 +132,132 @@ class DeliveryOutcome:
     kind: MessageKind
     error: str | None = None
     transient: bool = False
+    claimed: bool = True  # False: another sender had it, or it was no longer queued
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A message a sender has claimed, with what it needs to send it and record the result."""
+
+    id: int
+    case_id: int
+    channel: ReplyChannel
+    kind: MessageKind
+    attempts: int
+    outgoing: Outgoing
+
+
+def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
+    """Claim those of the messages that are still queued, in one transaction; another sender's
+    claim, committed first, wins."""
+    with db.session() as session:
+        claimed = set(
+            session.scalars(
+                update(models.Message)
+                .where(
+                    models.Message.id.in_(message_ids),
+                    models.Message.status == MessageStatus.QUEUED,
+                )
+                .values(
+                    status=MessageStatus.SENDING,
+                    attempts=models.Message.attempts + 1,
+                    claimed_at=models.utcnow(),
+                )
+                .returning(models.Message.id)
+            )
+        )
+        messages = session.scalars(
+            select(models.Message).where(models.Message.id.in_(claimed)).order_by(models.Message.id)
+        )
+        return [
+            _Claimed(
+                id=m.id,
+                case_id=m.case_id,
+                channel=m.channel,
+                kind=m.kind,
+                attempts=m.attempts,
+                outgoing=Outgoing(
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    body=m.body,
+                    message_id=m.message_id or "",
+                    in_reply_to=m.in_reply_to,
+                    attachment=Path(m.attachment) if m.attachment else None,
+                    marketing=m.kind in MARKETING_KINDS,
+                ),
+            )
+            for m in messages
+        ]
 
 
 def deliver(
     db: Database, message_id: int, adapters: dict[ReplyChannel, ChannelAdapter]
 ) -> DeliveryOutcome:
-    """Deliver one queued message through its channel's adapter, exactly once.
+    """Deliver one queued message through its channel's adapter, once.
 
     Returns the message's status afterwards; a message another sender has claimed, or that is no
-    longer queued, is left alone.
+    longer queued, is left alone (``claimed`` is False).
     """
+    claimed = _claim(db, [message_id])
+    if claimed:
+        return _send(db, claimed[0], adapters)
     with db.session() as session:
-        claimed = session.execute(
-            update(models.Message)
-            .where(models.Message.id == message_id, models.Message.status == MessageStatus.QUEUED)
-            .values(
-                status=MessageStatus.SENDING,
-                attempts=models.Message.attempts + 1,
-                claimed_at=models.utcnow(),
-            )
-        ).rowcount
         message = session.get(models.Message, message_id)
         if message is None:
             raise LookupError(f"no message {message_id}")
-        outgoing = Outgoing(
-            recipient=message.recipient,
-            subject=message.subject,
-            body=message.body,
-            message_id=message.message_id or "",
-            in_reply_to=message.in_reply_to,
-            attachment=Path(message.attachment) if message.attachment else None,
-            marketing=message.kind in MARKETING_KINDS,
+        return DeliveryOutcome(
+            message_id, message.status, message.channel, message.kind, claimed=False
         )
-        channel, kind, status = message.channel, message.kind, message.status
-        case_id = message.case_id
-    if not claimed:
-        return DeliveryOutcome(message_id, status, channel, kind)
 
+
+def _send(
+    db: Database, claimed: _Claimed, adapters: dict[ReplyChannel, ChannelAdapter]
+) -> DeliveryOutcome:
+    """Send a claimed message and record the result at once: the shorter the time between the
+    server's acceptance and this record, the rarer a resend after a crash."""
+    message_id, case_id, channel, kind = claimed.id, claimed.case_id, claimed.channel, claimed.kind
     adapter = adapters.get(channel)
     try:
         if adapter is None:
             raise DeliveryError(f"no adapter for {channel.value}", transient=False)
-        provider_id = adapter.deliver(outgoing)
+        provider_id = adapter.deliver(claimed.outgoing)
     except DeliveryError as error:
-        new_status = MessageStatus.QUEUED if error.transient else MessageStatus.FAILED
+        retry = error.transient and claimed.attempts < MAX_ATTEMPTS
+        new_status = MessageStatus.QUEUED if retry else MessageStatus.FAILED
+        reason = (
+            error.reason
+            if retry or not error.transient
+            else f"gave up after {claimed.attempts} attempts: {error.reason}"
+        )
         with db.session() as session:
             session.execute(
                 update(models.Message)
                 .where(models.Message.id == message_id)
-                .values(status=new_status, last_error=error.reason)
+                .values(
+                    status=new_status,
+                    last_error=reason,
+                    next_attempt_at=(
+                        models.utcnow() + retry_delay(claimed.attempts) if retry else None
+                    ),
+                )
             )
             session.add(
                 models.CaseEvent(
                     case_id=case_id,
-                    kind="delivery_retry" if error.transient else "delivery_failed",
+                    kind="delivery_retry" if retry else "delivery_failed",
                     text=f"{spoken(kind)} by {channel.value} "
-                    f"{'will be retried' if error.transient else 'failed'}: {error.reason}",
+                    f"{'will be retried' if retry else 'failed'}: {reason}",
                 )
             )
-            if not error.transient:
+            if not retry:
                 _hand_to_staff(
                     session,
                     case_id,
                     message_id,
-                    f"The {spoken(kind)} by {channel.value} to {outgoing.recipient} failed: "
-                    f"{error.reason}. Reach the customer another way.",
+                    f"The {spoken(kind)} by {channel.value} to {claimed.outgoing.recipient} "
+                    f"failed: {reason}. Reach the customer another way.",
                 )
-        return DeliveryOutcome(message_id, new_status, channel, kind, error.reason, error.transient)
+        return DeliveryOutcome(message_id, new_status, channel, kind, reason, retry)
     except Exception as error:
         # A bug, not a refusal: park the message as failed, visibly, rather than leave it claimed.
         with db.session() as session:
@@ -201,6 +276,7 @@ def deliver(
                 status=MessageStatus.SENT,
                 provider_id=provider_id,
                 last_error=None,
+                next_attempt_at=None,
                 sent_at=models.utcnow(),
             )
         )
@@ -231,28 +307,87 @@ def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions
     )
 
 
-def release_stale_claims(db: Database, case_id: int, *, older_than: timedelta) -> int:
-    """Hand to staff the case's messages a sender claimed and never finished: it may have died
-    after the server accepted them, so resending blindly could send twice."""
+def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
+    """Queue again the messages whose sender claimed them and never recorded a result: it died,
+    perhaps after the server accepted the message, so the resend carries the same Message-ID."""
     cutoff = models.utcnow() - older_than
     with db.session() as session:
         stale = list(
             session.scalars(
                 select(models.Message).where(
-                    models.Message.case_id == case_id,
                     models.Message.status == MessageStatus.SENDING,
                     models.Message.claimed_at < cutoff,
                 )
             )
         )
         for message in stale:
-            message.status = MessageStatus.AWAITING_STAFF
-            message.last_error = "the sender stopped while sending; it may have gone out"
-            _hand_to_staff(
-                session,
-                case_id,
-                message.id,
-                f"The {spoken(message.kind)} to {message.recipient} may or may not have been "
-                f"sent (Message-ID {message.message_id}): check the mail log, then resend or not.",
-            )
+            # Only if still stale: a live sender may have finished it since.
+            requeued = session.execute(
+                update(models.Message)
+                .where(
+                    models.Message.id == message.id,
+                    models.Message.status == MessageStatus.SENDING,
+                    models.Message.claimed_at < cutoff,
+                )
+                .values(status=MessageStatus.QUEUED, next_attempt_at=None)
+            ).rowcount
+            if requeued:
+                session.add(
+                    models.CaseEvent(
+                        case_id=message.case_id,
+                        kind="delivery_retry",
+                        text=f"{spoken(message.kind).capitalize()} by {message.channel.value}: "
+                        "its sender stopped before recording the result; sending again with "
+                        f"the same Message-ID {message.message_id}.",
+                    )
+                )
     return len(stale)
+
+
+@dataclass
+class DrainReport:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    requeued: int = 0
+
+
+def drain(
+    db: Database,
+    adapters: dict[ReplyChannel, ChannelAdapter],
+    *,
+    claim_timeout: timedelta,
+    case_id: int | None = None,
+    due_only: bool = True,
+    on_each: Callable[[DeliveryOutcome], None] | None = None,
+) -> DrainReport:
+    """Deliver every queued message that is due (one case's, or all), once each."""
+    report = DrainReport(requeued=requeue_stale_claims(db, older_than=claim_timeout))
+    due_by = models.utcnow() if due_only else None
+    with ExitStack() as connections:
+        for adapter in {id(a): a for a in adapters.values()}.values():
+            connections.enter_context(adapter.batch())
+        queued = queued_messages(db, case_id, due_by=due_by)
+        # Claims go in small batches (one commit for several messages); each result is still
+        # recorded the moment its server answers.
+        for start in range(0, len(queued), CLAIM_BATCH):
+            for claimed in _claim(db, queued[start : start + CLAIM_BATCH]):
+                _count(report, _send(db, claimed, adapters), on_each)
+    return report
+
+
+def _count(
+    report: DrainReport,
+    outcome: DeliveryOutcome,
+    on_each: Callable[[DeliveryOutcome], None] | None,
+) -> None:
+    if outcome.status is MessageStatus.SENT:
+        report.sent += 1
+    elif outcome.transient:
+        report.retrying += 1
+    elif outcome.status is MessageStatus.FAILED:
+        report.failed += 1
+    if on_each is not None:
+        on_each(outcome)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # A sender that claimed a message this long ago without recording a result has died; the
+    # message is sent again. Keep it well above the SMTP timeout.
+    claim_timeout_seconds: float = Field(default=600.0, ge=0)
 
     business_name: str = "Acme Cleaning"
     sender_email: str = "care@acme-cleaning.example"

@@ -10,11 +10,8 @@ from prefect.cache_policies import NONE
 from prefect.states import State
 
 from amends.errors import DeliveryPending
-from amends.outbox import DeliveryOutcome, deliver, queued_messages, release_stale_claims
+from amends.outbox import DeliveryOutcome, DrainReport, drain
 from amends.runtime import runtime
-
-# A sender that claimed a message this long ago and never finished has died.
-STALE_CLAIM = timedelta(minutes=10)
 
 
 def _only_pending(task: Any, task_run: Any, state: State) -> bool:
@@ -36,7 +33,7 @@ def _only_pending(task: Any, task_run: Any, state: State) -> bool:
     retry_condition_fn=_only_pending,
     task_run_name="deliver-case-{case_id}",
 )
-def deliver_messages(case_id: int) -> list[DeliveryOutcome]:
+def deliver_messages(case_id: int) -> DrainReport:
     """Send the case's queued messages; each is claimed first, so none goes out twice.
 
     Raises:
@@ -44,11 +41,11 @@ def deliver_messages(case_id: int) -> list[DeliveryOutcome]:
     """
     rt = runtime()
     logger = get_run_logger()
-    if released := release_stale_claims(rt.db, case_id, older_than=STALE_CLAIM):
-        logger.warning("%s message(s) left half-sent by a stopped sender go to staff", released)
-    outcomes = [deliver(rt.db, message, rt.channels) for message in queued_messages(rt.db, case_id)]
-    for outcome in outcomes:
+    problems: list[str] = []
+
+    def log(outcome: DeliveryOutcome) -> None:
         if outcome.error:
+            problems.append(outcome.error)
             logger.warning(
                 "%s by %s %s: %s",
                 outcome.kind.value,
@@ -58,10 +55,23 @@ def deliver_messages(case_id: int) -> list[DeliveryOutcome]:
             )
         else:
             logger.info("%s by %s sent", outcome.kind.value, outcome.channel.value)
-    pending = [o for o in outcomes if o.transient]
-    if pending:
-        raise DeliveryPending(f"{len(pending)} message(s) stay queued: {pending[0].error}")
-    return outcomes
+
+    # Within a run, Prefect's retry delays pace the attempts: every queued message is due.
+    report = drain(
+        rt.db,
+        rt.channels,
+        claim_timeout=timedelta(seconds=rt.settings.claim_timeout_seconds),
+        case_id=case_id,
+        due_only=False,
+        on_each=log,
+    )
+    if report.requeued:
+        logger.warning(
+            "%s message(s) left half-sent by a stopped sender go out again", report.requeued
+        )
+    if report.retrying:
+        raise DeliveryPending(f"{report.retrying} message(s) stay queued: {problems[0]}")
+    return report
 
 
 def deliver_or_keep_queued(case_id: int) -> None:

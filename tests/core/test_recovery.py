@@ -11,11 +11,19 @@ from sqlalchemy import func, select
 
 from amends import models, recovery
 from amends.casebook import case_outcome
+from amends.channels import RecordingAdapter
 from amends.domain import STAGES, Decision, Incident, MessageStatus, ReplyChannel, Stage
 from amends.errors import DeliveryError
 from amends.intake import open_case
 from amends.mentions import PublicPost, record_posts
-from amends.outbox import deliver, queued_messages, release_stale_claims
+from amends.outbox import (
+    MAX_ATTEMPTS,
+    deliver,
+    drain,
+    queued_messages,
+    requeue_stale_claims,
+    retry_delay,
+)
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 
@@ -214,17 +222,45 @@ def test_a_refused_apology_flags_the_case_for_staff(rt: Runtime) -> None:
     assert problem and "550 no such user" in problem[0].instructions
 
 
-def test_a_sender_that_died_hands_its_message_to_staff(rt: Runtime) -> None:
+def test_a_message_whose_sender_died_goes_out_again_with_the_same_id(rt: Runtime, recorder) -> None:  # type: ignore[no-untyped-def]
     case_id = open_case(rt, make_incident())
     for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT, Stage.FOLLOW_UP):
         run_stage(rt, case_id, stage)
     (message_id,) = queued_messages(rt.db, case_id)
-    with rt.db.session() as session:  # claimed an hour ago, never finished
+    with rt.db.session() as session:  # claimed an hour ago, never recorded
         message = session.get(models.Message, message_id)
         message.status = MessageStatus.SENDING
         message.claimed_at = models.utcnow() - timedelta(hours=1)
-    assert release_stale_claims(rt.db, case_id, older_than=timedelta(minutes=10)) == 1
+        expected_id = message.message_id
+    # A live sender's claim is left alone...
+    assert requeue_stale_claims(rt.db, older_than=timedelta(hours=2)) == 0
+    # ...a dead one's is queued again, and the resend carries the same Message-ID.
+    report = drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    assert (report.requeued, report.sent) == (1, 1)
+    assert [m.message_id for m in recorder.delivered] == [expected_id]
+    assert "same Message-ID" in case_outcome(rt.db, case_id).timeline[-2].text
+
+
+def test_transient_failures_back_off_and_finally_go_to_staff(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident())
+    for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT, Stage.FOLLOW_UP):
+        run_stage(rt, case_id, stage)
+    failing = {
+        ReplyChannel.EMAIL: RecordingAdapter(fail_with=DeliveryError("421 busy", transient=True))
+    }
+    (message_id,) = queued_messages(rt.db, case_id)
+    deliver(rt.db, message_id, failing)
+    # Not due again before its pause is over; due after it.
+    assert queued_messages(rt.db, due_by=models.utcnow()) == []
+    assert queued_messages(rt.db, due_by=models.utcnow() + retry_delay(1)) == [message_id]
+    for _ in range(MAX_ATTEMPTS - 1):
+        deliver(rt.db, message_id, failing)
     outcome = case_outcome(rt.db, case_id)
-    assert outcome.messages[0].status == "awaiting_staff"
-    assert "may or may not have been sent" in outcome.staff_actions[-1].instructions
-    assert queued_messages(rt.db, case_id) == []  # never resent blindly
+    assert outcome.messages[0].status == "failed"
+    assert outcome.messages[0].last_error == f"gave up after {MAX_ATTEMPTS} attempts: 421 busy"
+    assert outcome.state == "awaiting_staff"
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3)] == [30, 120, 480]
+    assert retry_delay(20) == timedelta(hours=6)

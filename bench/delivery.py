@@ -1,0 +1,165 @@
+"""Delivery throughput: the outbox against plain yagmail, to the same loopback SMTP server.
+
+    .venv/bin/python bench/delivery.py [--messages 300] [--postgres URL]
+
+Queues N messages in a fresh database and drains them through the outbox (claim, compose,
+send, record: one SMTP connection per message, closed), then sends N messages with plain
+``yagmail.SMTP.send``. Prints messages per second for both, their ratio (goal: the outbox at
+least 0.8 of plain yagmail) and the sockets each left open (goal: 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import yagmail
+from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+
+from amends import models
+from amends.channels import EmailAdapter
+from amends.db import Database, normalise_url
+from amends.domain import (
+    Category,
+    Channel,
+    MessageKind,
+    MessageStatus,
+    ReplyChannel,
+    Severity,
+    Stage,
+)
+from amends.mailcatcher import free_port
+from amends.outbox import drain, message_id_for
+from amends.settings import Settings
+
+BODY = "<p>Dear Rodolfo,</p><p>We let you down, and we are sorry.</p>" * 5
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.count += 1
+        return "250 OK"
+
+
+def open_sockets() -> int:
+    """Sockets this process holds open (the listing's own descriptor may vanish meanwhile)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@contextlib.contextmanager
+def scratch_database(postgres: str | None) -> Iterator[str | None]:
+    """None (SQLite in the data folder), or a PostgreSQL URL on a schema dropped afterwards."""
+    if postgres is None:
+        yield None
+        return
+    schema = f"amends_bench_{os.getpid()}"
+    admin = create_engine(normalise_url(postgres))
+    with admin.begin() as connection:
+        connection.execute(text(f"create schema {schema}"))
+    try:
+        yield f"{normalise_url(postgres)}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"drop schema {schema} cascade"))
+        admin.dispose()
+
+
+def queue(db: Database, n: int, sender: str) -> None:
+    now = models.utcnow()
+    with db.session() as session:
+        customer = models.Customer(
+            ref="C-1", name="Rodolfo K.", email="rk@example.com", locale="en"
+        )
+        incident = models.Incident(
+            ref="INC-1", customer=customer, channel=Channel.EMAIL, received_at=now, summary="x",
+            category=Category.OTHER, severity=Severity.LOW, our_fault=True, costs={}, payload={},
+        )  # fmt: skip
+        case = models.Case(
+            incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,
+            first_response_due=now + timedelta(hours=24),
+        )  # fmt: skip
+        session.add(case)
+        session.flush()
+        for i in range(n):
+            key = f"bench-{i}"
+            session.add(
+                models.Message(
+                    case_id=case.id, key=key, stage=Stage.FOLLOW_UP, kind=MessageKind.APOLOGY,
+                    channel=ReplyChannel.EMAIL, recipient="rk@example.com", subject=f"Sorry {i}",
+                    body=BODY, message_id=message_id_for(key, sender), status=MessageStatus.QUEUED,
+                )
+            )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run the outbox on PostgreSQL, in a scratch schema of this database "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/test); default: a SQLite file",
+    )
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ResourceWarning)  # plain yagmail leaks; we count, not warn
+
+    sink, port = Sink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder, scratch_database(args.postgres) as url:
+            settings = Settings(home=Path(folder), database_url=url, smtp_port=port)
+            db = Database(settings.sqlalchemy_url)
+            db.upgrade()
+            queue(db, args.messages, settings.sender_email)
+            sockets_before = open_sockets()
+            started = time.perf_counter()
+            report = drain(
+                db, {ReplyChannel.EMAIL: EmailAdapter(settings)}, claim_timeout=timedelta(hours=1)
+            )
+            outbox_seconds = time.perf_counter() - started
+            outbox_left = open_sockets() - sockets_before
+            assert report.sent == args.messages == sink.count, (report, sink.count)
+            db.dispose()
+
+        client = yagmail.SMTP(
+            user="care@acme.example", host="127.0.0.1", port=port, smtp_ssl=False,
+            smtp_starttls=False, smtp_skip_login=True,
+        )  # fmt: skip
+        sockets_before = open_sockets()
+        started = time.perf_counter()
+        for i in range(args.messages):
+            client.send(
+                to="rk@example.com", subject=f"Sorry {i}", contents=BODY, prettify_html=False
+            )
+        plain_seconds = time.perf_counter() - started
+        plain_left = open_sockets() - sockets_before
+        client.close()
+    finally:
+        controller.stop()
+
+    outbox_rate = args.messages / outbox_seconds
+    plain_rate = args.messages / plain_seconds
+    print(f"messages                 {args.messages}")
+    print(f"outbox -> yagmail        {outbox_rate:7.0f} msg/s   sockets left open: {outbox_left}")
+    print(f"plain yagmail.send       {plain_rate:7.0f} msg/s   sockets left open: {plain_left}")
+    print(f"ratio outbox / plain     {outbox_rate / plain_rate:7.2f}   (goal: at least 0.8)")
+
+
+if __name__ == "__main__":
+    main()

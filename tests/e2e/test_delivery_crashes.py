@@ -1,0 +1,132 @@
+"""The outbox against real failures: senders killed mid-send, and two senders at once.
+
+Each test queues mail for several cases, then runs ``amends send`` in separate processes
+against a real SMTP server on loopback, and counts what the server received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+from factories import make_incident
+from sqlalchemy import func, select
+
+from amends import models
+from amends.domain import MessageStatus, Stage
+from amends.intake import open_case
+from amends.mailcatcher import free_port
+from amends.recovery import run_stage
+from amends.runtime import Runtime
+
+CASES = 15  # an apology and a check-in invitation each
+
+
+class SlowServer:
+    """Accepts each message after a short pause, so that a kill can land mid-conversation."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.08)
+        message = email.message_from_bytes(envelope.original_content)
+        self.message_ids.append(message["Message-ID"])
+        return "250 OK"
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[SlowServer, int]]:
+    handler, port = SlowServer(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def queue_mail(rt: Runtime) -> set[str]:
+    """Queue the follow-up and re-engagement mail of several cases, without sending any."""
+    for n in range(CASES):
+        case_id = open_case(
+            rt, make_incident(ref=f"INC-{n}", complaint_message_id=f"<c{n}@customer.example>",
+                              customer={"ref": f"C-{n}"})
+        )  # fmt: skip
+        for stage in Stage:
+            run_stage(rt, case_id, stage)
+    with rt.db.session() as session:
+        return set(session.scalars(select(models.Message.message_id)))
+
+
+def sender(rt: Runtime, port: int, claim_timeout: float) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")}
+    env.update(
+        AMENDS_HOME=str(rt.settings.home),
+        AMENDS_DATABASE_URL=rt.settings.sqlalchemy_url,
+        AMENDS_SMTP_PORT=str(port),
+        AMENDS_CLAIM_TIMEOUT_SECONDS=str(claim_timeout),
+    )
+    return [sys.executable, "-m", "amends", "send", "--now"], env
+
+
+def unsent(rt: Runtime) -> int:
+    with rt.db.session() as session:
+        return session.scalar(
+            select(func.count()).where(models.Message.status != MessageStatus.SENT)
+        )
+
+
+def test_a_sender_killed_at_any_moment_loses_nothing(
+    rt: Runtime, server: tuple[SlowServer, int]
+) -> None:
+    handler, port = server
+    expected = queue_mail(rt)
+    # Only one sender runs at a time here, so a claim of any age belongs to a dead one.
+    command, env = sender(rt, port, claim_timeout=0)
+    chance, kills = random.Random(2026), 0
+    for _ in range(25):
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(chance.uniform(0.4, 1.6))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        if not unsent(rt):
+            break
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+
+    received = Counter(handler.message_ids)
+    assert set(received) == expected  # nothing lost
+    duplicates = sum(received.values()) - len(received)
+    # A duplicate needs a kill between the server's acceptance and the sender's record; each
+    # resend carries the message's own Message-ID (counted above by that id).
+    assert duplicates <= kills
+    print(f"\n{kills} kills, {len(expected)} messages, {duplicates} delivered twice")
+    assert unsent(rt) == 0
+
+
+def test_two_senders_at_once_deliver_each_message_once(
+    rt: Runtime, server: tuple[SlowServer, int]
+) -> None:
+    handler, port = server
+    expected = queue_mail(rt)
+    command, env = sender(rt, port, claim_timeout=600)
+    senders = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    reports = [process.communicate(timeout=120)[0] for process in senders]
+    assert sorted(handler.message_ids) == sorted(expected)  # each exactly once
+    sent = [int(report.split("Sent ")[1].split(";")[0]) for report in reports]
+    assert sum(sent) == len(expected)
+    print(f"\nthe two senders sent {sent[0]} and {sent[1]} of {len(expected)}")
