@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from factories import make_incident
 
 from amends.casebook import case_outcome
-from amends.channels import Outgoing, RecordingAdapter
+from amends.channels import EmailAdapter, Outgoing, RecordingAdapter
 from amends.domain import MessageStatus, ReplyChannel, Stage
 from amends.errors import DeliveryError
 from amends.intake import open_case
-from amends.outbox import deliver, queued_messages
+from amends.mailcatcher import MailCatcher, free_port
+from amends.outbox import deliver, drain, queued_messages
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 
@@ -90,3 +94,44 @@ def test_an_unexpected_error_parks_the_message_as_failed(rt: Runtime) -> None:
         deliver(rt.db, message_id, {ReplyChannel.EMAIL: Broken()})
     (message,) = case_outcome(rt.db, case_id).messages
     assert message.status == "failed" and "unexpected error" in (message.last_error or "")
+
+
+def test_mail_waits_for_a_server_that_is_down_and_goes_out_once_when_it_returns(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = rt.settings.model_copy(update={"smtp_port": port})
+    adapters = {ReplyChannel.EMAIL: EmailAdapter(settings)}
+    case_id, _ = queued_apology(rt)
+    down = drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), due_only=False)
+    assert (down.sent, down.retrying) == (0, 1)
+    (message,) = case_outcome(rt.db, case_id).messages
+    assert message.status == "queued" and "cannot reach SMTP server" in (message.last_error or "")
+    with MailCatcher(tmp_path / "mail", port=port) as catcher:
+        up = drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), due_only=False)
+        again = drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), due_only=False)
+        assert (up.sent, again.sent) == (1, 0)
+        assert len(catcher.messages()) == 1
+
+
+def test_a_recipient_the_server_rejects_fails_with_the_reason_and_flags_the_case(
+    rt: Runtime,
+) -> None:
+    class Rejecting:
+        async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            return "550 5.1.1 <rk@example.com>: no such mailbox"
+
+    port = free_port()
+    controller = Controller(Rejecting(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        case_id, message_id = queued_apology(rt)
+        adapter = EmailAdapter(rt.settings.model_copy(update={"smtp_port": port}))
+        outcome = deliver(rt.db, message_id, {ReplyChannel.EMAIL: adapter})
+    finally:
+        controller.stop()
+    assert outcome.status is MessageStatus.FAILED
+    case = case_outcome(rt.db, case_id)
+    assert "no such mailbox" in (case.messages[0].last_error or "")
+    assert case.state == "awaiting_staff"
+    assert [a.kind for a in case.staff_actions][-1] == "delivery_problem"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from factories import incident_data, make_incident
+from icalendar import Calendar
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -154,6 +155,16 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     ]  # fmt: skip
     html = spanish.get_body(("html",)).get_content()
     assert spanish["Subject"] == "Re: Cuatro días sin limpieza"
+    # Every email parses cleanly: real text, unique ids, invitations that are invitations.
+    assert len({m["Message-ID"] for m in messages}) == len(messages)
+    for message in messages:
+        text = message.get_body(("plain",)).get_content()
+        assert "<" not in text and ">" not in text, text
+    invitations = [
+        part for m in messages for part in m.walk() if part.get_content_type() == "text/calendar"
+    ]
+    assert len(invitations) == 1
+    assert Calendar.from_ical(invitations[0].get_payload(decode=True))["method"] == "REQUEST"
     assert "Le hemos fallado y lo sentimos" in html
     assert "20 de noviembre de 2026" in html, html
     assert "600,00\xa0€" in html, html
