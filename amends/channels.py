@@ -1,7 +1,9 @@
-"""Delivery channels: one adapter interface, email through yagmail, a recording adapter for tests.
+"""Delivery channels: one adapter interface; email through yagmail; plugins; a recording
+adapter for tests.
 
-A channel without an adapter is delivered by staff (a call-back, a printed letter, a visit):
-its messages wait in the outbox as ``awaiting_staff``.
+Channels are plugins: an installed package adds one with an ``amends.channels`` entry point (see
+:func:`load_channels`). A channel without an adapter is delivered by staff (a call-back, a
+printed letter, a visit): its messages wait in the outbox, with a staff action.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import re
 import smtplib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
@@ -20,7 +23,8 @@ import yagmail
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
-from amends.errors import DeliveryError
+from amends.domain import ReplyChannel
+from amends.errors import ConfigurationError, DeliveryError
 from amends.rendering import plain_text
 from amends.settings import Settings
 
@@ -213,3 +217,43 @@ class RecordingAdapter:
     @contextmanager
     def batch(self) -> Iterator[None]:
         yield
+
+
+ChannelFactory = Callable[[Settings], "dict[ReplyChannel, ChannelAdapter]"]
+ENTRY_POINT_GROUP = "amends.channels"
+
+
+def email_channel(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """Email through yagmail: always on (a local catcher by default)."""
+    return {ReplyChannel.EMAIL: EmailAdapter(settings)}
+
+
+def webhook_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """SMS, chat and social replies through signed webhooks, for each URL that is set."""
+    from amends.webhooks import WebhookAdapter
+
+    urls = {
+        ReplyChannel.SMS: settings.webhook_sms_url,
+        ReplyChannel.CHAT: settings.webhook_chat_url,
+        ReplyChannel.SOCIAL: settings.webhook_social_url,
+    }
+    if not any(urls.values()):
+        return {}
+    if settings.webhook_secret is None:
+        raise ConfigurationError("a webhook URL is set but AMENDS_WEBHOOK_SECRET is not")
+    return {
+        channel: WebhookAdapter(channel, url, settings.webhook_secret)
+        for channel, url in urls.items()
+        if url
+    }
+
+
+def load_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """Every installed channel plugin's adapters: the ``amends.channels`` entry points, each a
+    factory from settings to adapters (amends' own email and webhooks among them). A channel
+    without an adapter is delivered by staff."""
+    channels: dict[ReplyChannel, ChannelAdapter] = {}
+    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        factory: ChannelFactory = entry_point.load()
+        channels.update(factory(settings))
+    return channels

@@ -12,6 +12,7 @@ which deserves a one-line message, from a bug, which deserves a traceback.
   later attempt may succeed.
 - :class:`DeliveryPending`: messages stay queued after a transient failure; retried later.
 - :class:`DatabaseOutdated`: the database needs ``amends db upgrade``.
+- :class:`ConfigurationError`: the settings contradict each other.
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class DeliveryPending(AmendsError):
 
 class DatabaseOutdated(AmendsError):
     """The database schema is behind this version of amends."""
+
+
+class ConfigurationError(AmendsError):
+    """The settings cannot work together."""

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from amends import models
 from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel, address_for
 from amends.errors import IncidentConflict, InvalidIncident
-from amends.policy import Policy
 from amends.runtime import Runtime
 
 MAX_INCIDENT_BYTES = 256 * 1024
@@ -71,13 +70,13 @@ def validate_incident(data: Any) -> Incident:
         raise InvalidIncident(describe(error)) from None
 
 
-def check_reachable(policy: Policy, incident: Incident) -> ReplyChannel:
+def check_reachable(rt: Runtime, incident: Incident) -> ReplyChannel:
     """The channel the reply goes by, mirrored from the complaint's.
 
     Raises:
         InvalidIncident: the customer has no contact detail for that channel.
     """
-    reply = policy.mirror_channel(incident.channel)
+    reply = rt.policy.mirror_channel(incident.channel, rt.channels.keys())
     if address_for(incident.customer, reply) is None:
         needed = CONTACT_FOR_REPLY[reply]
         raise InvalidIncident(
@@ -94,7 +93,7 @@ def check_can_file(rt: Runtime, incident: Incident) -> None:
         InvalidIncident: the customer cannot be reached on the reply channel.
         IncidentConflict: the ref or the complaint email is already filed with other details.
     """
-    check_reachable(rt.policy, incident)
+    check_reachable(rt, incident)
     with rt.db.session() as session:
         if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None and (
             filed_as := _same_complaint(session, incident)
@@ -114,7 +113,7 @@ def open_case(rt: Runtime, incident: Incident) -> int:
         InvalidIncident: the customer cannot be reached on the reply channel.
         IncidentConflict: an incident with this ref is recorded with other details.
     """
-    reply = check_reachable(rt.policy, incident)
+    reply = check_reachable(rt, incident)
     payload = incident.model_dump(mode="json")
     try:
         return _record(rt, incident, reply, payload)

@@ -5,6 +5,7 @@ The default ships as ``amends/policy.yaml``; ``AMENDS_POLICY_FILE`` replaces it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
@@ -72,6 +73,7 @@ class Policy(_Section):
 
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     mirror: dict[Channel, ReplyChannel]
+    fallback: dict[ReplyChannel, ReplyChannel] = Field(default_factory=dict)
     assessment: AssessmentFigures
     empower: EmpowerFigures
     checkins: CheckinFigures
@@ -82,9 +84,20 @@ class Policy(_Section):
         _require_every(self.mirror, Channel, "mirror")
         return self
 
-    def mirror_channel(self, complaint: Channel) -> ReplyChannel:
-        """Channel mirroring (seed 003): answer the way the customer complained."""
-        return self.mirror[complaint]
+    def mirror_channel(
+        self, complaint: Channel, automatic: Collection[ReplyChannel] = ()
+    ) -> ReplyChannel:
+        """Channel mirroring (seed 003): answer the way the customer complained.
+
+        Args:
+            complaint: The channel the complaint came in on.
+            automatic: The reply channels with an adapter here; a mirrored channel without one
+                gives way to its ``fallback``, if the policy names one.
+        """
+        reply = self.mirror[complaint]
+        if reply not in automatic and reply in self.fallback:
+            return self.fallback[reply]
+        return reply
 
 
 def _require_every(table: dict, enum: type, where: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amends.channels import ChannelAdapter, EmailAdapter
+from amends.channels import ChannelAdapter, load_channels
 from amends.db import Database
 from amends.domain import ReplyChannel
 from amends.errors import DatabaseOutdated
@@ -51,9 +51,7 @@ class Runtime:
             db=db,
             policy=load_policy(settings.policy_file),
             templates=Templates(settings.templates_dir, timezone=settings.business_timezone),
-            channels=channels
-            if channels is not None
-            else {ReplyChannel.EMAIL: EmailAdapter(settings)},
+            channels=channels if channels is not None else load_channels(settings),
         )
 
 

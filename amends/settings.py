@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # Webhook channels: a URL turns the channel on; one secret signs every call.
+    webhook_sms_url: str | None = None
+    webhook_chat_url: str | None = None
+    webhook_social_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
     # A sender that claimed a message this long ago without recording a result has died; the
     # message is sent again. Keep it well above the SMTP timeout.
     claim_timeout_seconds: float = Field(default=600.0, ge=0)

@@ -29,6 +29,20 @@ def test_the_reply_mirrors_the_complaint(complaint: Channel, reply: ReplyChannel
     assert load_policy().mirror_channel(complaint) is reply
 
 
+@pytest.mark.parametrize("complaint", [Channel.WEB_FORM, Channel.CHAT])
+def test_chat_is_answered_by_chat_where_a_chat_adapter_exists(complaint: Channel) -> None:
+    policy = load_policy()
+    assert policy.mirror_channel(complaint, {ReplyChannel.CHAT}) is ReplyChannel.CHAT
+    assert policy.mirror_channel(complaint, {ReplyChannel.EMAIL}) is ReplyChannel.EMAIL
+
+
+def test_other_channels_never_fall_back() -> None:
+    # A call-back without a phone adapter is a call by staff, not an email.
+    assert (
+        load_policy().mirror_channel(Channel.VOICEMAIL, {ReplyChannel.EMAIL}) is ReplyChannel.PHONE
+    )
+
+
 def test_every_channel_has_a_row() -> None:
     assert set(load_policy().mirror) == set(Channel)
 
