@@ -69,6 +69,6 @@ def runtime() -> Runtime:
 def use_runtime(new: Runtime | None) -> None:
     """Install a runtime for this process (None: rebuild from the environment on next use)."""
     global _current
-    if _current is not None and _current is not new:
+    if _current is not None and (new is None or _current.db is not new.db):
         _current.db.dispose()
     _current = new

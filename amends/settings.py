@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         default=None, description="Recovery policy (YAML); the shipped default when empty."
     )
 
+    smtp_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect EmailServerCredentials block; it replaces AMENDS_SMTP_*.",
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     # yagmail logs in as the sender address; a password turns the login on.

@@ -6,12 +6,12 @@ from prefect import get_run_logger
 
 from amends.domain import Stage
 from amends.recovery import StageResult, run_stage
-from amends.runtime import runtime
+from tasks._runtime import task_runtime
 
 
 def run_and_log(stage: Stage, case_id: int) -> StageResult:
     """Run one stage of a case, or report that an earlier run already did."""
-    result = run_stage(runtime(), case_id, stage)
+    result = run_stage(task_runtime(), case_id, stage)
     logger = get_run_logger()
     if result.resumed:
         logger.info("%s already done in an earlier run; not repeated", stage.value)

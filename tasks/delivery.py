@@ -11,7 +11,7 @@ from prefect.states import State
 
 from amends.errors import DeliveryPending
 from amends.outbox import DeliveryOutcome, DrainReport, drain
-from amends.runtime import runtime
+from tasks._runtime import task_runtime
 
 
 def _only_pending(task: Any, task_run: Any, state: State) -> bool:
@@ -39,7 +39,7 @@ def deliver_messages(case_id: int) -> DrainReport:
     Raises:
         DeliveryPending: some messages hit a transient failure and stay queued.
     """
-    rt = runtime()
+    rt = task_runtime()
     logger = get_run_logger()
     problems: list[str] = []
 

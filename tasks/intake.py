@@ -8,13 +8,13 @@ from prefect.runtime import flow_run
 
 from amends import intake
 from amends.domain import Incident
-from amends.runtime import runtime
+from tasks._runtime import task_runtime
 
 
 @task(name="open-case", cache_policy=NONE)
 def open_case(incident: Incident) -> int:
     """Record the incident and open its case (or find it, when re-run); return the case id."""
-    case_id = intake.open_case(runtime(), incident)
+    case_id = intake.open_case(task_runtime(), incident)
     get_run_logger().info("Case %s is open for incident %s", case_id, incident.ref)
     return case_id
 

@@ -9,7 +9,7 @@ from prefect.cache_policies import NONE
 from amends.casebook import CaseOutcome, case_markdown, case_outcome
 from amends.domain import Stage
 from amends.recovery import StageResult
-from amends.runtime import runtime
+from tasks._runtime import task_runtime
 from tasks._stage import run_and_log
 
 
@@ -28,7 +28,7 @@ def artifact_key(case_id: int) -> str:
 @task(name="publish-case-summary", cache_policy=NONE)
 def publish_case_summary(case_id: int) -> CaseOutcome:
     """Leave the case's summary as a markdown artifact and return the case's outcome."""
-    outcome = case_outcome(runtime().db, case_id)
+    outcome = case_outcome(task_runtime().db, case_id)
     create_markdown_artifact(
         key=artifact_key(outcome.case_id),
         markdown=case_markdown(outcome),
