@@ -22,7 +22,7 @@ LOCALES = ("en", "es")
 
 K, C = MessageKind, ReplyChannel
 FORMS: dict[MessageKind, tuple[ReplyChannel, ...]] = {
-    K.APOLOGY: (C.EMAIL, C.LETTER, C.PHONE, C.SMS, C.CHAT, C.VISIT),
+    K.APOLOGY: (C.EMAIL, C.LETTER, C.PHONE, C.SMS, C.CHAT, C.VISIT, C.SOCIAL),
     K.PUBLIC_REPLY: (C.SOCIAL,),
     K.PROGRESS_UPDATE: (C.EMAIL, C.LETTER, C.PHONE, C.SMS),
     K.OFFER: (C.EMAIL, C.LETTER, C.PHONE, C.SMS),
@@ -50,8 +50,8 @@ PROGRESS_DONE = (
 PROGRESS_NEXT = ("fix", "first_checkin", "next_checkin", "manager_call", "close_case")
 
 
-# Channels that cut long messages: a public post must fit whole.
-LENGTH_LIMITS = {ReplyChannel.SOCIAL: 280}
+# Messages a channel would cut: a public post must fit whole.
+LENGTH_LIMITS = {(MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL): 280}
 
 
 def extension(channel: ReplyChannel) -> str:
@@ -72,7 +72,7 @@ def render_message(
         TemplateError: the template failed, or the message is too long for its channel.
     """
     rendered = templates.render(kind.value, channel.value, extension(channel), locale, context)
-    limit = LENGTH_LIMITS.get(channel)
+    limit = LENGTH_LIMITS.get((kind, channel))
     if limit is not None and len(rendered.body.strip()) > limit:
         raise TemplateError(
             f"{kind.value} on {channel.value} is {len(rendered.body.strip())} characters; "

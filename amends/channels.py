@@ -40,6 +40,7 @@ class Outgoing:
     in_reply_to: str | None = None
     attachment: Path | None = None
     marketing: bool = False  # re-engagement, not service: carries List-Unsubscribe
+    public: bool = False  # a public post rather than a private message
 
 
 class ChannelAdapter(Protocol):

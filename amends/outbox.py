@@ -184,6 +184,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                     in_reply_to=m.in_reply_to,
                     attachment=Path(m.attachment) if m.attachment else None,
                     marketing=m.kind in MARKETING_KINDS,
+                    public=m.kind is MessageKind.PUBLIC_REPLY,
                 ),
             )
             for m in messages

@@ -18,6 +18,7 @@ from amends.domain import (
     ReplyChannel,
     Severity,
     SocialCost,
+    SocialPlatform,
 )
 from amends.errors import PolicyError
 
@@ -74,6 +75,8 @@ class Policy(_Section):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     mirror: dict[Channel, ReplyChannel]
     fallback: dict[ReplyChannel, ReplyChannel] = Field(default_factory=dict)
+    # Networks that let a business write privately to a customer, after its public reply.
+    private_messages_on: list[SocialPlatform] = Field(default_factory=list)
     assessment: AssessmentFigures
     empower: EmpowerFigures
     checkins: CheckinFigures

@@ -303,12 +303,19 @@ def _follow_up(step: _Step) -> Outcome:
             {"messages": []},
         )
     channel = case.reply_channel
-    # On a social network the apology is a short public reply that invites a private talk.
-    kind = MessageKind.PUBLIC_REPLY if channel is ReplyChannel.SOCIAL else MessageKind.APOLOGY
-    queued = [_queue(step, Stage.FOLLOW_UP, kind, channel)]
     posts = step.outcome(Stage.MONITOR).data.get("posts", [])
-    if posts and channel is not ReplyChannel.SOCIAL:
+    queued = []
+    if channel is not ReplyChannel.SOCIAL:
+        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel))
+    # A public complaint gets a short public reply that invites a private talk (seed 003)...
+    if channel is ReplyChannel.SOCIAL or posts:
         queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL))
+    # ...and on a network that allows it, the apology itself follows in private.
+    if (
+        channel is ReplyChannel.SOCIAL
+        and step.customer.social_platform in step.rt.policy.private_messages_on
+    ):
+        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, ReplyChannel.SOCIAL))
     described = ", ".join(
         f"{spoken(m.kind)} by {m.channel.value} ({spoken(m.status)})" for m in queued
     )

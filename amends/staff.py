@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from amends import models
 from amends.db import Database
-from amends.domain import CaseState, Decision, MessageStatus, ReplyChannel
+from amends.domain import CaseState, Decision, MessageKind, MessageStatus, ReplyChannel
 from amends.errors import AmendsError, NotFound
 
 # What a person does to deliver a reply on each channel that has no adapter.
@@ -67,9 +67,16 @@ def add_action(
     return action
 
 
+# A private message on a social network, beside the public reply.
+PRIVATE_MESSAGE_TASK = ("send_private_message", "Send this as a private message to {to}.")
+
+
 def hand_message_to_staff(session: Session, message: models.Message) -> None:
     """Queue a person to deliver a message on a channel amends has no adapter for."""
-    kind, template = DELIVERY_TASKS[message.channel]
+    private = (
+        message.channel is ReplyChannel.SOCIAL and message.kind is not MessageKind.PUBLIC_REPLY
+    )
+    kind, template = PRIVATE_MESSAGE_TASK if private else DELIVERY_TASKS[message.channel]
     file = message.attachment or ""
     add_action(
         session,

@@ -76,6 +76,7 @@ class WebhookAdapter:
                 "subject": message.subject,
                 "text": message.body,
                 "in_reply_to": message.in_reply_to,
+                "public": message.public,
             },
             ensure_ascii=False,
         ).encode()

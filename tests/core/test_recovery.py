@@ -264,3 +264,23 @@ def test_transient_failures_back_off_and_finally_go_to_staff(rt: Runtime) -> Non
 def test_retry_delays_grow_and_are_capped() -> None:
     assert [retry_delay(n).total_seconds() for n in (1, 2, 3)] == [30, 120, 480]
     assert retry_delay(20) == timedelta(hours=6)
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ("twitter", [("public_reply", "social"), ("apology", "social")]),
+        ("other", [("public_reply", "social")]),
+    ],
+)
+def test_a_social_complaint_gets_a_public_reply_then_a_private_apology(
+    rt: Runtime, platform: str, expected: list[tuple[str, str]]
+) -> None:
+    incident = make_incident(
+        channel="social", customer={"social": {"platform": platform, "handle": "@rk"}}
+    )
+    outcome = case_outcome(rt.db, recover(rt, incident))
+    assert [(m.kind, m.channel) for m in outcome.messages] == expected
+    kinds = [a.kind for a in outcome.staff_actions]
+    assert "post_public_reply" in kinds
+    assert ("send_private_message" in kinds) is (len(expected) == 2)

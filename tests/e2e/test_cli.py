@@ -245,7 +245,7 @@ def test_configuration_mistakes_are_one_line(
 def test_templates_check_passes_on_the_shipped_templates(rt: Runtime) -> None:
     result = amends("templates", "check")
     assert result.exit_code == 0, result.output
-    assert "All 58 messages render in en, es." in result.stdout
+    assert "All 60 messages render in en, es." in result.stdout
 
 
 def test_templates_check_names_what_is_broken_or_untranslated(
@@ -261,7 +261,7 @@ def test_templates_check_names_what_is_broken_or_untranslated(
     assert result.exit_code == 1
     assert "es/thank_you.sms.txt.j2: missing" in result.stderr
     assert "en/offer.email.html.j2: 'dict object' has no attribute 'missing_field'" in result.stderr
-    assert "error: 2 of 58 messages have problems" in result.stderr
+    assert "error: 2 of 60 messages have problems" in result.stderr
 
 
 def test_preview_with_sample_data(rt: Runtime) -> None:
