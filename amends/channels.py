@@ -8,6 +8,8 @@ printed letter, a visit): its messages wait in the outbox, with a staff action.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import smtplib
 import threading
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yagmail
 from yagmail.headers import resolve_addresses
@@ -148,8 +150,7 @@ class EmailAdapter:
         mailto = f"<mailto:{self.settings.sender_email}?subject=unsubscribe>"
         if not self.settings.unsubscribe_url:
             return mailto
-        url = f"{self.settings.unsubscribe_url}?{urlencode({'email': recipient})}"
-        return f"<{url}>, {mailto}"
+        return f"<{unsubscribe_link(self.settings, recipient)}>, {mailto}"
 
     def deliver(self, message: Outgoing) -> str:
         in_batch = getattr(self._local, "batch", False)
@@ -157,9 +158,9 @@ class EmailAdapter:
         try:
             if client is None:
                 client = self._client()
-                client.login()
                 if in_batch:
-                    self._local.client = client
+                    self._local.client = client  # closed with the batch, even if login fails
+                client.login()
             recipients, raw = self.compose(message, client)
             refused = client.smtp.sendmail(client.user, recipients, raw)
         except Exception as error:
@@ -174,7 +175,21 @@ class EmailAdapter:
         return message.message_id
 
     def _describe(self, error: Exception) -> Exception:
-        """An SMTP or network error as a DeliveryError; anything else as it is (a bug)."""
+        """An SMTP or network error as a DeliveryError, a sender that cannot work at all as a
+        ConfigurationError; anything else as it is (a bug)."""
+        where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            return ConfigurationError(
+                f"the SMTP server {where} refused the login ({error.smtp_code}): check "
+                "AMENDS_SENDER_EMAIL and AMENDS_SMTP_PASSWORD"
+            )
+        if isinstance(error, smtplib.SMTPSenderRefused):
+            return ConfigurationError(
+                f"the SMTP server {where} refuses mail from {self.settings.sender_email} "
+                f"({error.smtp_code} {_text(error.smtp_error)})"
+            )
+        if isinstance(error, smtplib.SMTPNotSupportedError):
+            return ConfigurationError(f"the SMTP server {where} does not support: {error}")
         if isinstance(error, smtplib.SMTPRecipientsRefused):
             codes = [code for code, _ in error.recipients.values()]
             return DeliveryError(
@@ -188,8 +203,9 @@ class EmailAdapter:
             )
         if isinstance(error, smtplib.SMTPServerDisconnected):
             return DeliveryError(f"SMTP connection lost: {error}", transient=True)
+        if isinstance(error, smtplib.SMTPException):
+            return DeliveryError(f"SMTP error: {error}", transient=True)
         if isinstance(error, OSError):  # refused, reset, timed out, unknown host
-            where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
             return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
         return error
 
@@ -250,11 +266,37 @@ def webhook_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
 
 
 def load_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
-    """Every installed channel plugin's adapters: the ``amends.channels`` entry points, each a
-    factory from settings to adapters (amends' own email and webhooks among them). A channel
-    without an adapter is delivered by staff."""
-    channels: dict[ReplyChannel, ChannelAdapter] = {}
+    """amends' own channels (email, webhooks), then every installed plugin's: the
+    ``amends.channels`` entry points, each a factory from settings to adapters. A channel
+    without an adapter is delivered by staff.
+
+    Raises:
+        ConfigurationError: two channels claim the same reply channel.
+    """
+    channels = {**email_channel(settings), **webhook_channels(settings)}
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         factory: ChannelFactory = entry_point.load()
-        channels.update(factory(settings))
+        for channel, adapter in factory(settings).items():
+            if channel in channels:
+                raise ConfigurationError(
+                    f"the channel plugin {entry_point.name!r} would replace the "
+                    f"{channel.value} channel; uninstall one of them"
+                )
+            channels[channel] = adapter
     return channels
+
+
+def unsubscribe_token(secret: str, email_address: str) -> str:
+    """A token that proves an opt-out link was made for this address, by this business."""
+    digest = hmac.new(secret.encode(), email_address.lower().encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def unsubscribe_link(settings: Settings, email_address: str) -> str:
+    """The one-click opt-out link for an address: only its own token unsubscribes it."""
+    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
+        raise ConfigurationError("an unsubscribe link needs AMENDS_UNSUBSCRIBE_URL and _SECRET")
+    token = unsubscribe_token(settings.unsubscribe_secret.get_secret_value(), email_address)
+    parts = urlsplit(settings.unsubscribe_url)
+    query = urlencode([*parse_qsl(parts.query), ("email", email_address), ("token", token)])
+    return urlunsplit(parts._replace(query=query))

@@ -339,10 +339,15 @@ def send(
     """
     from datetime import timedelta
 
+    from amends.models import utcnow
     from amends.outbox import drain, queued_messages
 
     rt = _runtime()
-    total = len(queued_messages(rt.db))
+    if rt.settings.smtp_block:  # credentials kept in Prefect: read them the tasks' way
+        from tasks._runtime import task_runtime
+
+        rt = task_runtime()
+    total = len(queued_messages(rt.db, due_by=None if now else utcnow()))
     with err.status(f"Sending {total} queued message(s)…") as status:
         done = 0
 
@@ -360,7 +365,8 @@ def send(
         )
     out.print(
         f"Sent {report.sent}; {report.retrying} will be retried later; {report.failed} failed "
-        f"(see `amends actions`); {report.requeued} half-sent by a stopped sender went again."
+        f"and {report.to_staff} went to staff (see `amends actions`); {report.requeued} "
+        "half-sent by a stopped sender went again."
     )
     if report.retrying or report.failed:
         raise typer.Exit(EXIT_QUEUED)

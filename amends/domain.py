@@ -155,6 +155,7 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # permanently: the reason is on the message
     AWAITING_STAFF = "awaiting_staff"  # a person delivers it: a call, a letter, a visit
+    HANDLED = "handled_by_staff"  # it failed, and a person reached the customer another way
 
 
 class MessageKind(StrEnum):

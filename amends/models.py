@@ -191,6 +191,7 @@ class Message(Base):
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None]  # when a sender took it; a stale claim is resent
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # whose claim it is
     next_attempt_at: Mapped[datetime | None]  # after a transient failure: not before then
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_id: Mapped[str | None] = mapped_column(String(255))

@@ -7,13 +7,17 @@ senders never deliver the same message, and records the result right after the s
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
 claim timeout it is queued again and resent with the same Message-ID, which mail programs show
-once. A transient failure stays queued with its reason and is tried again after a growing
+once. A live sender never works on a claim that old (it gives back what it cannot send in half
+the timeout), and records a result only under its own claim token: keep the senders' clocks in
+step (NTP). A transient failure stays queued with its reason and is tried again after a growing
 pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -35,8 +39,8 @@ from amends.domain import (
     Stage,
     spoken,
 )
-from amends.errors import DeliveryError
-from amends.staff import add_action, hand_message_to_staff
+from amends.errors import ConfigurationError, DeliveryError
+from amends.staff import add_action, hand_message_to_staff, settle
 
 
 def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyChannel) -> str:
@@ -144,12 +148,14 @@ class _Claimed:
     channel: ReplyChannel
     kind: MessageKind
     attempts: int
+    token: str  # the claim's own mark: only its holder records the result
     outgoing: Outgoing
 
 
 def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
     """Claim those of the messages that are still queued, in one transaction; another sender's
     claim, committed first, wins."""
+    token = secrets.token_hex(8)
     with db.session() as session:
         claimed = set(
             session.scalars(
@@ -162,6 +168,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                     status=MessageStatus.SENDING,
                     attempts=models.Message.attempts + 1,
                     claimed_at=models.utcnow(),
+                    claim_token=token,
                 )
                 .returning(models.Message.id)
             )
@@ -176,6 +183,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                 channel=m.channel,
                 kind=m.kind,
                 attempts=m.attempts,
+                token=token,
                 outgoing=Outgoing(
                     recipient=m.recipient,
                     subject=m.subject,
@@ -191,10 +199,32 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
         ]
 
 
+def _release(db: Database, claimed: list[_Claimed]) -> None:
+    """Give back claimed messages this sender will not send now: queued again, as they were."""
+    if not claimed:
+        return
+    with db.session() as session:
+        for message in claimed:
+            session.execute(
+                update(models.Message)
+                .where(
+                    models.Message.id == message.id,
+                    models.Message.claim_token == message.token,
+                    models.Message.status == MessageStatus.SENDING,
+                )
+                .values(
+                    status=MessageStatus.QUEUED,
+                    attempts=models.Message.attempts - 1,
+                    claim_token=None,
+                )
+            )
+
+
 def deliver(
     db: Database, message_id: int, adapters: dict[ReplyChannel, ChannelAdapter]
 ) -> DeliveryOutcome:
-    """Deliver one queued message through its channel's adapter, once.
+    """Deliver one queued message now, whatever pause a failure set; :func:`drain` is the usual
+    way, this one is for a single message (and tests).
 
     Returns the message's status afterwards; a message another sender has claimed, or that is no
     longer queued, is left alone (``claimed`` is False).
@@ -211,6 +241,25 @@ def deliver(
         )
 
 
+def _record(
+    session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
+) -> bool:
+    """Record a result if the claim is still this sender's; then settle the case's state."""
+    recorded = session.execute(
+        update(models.Message)
+        .where(
+            models.Message.id == claimed.id,
+            models.Message.claim_token == claimed.token,
+            models.Message.status == MessageStatus.SENDING,
+        )
+        .values(claim_token=None, **values)
+    ).rowcount
+    if recorded:
+        session.add(models.CaseEvent(case_id=claimed.case_id, kind=event_kind, text=text))
+        _resettle(session, claimed.case_id)
+    return bool(recorded)
+
+
 def _send(
     db: Database, claimed: _Claimed, adapters: dict[ReplyChannel, ChannelAdapter]
 ) -> DeliveryOutcome:
@@ -218,9 +267,19 @@ def _send(
     server's acceptance and this record, the rarer a resend after a crash."""
     message_id, case_id, channel, kind = claimed.id, claimed.case_id, claimed.channel, claimed.kind
     adapter = adapters.get(channel)
+    if adapter is None:
+        # The channel's plugin is not installed or configured here: a person delivers it.
+        with db.session() as session:
+            if _record(
+                session,
+                claimed,
+                "staff_action",
+                f"No {channel.value} channel here: the {spoken(kind)} goes to staff.",
+                status=MessageStatus.AWAITING_STAFF,
+            ):
+                hand_message_to_staff(session, session.get(models.Message, message_id))
+        return DeliveryOutcome(message_id, MessageStatus.AWAITING_STAFF, channel, kind)
     try:
-        if adapter is None:
-            raise DeliveryError(f"no adapter for {channel.value}", transient=False)
         provider_id = adapter.deliver(claimed.outgoing)
     except DeliveryError as error:
         retry = error.transient and claimed.attempts < MAX_ATTEMPTS
@@ -231,26 +290,17 @@ def _send(
             else f"gave up after {claimed.attempts} attempts: {error.reason}"
         )
         with db.session() as session:
-            session.execute(
-                update(models.Message)
-                .where(models.Message.id == message_id)
-                .values(
-                    status=new_status,
-                    last_error=reason,
-                    next_attempt_at=(
-                        models.utcnow() + retry_delay(claimed.attempts) if retry else None
-                    ),
-                )
+            recorded = _record(
+                session,
+                claimed,
+                "delivery_retry" if retry else "delivery_failed",
+                f"{spoken(kind)} by {channel.value} "
+                f"{'will be retried' if retry else 'failed'}: {reason}",
+                status=new_status,
+                last_error=reason,
+                next_attempt_at=models.utcnow() + retry_delay(claimed.attempts) if retry else None,
             )
-            session.add(
-                models.CaseEvent(
-                    case_id=case_id,
-                    kind="delivery_retry" if retry else "delivery_failed",
-                    text=f"{spoken(kind)} by {channel.value} "
-                    f"{'will be retried' if retry else 'failed'}: {reason}",
-                )
-            )
-            if not retry:
+            if recorded and not retry:
                 _hand_to_staff(
                     session,
                     case_id,
@@ -259,36 +309,53 @@ def _send(
                     f"failed: {reason}. Reach the customer another way.",
                 )
         return DeliveryOutcome(message_id, new_status, channel, kind, reason, retry)
+    except ConfigurationError:
+        # Nothing wrong with the message: the sender is misconfigured. Keep it queued.
+        _release(db, [claimed])
+        raise
     except Exception as error:
-        # A bug, not a refusal: park the message as failed, visibly, rather than leave it claimed.
+        # A bug, not a refusal: park the message as failed, visibly, for staff.
         with db.session() as session:
-            session.execute(
-                update(models.Message)
-                .where(models.Message.id == message_id)
-                .values(status=MessageStatus.FAILED, last_error=f"unexpected error: {error!r}")
-            )
+            if _record(
+                session,
+                claimed,
+                "delivery_failed",
+                f"{spoken(kind)} by {channel.value} failed: unexpected error {error!r}",
+                status=MessageStatus.FAILED,
+                last_error=f"unexpected error: {error!r}",
+            ):
+                _hand_to_staff(
+                    session,
+                    case_id,
+                    message_id,
+                    f"The {spoken(kind)} by {channel.value} could not be sent ({error!r}). "
+                    "Reach the customer another way, and report the error.",
+                )
         raise
 
     with db.session() as session:
-        session.execute(
-            update(models.Message)
-            .where(models.Message.id == message_id)
-            .values(
-                status=MessageStatus.SENT,
-                provider_id=provider_id,
-                last_error=None,
-                next_attempt_at=None,
-                sent_at=models.utcnow(),
-            )
-        )
-        session.add(
-            models.CaseEvent(
-                case_id=case_id,
-                kind="sent",
-                text=f"{spoken(kind).capitalize()} sent by {channel.value}.",
-            )
+        _record(
+            session,
+            claimed,
+            "sent",
+            f"{spoken(kind).capitalize()} sent by {channel.value}.",
+            status=MessageStatus.SENT,
+            provider_id=provider_id,
+            last_error=None,
+            next_attempt_at=None,
+            sent_at=models.utcnow(),
         )
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
+
+
+def _resettle(session: Session, case_id: int) -> None:
+    """A finished case's state follows its messages: a reply that went out can close it."""
+    case = session.get(models.Case, case_id)
+    if case.stage is Stage.REENGAGE and case.state is not CaseState.CLOSED:
+        session.flush()
+        case.state = settle(session, case)
+        if case.state is CaseState.CLOSED:
+            case.closed_at = models.utcnow()
 
 
 def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions: str) -> None:
@@ -300,6 +367,7 @@ def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions
         kind="delivery_problem",
         role="frontline",
         instructions=instructions,
+        message_id=message_id,
     )
     session.execute(
         update(models.Case)
@@ -310,8 +378,10 @@ def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions
 
 def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
     """Queue again the messages whose sender claimed them and never recorded a result: it died,
-    perhaps after the server accepted the message, so the resend carries the same Message-ID."""
+    perhaps after the server accepted the message, so the resend carries the same Message-ID.
+    A message that has used up its attempts this way goes to staff instead."""
     cutoff = models.utcnow() - older_than
+    requeued = 0
     with db.session() as session:
         stale = list(
             session.scalars(
@@ -322,27 +392,46 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
             )
         )
         for message in stale:
+            exhausted = message.attempts >= MAX_ATTEMPTS
             # Only if still stale: a live sender may have finished it since.
-            requeued = session.execute(
+            changed = session.execute(
                 update(models.Message)
                 .where(
                     models.Message.id == message.id,
                     models.Message.status == MessageStatus.SENDING,
                     models.Message.claimed_at < cutoff,
                 )
-                .values(status=MessageStatus.QUEUED, next_attempt_at=None)
-            ).rowcount
-            if requeued:
-                session.add(
-                    models.CaseEvent(
-                        case_id=message.case_id,
-                        kind="delivery_retry",
-                        text=f"{spoken(message.kind).capitalize()} by {message.channel.value}: "
-                        "its sender stopped before recording the result; sending again with "
-                        f"the same Message-ID {message.message_id}.",
-                    )
+                .values(
+                    status=MessageStatus.FAILED if exhausted else MessageStatus.QUEUED,
+                    claim_token=None,
+                    next_attempt_at=None,
+                    last_error="its sender stopped before recording the result"
+                    + (f", {message.attempts} times" if exhausted else ""),
                 )
-    return len(stale)
+            ).rowcount
+            if not changed:
+                continue
+            if exhausted:
+                _hand_to_staff(
+                    session,
+                    message.case_id,
+                    message.id,
+                    f"Sending the {spoken(message.kind)} to {message.recipient} stopped the sender "
+                    f"{message.attempts} times: check whether it arrived (Message-ID "
+                    f"{message.message_id}), and report the problem.",
+                )
+                continue
+            requeued += 1
+            session.add(
+                models.CaseEvent(
+                    case_id=message.case_id,
+                    kind="delivery_retry",
+                    text=f"{spoken(message.kind).capitalize()} by {message.channel.value}: "
+                    "its sender stopped before recording the result; sending again with "
+                    f"the same Message-ID {message.message_id}.",
+                )
+            )
+    return requeued
 
 
 @dataclass
@@ -353,6 +442,7 @@ class DrainReport:
     retrying: int = 0
     failed: int = 0
     requeued: int = 0
+    to_staff: int = 0
 
 
 def drain(
@@ -364,18 +454,37 @@ def drain(
     due_only: bool = True,
     on_each: Callable[[DeliveryOutcome], None] | None = None,
 ) -> DrainReport:
-    """Deliver every queued message that is due (one case's, or all), once each."""
+    """Deliver every queued message that is due (one case's, or all), once each.
+
+    Raises:
+        ConfigurationError: the sender cannot work at all (bad login, refused sender); the
+            messages stay queued.
+    """
     report = DrainReport(requeued=requeue_stale_claims(db, older_than=claim_timeout))
     due_by = models.utcnow() if due_only else None
     with ExitStack() as connections:
         for adapter in {id(a): a for a in adapters.values()}.values():
             connections.enter_context(adapter.batch())
-        queued = queued_messages(db, case_id, due_by=due_by)
+        pending = queued_messages(db, case_id, due_by=due_by)
         # Claims go in small batches (one commit for several messages); each result is still
-        # recorded the moment its server answers.
-        for start in range(0, len(queued), CLAIM_BATCH):
-            for claimed in _claim(db, queued[start : start + CLAIM_BATCH]):
-                _count(report, _send(db, claimed, adapters), on_each)
+        # recorded the moment its server answers. A batch is sent only while its claim is
+        # young: past half the claim timeout, the rest is given back and claimed afresh, so
+        # that no other sender can take over a claim this one still works on.
+        young = claim_timeout.total_seconds() / 2
+        while pending:
+            batch = _claim(db, pending[:CLAIM_BATCH])
+            pending = pending[CLAIM_BATCH:]
+            claimed_at = time.monotonic()
+            for position, claimed in enumerate(batch):
+                if position and time.monotonic() - claimed_at > young:
+                    _release(db, batch[position:])
+                    pending = [m.id for m in batch[position:]] + pending
+                    break
+                try:
+                    _count(report, _send(db, claimed, adapters), on_each)
+                except BaseException:
+                    _release(db, batch[position + 1 :])
+                    raise
     return report
 
 
@@ -390,5 +499,7 @@ def _count(
         report.retrying += 1
     elif outcome.status is MessageStatus.FAILED:
         report.failed += 1
+    elif outcome.status is MessageStatus.AWAITING_STAFF:
+        report.to_staff += 1
     if on_each is not None:
         on_each(outcome)

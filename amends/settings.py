@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     unsubscribe_url: str | None = Field(
         default=None, description="https URL that records an opt-out (List-Unsubscribe)."
     )
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None, description="Signs opt-out links, so one address cannot unsubscribe another."
+    )
     business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
     business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(

@@ -163,8 +163,11 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
         text = f"Done: {action.kind.replace('_', ' ')}" + (f". {note}" if note else ".")
         if action.message_id:
             message = session.get(models.Message, action.message_id)
-            message.status = MessageStatus.SENT
-            message.sent_at = action.done_at
+            if message.status is MessageStatus.AWAITING_STAFF:  # the person delivered it
+                message.status = MessageStatus.SENT
+                message.sent_at = action.done_at
+            elif message.status is MessageStatus.FAILED:  # the person took over from it
+                message.status = MessageStatus.HANDLED
         session.add(
             models.CaseEvent(case_id=action.case_id, kind="staff_done", text=text, actor=actor)
         )

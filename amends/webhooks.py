@@ -100,7 +100,7 @@ class WebhookAdapter:
                 return str(response.json().get("id") or message.message_id)
             except (ValueError, AttributeError):
                 return message.message_id
-        transient = response.status_code == 429 or response.status_code >= 500
+        transient = response.status_code in {408, 429} or response.status_code >= 500
         raise DeliveryError(
             f"the {self.channel.value} webhook answered {response.status_code}: "
             f"{response.text[:200]}",

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import yagmail
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from icalendar import Calendar
+from pydantic import SecretStr
 
-from amends.channels import EmailAdapter, Outgoing
-from amends.errors import DeliveryError
+from amends.channels import EmailAdapter, Outgoing, unsubscribe_token
+from amends.errors import ConfigurationError, DeliveryError
 from amends.mailcatcher import MailCatcher, free_port
 from amends.settings import Settings
 
@@ -84,14 +86,40 @@ def test_the_invitation_is_an_invitation(tmp_path: Path) -> None:
 
 
 def test_marketing_mail_can_be_unsubscribed_in_one_click(tmp_path: Path) -> None:
-    settings = Settings(unsubscribe_url="https://acme.example/unsubscribe")
+    settings = Settings(
+        unsubscribe_url="https://acme.example/unsubscribe?list=winback",
+        unsubscribe_secret=SecretStr("opt-out-secret"),
+    )
     _, raw = EmailAdapter(settings).compose(outgoing(tmp_path, marketing=True))
     message = parse(raw)
+    token = unsubscribe_token("opt-out-secret", "rk@example.com")
     assert message["List-Unsubscribe"] == (
-        "<https://acme.example/unsubscribe?email=rk%40example.com>, "
+        f"<https://acme.example/unsubscribe?list=winback&email=rk%40example.com&token={token}>, "
         "<mailto:care@acme-cleaning.example?subject=unsubscribe>"
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # Another address's token does not match: nobody can unsubscribe someone else.
+    assert unsubscribe_token("opt-out-secret", "eve@example.com") != token
+
+
+def test_a_wrong_password_stops_sending_with_one_clear_error(tmp_path: Path) -> None:
+    class Refuse:
+        def authenticate(self, *args):  # type: ignore[no-untyped-def]
+            return AuthResult(success=False, handled=False)
+
+    port = free_port()
+    handler = Refuse()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=handler.authenticate,
+        auth_require_tls=False, auth_exclude_mechanism=["LOGIN"],
+    )  # fmt: skip
+    controller.start()
+    try:
+        adapter = EmailAdapter(Settings(smtp_port=port, smtp_password=SecretStr("wrong")))
+        with pytest.raises(ConfigurationError, match="refused the login .* AMENDS_SMTP_PASSWORD"):
+            adapter.deliver(outgoing(tmp_path))
+    finally:
+        controller.stop()
 
 
 def test_yagmail_still_sends_html_as_the_text_part() -> None:

@@ -11,13 +11,23 @@ import pytest
 from aiosmtpd.controller import Controller
 from factories import make_incident
 
+from amends import models
 from amends.casebook import case_outcome
 from amends.channels import EmailAdapter, Outgoing, RecordingAdapter
-from amends.domain import MessageStatus, ReplyChannel, Stage
-from amends.errors import DeliveryError
+from amends.domain import STAGES, MessageStatus, ReplyChannel, Stage
+from amends.errors import ConfigurationError, DeliveryError
 from amends.intake import open_case
 from amends.mailcatcher import MailCatcher, free_port
-from amends.outbox import deliver, drain, queued_messages
+from amends.outbox import (
+    CLAIM_BATCH,
+    MAX_ATTEMPTS,
+    _claim,
+    _send,
+    deliver,
+    drain,
+    queued_messages,
+    requeue_stale_claims,
+)
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 
@@ -135,3 +145,118 @@ def test_a_recipient_the_server_rejects_fails_with_the_reason_and_flags_the_case
     assert "no such mailbox" in (case.messages[0].last_error or "")
     assert case.state == "awaiting_staff"
     assert [a.kind for a in case.staff_actions][-1] == "delivery_problem"
+
+
+def test_a_bad_login_keeps_the_mail_queued(rt: Runtime) -> None:
+    case_id, _ = queued_apology(rt)
+
+    class Misconfigured(RecordingAdapter):
+        def deliver(self, message: Outgoing) -> str:
+            raise ConfigurationError("the SMTP server refused the login")
+
+    with pytest.raises(ConfigurationError):
+        drain(rt.db, {ReplyChannel.EMAIL: Misconfigured()}, claim_timeout=timedelta(minutes=10))
+    (message,) = case_outcome(rt.db, case_id).messages
+    assert (message.status, message.attempts) == ("queued", 0)
+    assert case_outcome(rt.db, case_id).staff_actions == [] or all(
+        a.kind != "delivery_problem" for a in case_outcome(rt.db, case_id).staff_actions
+    )
+
+
+def test_a_message_for_a_channel_not_installed_here_goes_to_staff(rt: Runtime) -> None:
+    case_id, _ = queued_apology(rt)
+    report = drain(rt.db, {}, claim_timeout=timedelta(minutes=10))
+    assert report.to_staff == 1
+    (message,) = case_outcome(rt.db, case_id).messages
+    assert message.status == "awaiting_staff"
+    assert "send_email" in [a.kind for a in case_outcome(rt.db, case_id).staff_actions]
+
+
+def test_a_claim_that_keeps_killing_its_sender_goes_to_staff(rt: Runtime) -> None:
+    case_id, message_id = queued_apology(rt)
+    with rt.db.session() as session:
+        message = session.get(models.Message, message_id)
+        message.status, message.attempts = MessageStatus.SENDING, MAX_ATTEMPTS
+        message.claimed_at = models.utcnow() - timedelta(hours=1)
+    assert requeue_stale_claims(rt.db, older_than=timedelta(minutes=10)) == 0
+    outcome = case_outcome(rt.db, case_id)
+    assert outcome.messages[0].status == "failed"
+    assert outcome.staff_actions[-1].kind == "delivery_problem"
+
+
+def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime) -> None:
+    _, message_id = queued_apology(rt)
+    (claimed,) = _claim(rt.db, [message_id])
+    # Another sender took it over (its claim looked dead), and sent it.
+    with rt.db.session() as session:
+        session.get(models.Message, message_id).claim_token = "someone-else"
+    recorder = RecordingAdapter()
+    _send(rt.db, claimed, {ReplyChannel.EMAIL: recorder})
+    with rt.db.session() as session:
+        assert session.get(models.Message, message_id).status is MessageStatus.SENDING
+
+
+def test_staff_taking_over_a_failed_reply_lets_the_case_close(rt: Runtime) -> None:
+    from amends.staff import complete_action, open_actions
+
+    case_id = open_case(rt, make_incident(our_fault=False))
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    (message_id,) = queued_messages(rt.db, case_id)
+    failing = RecordingAdapter(fail_with=DeliveryError("550 no such user", transient=False))
+    deliver(rt.db, message_id, {ReplyChannel.EMAIL: failing})
+    assert case_outcome(rt.db, case_id).state == "awaiting_staff"
+    (problem,) = [a for a in open_actions(rt.db) if a.kind == "delivery_problem"]
+    complete_action(rt.db, problem.id, note="Phoned instead; apology accepted.", actor="dana")
+    outcome = case_outcome(rt.db, case_id)
+    assert outcome.messages[0].status == "handled_by_staff"
+    assert outcome.state == "closed"
+
+
+def test_a_late_success_closes_a_smoothed_over_case(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident(our_fault=False))
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    assert case_outcome(rt.db, case_id).state == "open"  # the apology is still queued
+    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    assert case_outcome(rt.db, case_id).state == "closed"
+
+
+def test_a_slow_sender_never_has_its_claims_taken_over(rt: Runtime) -> None:
+    """A batch that takes longer than the claim timeout is given back in time, so a second
+    sender that takes over dead claims never takes a live one (and nothing goes twice)."""
+    for n in range(12):
+        case_id = open_case(
+            rt,
+            make_incident(
+                ref=f"INC-{n}",
+                complaint_message_id=f"<c{n}@customer.example>",
+                customer={"ref": f"C-{n}"},
+            ),
+        )
+        for stage in STAGES:
+            run_stage(rt, case_id, stage)
+
+    class Slow(RecordingAdapter):
+        def deliver(self, message: Outgoing) -> str:
+            time.sleep(0.05)
+            return super().deliver(message)
+
+    adapter = Slow()
+    queued = len(queued_messages(rt.db))
+    timeout = timedelta(seconds=0.4)  # a batch of 20 takes a second
+    senders = [
+        threading.Thread(
+            target=drain,
+            args=(rt.db, {ReplyChannel.EMAIL: adapter}),
+            kwargs={"claim_timeout": timeout},
+        )
+        for _ in range(2)
+    ]
+    for sender in senders:
+        sender.start()
+        time.sleep(0.5)  # the second starts when the first's claims would look dead
+    for sender in senders:
+        sender.join()
+    ids = [m.message_id for m in adapter.delivered]
+    assert len(ids) == len(set(ids)) == queued > CLAIM_BATCH

@@ -90,8 +90,9 @@ def test_a_sender_killed_at_any_moment_loses_nothing(
 ) -> None:
     handler, port = server
     expected = queue_mail(rt)
-    # Only one sender runs at a time here, so a claim of any age belongs to a dead one.
-    command, env = sender(rt, port, claim_timeout=0)
+    # Only one sender runs at a time here: a claim older than a second belongs to a dead one
+    # (a live sender gives back what it has not sent in half that).
+    command, env = sender(rt, port, claim_timeout=1)
     chance, kills = random.Random(2026), 0
     for _ in range(25):
         process = subprocess.Popen(
@@ -104,6 +105,7 @@ def test_a_sender_killed_at_any_moment_loses_nothing(
         process.wait()
         if not unsent(rt):
             break
+    time.sleep(1.1)  # the last killed sender's claims are now old enough to be taken over
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
 
     received = Counter(handler.message_ids)
