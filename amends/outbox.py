@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from amends import models
@@ -149,6 +149,9 @@ class _Claimed:
     kind: MessageKind
     attempts: int
     token: str  # the claim's own mark: only its holder records the result
+    # Whether a delivery can change the case's state: only once its stages are done (before,
+    # the stages set it).
+    settles_on_success: bool
     outgoing: Outgoing
 
 
@@ -173,8 +176,11 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                 .returning(models.Message.id)
             )
         )
-        messages = session.scalars(
-            select(models.Message).where(models.Message.id.in_(claimed)).order_by(models.Message.id)
+        rows = session.execute(
+            select(models.Message, models.Case.stage)
+            .join(models.Case, models.Message.case_id == models.Case.id)
+            .where(models.Message.id.in_(claimed))
+            .order_by(models.Message.id)
         )
         return [
             _Claimed(
@@ -184,6 +190,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                 kind=m.kind,
                 attempts=m.attempts,
                 token=token,
+                settles_on_success=stage is Stage.REENGAGE,
                 outgoing=Outgoing(
                     recipient=m.recipient,
                     subject=m.subject,
@@ -195,7 +202,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                     public=m.kind is MessageKind.PUBLIC_REPLY,
                 ),
             )
-            for m in messages
+            for m, stage in rows
         ]
 
 
@@ -244,7 +251,8 @@ def deliver(
 def _record(
     session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
 ) -> bool:
-    """Record a result if the claim is still this sender's; then settle the case's state."""
+    """Record a result if the claim is still this sender's; then settle the case's state, if
+    the result can change it."""
     recorded = session.execute(
         update(models.Message)
         .where(
@@ -255,8 +263,12 @@ def _record(
         .values(claim_token=None, **values)
     ).rowcount
     if recorded:
-        session.add(models.CaseEvent(case_id=claimed.case_id, kind=event_kind, text=text))
-        _resettle(session, claimed.case_id)
+        # A plain insert: no unit of work to flush, on the path every message takes.
+        session.execute(
+            insert(models.CaseEvent).values(case_id=claimed.case_id, kind=event_kind, text=text)
+        )
+        if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
+            _resettle(session, claimed.case_id)
     return bool(recorded)
 
 
