@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -208,9 +209,16 @@ def test_a_conflicting_refiling_is_refused_in_one_line(smtp_rt: Runtime, tmp_pat
 def test_mail_that_cannot_go_out_yet_exits_3_and_says_why(
     rt_without_smtp: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
     from tasks.delivery import deliver_messages
 
     monkeypatch.setattr(deliver_messages, "retry_delay_seconds", [0, 0])
+    # As `amends` sets it up in a terminal (PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=CRITICAL);
+    # Prefect configures its logging once per process, before this test could say so.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            monkeypatch.setattr(handler, "level", logging.CRITICAL)
     path = tmp_path / "incident.json"
     path.write_text(json.dumps(incident_data()))
     result = amends("incident", str(path))
