@@ -65,7 +65,8 @@ def test_the_password_logs_in_and_is_found_nowhere_else(
     settings = rt.settings.model_copy(
         update={"smtp_port": port, "smtp_password": SecretStr(PASSWORD)}
     )
-    use_runtime(Runtime.from_settings(settings))
+    current = Runtime.from_settings(settings)
+    use_runtime(current)  # disposes the fixture's runtime: use this one's database from here
     state = recover_incident(make_incident(ref="INC-SECRET"), return_state=True)
     outcome = state.result()
     assert [m.status for m in outcome.messages] == ["sent", "sent"]
@@ -73,7 +74,7 @@ def test_the_password_logs_in_and_is_found_nowhere_else(
     assert handler.received == 2
 
     # Not in any row of any table...
-    with rt.db.session() as session:
+    with current.db.session() as session:
         for table in models.Base.metadata.sorted_tables:
             for row in session.execute(select(table)):
                 assert PASSWORD not in repr(tuple(row)), table.name
