@@ -95,13 +95,8 @@ def check_can_file(rt: Runtime, incident: Incident) -> None:
     """
     check_reachable(rt, incident)
     with rt.db.session() as session:
-        if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None and (
-            filed_as := _same_complaint(session, incident)
-        ):
-            raise IncidentConflict(
-                f"this complaint email ({incident.complaint_message_id}) was already filed as "
-                f"incident {filed_as}"
-            )
+        if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None:
+            _refuse_same_complaint(session, incident)
 
 
 def open_case(rt: Runtime, incident: Incident) -> int:
@@ -128,11 +123,7 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
         case_id = _existing_case(session, incident.ref, payload)
         if case_id is not None:
             return case_id
-        if filed_as := _same_complaint(session, incident):
-            raise IncidentConflict(
-                f"this complaint email ({incident.complaint_message_id}) was already filed as "
-                f"incident {filed_as}"
-            )
+        _refuse_same_complaint(session, incident)
         customer = _upsert_customer(session, incident)
         record = models.Incident(
             ref=incident.ref,
@@ -170,16 +161,21 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
         return case.id
 
 
-def _same_complaint(session: Any, incident: Incident) -> str | None:
-    """The ref under which this very complaint email was already filed, if it was."""
+def _refuse_same_complaint(session: Any, incident: Incident) -> None:
+    """Refuse this very complaint email if it was already filed under another ref."""
     if incident.complaint_message_id is None:
-        return None
-    return session.scalar(
+        return
+    filed_as = session.scalar(
         select(models.Incident.ref).where(
             models.Incident.complaint_message_id == incident.complaint_message_id,
             models.Incident.ref != incident.ref,
         )
     )
+    if filed_as is not None:
+        raise IncidentConflict(
+            f"this complaint email ({incident.complaint_message_id}) was already filed as "
+            f"incident {filed_as}"
+        )
 
 
 def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | None:

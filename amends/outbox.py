@@ -365,9 +365,7 @@ def _resettle(session: Session, case_id: int) -> None:
     case = session.get(models.Case, case_id)
     if case.stage is Stage.REENGAGE and case.state is not CaseState.CLOSED:
         session.flush()
-        case.state = settle(session, case)
-        if case.state is CaseState.CLOSED:
-            case.closed_at = models.utcnow()
+        settle(session, case)
 
 
 def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions: str) -> None:

@@ -23,7 +23,6 @@ from amends.assess import Assessment, assess
 from amends.catalogue import case_context, render_message
 from amends.checkins import checkin_times, invitation
 from amends.domain import (
-    CaseState,
     Decision,
     Incident,
     MessageKind,
@@ -149,7 +148,7 @@ def _result(outcome: models.StageOutcome, *, resumed: bool) -> StageResult:
     return StageResult(outcome.stage, outcome.status, outcome.summary, outcome.data, resumed)
 
 
-def _count(number: int, thing: str) -> str:
+def _plural(number: int, thing: str) -> str:
     return f"{number} {thing}" + ("" if number == 1 else "s")
 
 
@@ -277,7 +276,7 @@ def _monitor(step: _Step) -> Outcome:
         return StageStatus.COMPLETED, f"No public complaint found on {where}.", {"posts": []}
     return (
         StageStatus.COMPLETED,
-        f"{_count(len(found), 'public post')} found on {where}: a public reply answers.",
+        f"{_plural(len(found), 'public post')} found on {where}: a public reply answers.",
         {"posts": found},
     )
 
@@ -328,9 +327,7 @@ def _follow_up(step: _Step) -> Outcome:
 def _reengage(step: _Step) -> Outcome:
     case, rt = step.case, step.rt
     if case.decision is not Decision.RECOVER:
-        case.state = settle(step.session, case)
-        if case.state is CaseState.CLOSED:
-            case.closed_at = models.utcnow()
+        settle(step.session, case)
         reason = {
             Decision.SMOOTH_OVER: "smoothing over: no win-back incentive",
             Decision.LOST: "one-forgiveness rule: no win-back campaign",
@@ -376,7 +373,7 @@ def _reengage(step: _Step) -> Outcome:
         )
         how = "staff agree the dates with the customer"
     step.session.flush()
-    case.state = settle(step.session, case)
+    settle(step.session, case)
     summary = (
         f"Offer made; {len(checkins)} check-in meetings scheduled from "
         f"{times[0].strftime('%Y-%m-%d %H:%M')} ({zone}); {how}."

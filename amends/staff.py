@@ -173,16 +173,20 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
         )
         case = session.get(models.Case, action.case_id)
         if case.state is CaseState.AWAITING_STAFF:
-            case.state = settle(session, case)
-            if case.state is CaseState.CLOSED:
-                case.closed_at = models.utcnow()
+            settle(session, case)
     return find_action(db, action_id)
 
 
-def settle(session: Session, case: models.Case) -> CaseState:
-    """The state a case's messages and actions put it in: open while mail is queued or a
-    recovery is under way, waiting for staff while a person must act (a failed reply
-    included), closed when nothing is left to do."""
+def settle(session: Session, case: models.Case) -> None:
+    """Put the case in the state its messages and actions call for, noting when it closed."""
+    case.state = _state_for(session, case)
+    if case.state is CaseState.CLOSED and case.closed_at is None:
+        case.closed_at = models.utcnow()
+
+
+def _state_for(session: Session, case: models.Case) -> CaseState:
+    """Open while mail is queued or a recovery is under way, waiting for staff while a person
+    must act (a failed reply included), closed when nothing is left to do."""
     statuses = set(
         session.scalars(select(models.Message.status).where(models.Message.case_id == case.id))
     )
