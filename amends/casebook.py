@@ -47,6 +47,35 @@ class OfferView(BaseModel):
     status: str
 
 
+class ApprovalView(BaseModel):
+    status: str  # pending, timed_out, approved, adjusted, declined
+    wanted: float
+    frontline_limit: float
+    manager_limit: float
+    amount: float | None
+    approver: str | None
+    reason: str | None
+    due_at: datetime
+    decided_at: datetime | None
+
+    def describe(self, currency: str) -> str:
+        """The approval in one sentence."""
+        if self.status == "pending":
+            return (
+                f"Waiting for a manager to approve {self.wanted:.2f} {currency} (frontline limit "
+                f"{self.frontline_limit:.2f}) until {self.due_at:%Y-%m-%d %H:%M} UTC."
+            )
+        if self.status == "timed_out":
+            return (
+                f"No manager answered by {self.due_at:%Y-%m-%d %H:%M} UTC: the offer went out at "
+                f"the frontline limit and a manager was asked to decide."
+            )
+        verb = {"approved": "Approved", "adjusted": "Adjusted", "declined": "Raise declined"}
+        return f"{verb[self.status]} at {self.amount:.2f} {currency} by {self.approver}" + (
+            f": {self.reason}" if self.reason else "."
+        )
+
+
 class CheckInView(BaseModel):
     number: int
     starts_at: datetime
@@ -85,6 +114,7 @@ class CaseOutcome(BaseModel):
     stages: list[StageView]
     messages: list[MessageView]
     offer: OfferView | None
+    approval: ApprovalView | None
     checkins: list[CheckInView]
     staff_actions: list[StaffActionView]
     timeline: list[EventView]
@@ -142,6 +172,7 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
         ]
         assessment = outcomes.get(STAGES[0])
         offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
+        approval = session.scalar(select(models.Approval).where(models.Approval.case_id == case.id))
 
         def rows(model: type, order: object) -> list:
             return list(
@@ -189,6 +220,9 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
                 )
                 if offer
                 else None
+            ),
+            approval=(
+                ApprovalView.model_validate(approval, from_attributes=True) if approval else None
             ),
             checkins=[
                 CheckInView(number=c.number, starts_at=c.starts_at, status=c.status)
@@ -267,11 +301,14 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         (
             f"{spoken(outcome.offer.kind)}: {outcome.offer.value:.2f} "
-            f"{outcome.offer.currency} ({outcome.offer.status}"
-            + (", capped at the frontline limit" if outcome.offer.capped else "")
-            + ")"
+            f"{outcome.offer.currency} ({outcome.offer.status})"
             if outcome.offer
             else "None."
+        ),
+        *(
+            ["", _md(outcome.approval.describe(outcome.offer.currency))]
+            if outcome.approval and outcome.offer
+            else []
         ),
         "",
         "## Messages",

@@ -37,6 +37,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The amends database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+policy_app = typer.Typer(help="The recovery policy.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 templates_app = typer.Typer(help="The message templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 actions_app = typer.Typer(
@@ -230,17 +232,25 @@ def demo(
         Path | None,
         typer.Option(help="Data folder for the demo (default: AMENDS_HOME, else ./var)."),
     ] = None,
+    wait_for_approval: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-approval",
+            help="Leave the offer that needs a manager to you (the Prefect UI's Resume form, or "
+            "`amends approve` in another terminal) instead of approving it as the demo.",
+        ),
+    ] = False,
     verbose: VerboseFlag = False,
 ) -> None:
     """Run sample incidents end to end, with a local mail catcher; asks nothing, sends nothing out.
 
     Mail goes to a real SMTP server on 127.0.0.1 that saves each message under the data
-    folder's mail/ folder.
+    folder's mail/ folder. One run pauses for a manager's approval of a large offer.
     """
     from amends.demo import run_demo
 
     _prepare_prefect(verbose)
-    run_demo(home, out=out, err=err)
+    run_demo(home, out=out, err=err, wait_for_approval=wait_for_approval)
 
 
 @app.command()
@@ -437,6 +447,96 @@ def actions_done(
     out.print(f"Action {line.id} done; noted on incident {line.incident_ref}.")
 
 
+@app.command()
+@friendly
+def approve(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+    amount: Annotated[
+        float | None,
+        typer.Option(help="Grant this much instead of what absorbs the customer's costs.", min=0),
+    ] = None,
+    decline: Annotated[
+        bool, typer.Option("--decline", help="Decline the raise: the frontline offer stands.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why, in a line.")] = "",
+) -> None:
+    """Answer a case's request to approve an offer above the frontline limit.
+
+    The answer is recorded on the case, and a run paused for it (Prefect server configured)
+    resumes. After the run's wait timed out, a raised offer is sent to the customer.
+    """
+    from amends.approvals import find_request
+    from amends.casebook import find_case
+    from amends.domain import spoken
+
+    if decline and amount is not None:
+        raise fail("--amount and --decline contradict each other: choose one")
+    rt = _runtime()
+    with rt.db.session() as session:
+        case_id = find_case(session, ref).id
+        find_request(session, case_id)  # a clear error before Prefect is imported
+    _prepare_prefect(verbose=False)
+    from tasks.approval import answer_and_resume, can_reach_runs
+
+    decided, not_resumed = answer_and_resume(
+        rt,
+        case_id,
+        approve=not decline,
+        approver=by,
+        reason=reason,
+        amount=amount,
+        resume=can_reach_runs(),
+    )
+    request = decided.request
+    answer = (
+        f"{spoken(request.status)} at {request.amount:.2f} {request.currency} by {request.approver}"
+    )
+    if not decided.now:
+        raise fail(f"case {request.incident_ref} was already {answer}; the first answer stands")
+    out.print(f"Case {request.incident_ref}: {answer}.", highlight=False)
+    if not_resumed:
+        err.print(
+            f"The run waiting for it could not be resumed ({not_resumed}); it takes this answer "
+            "when its wait ends, or when the incident is filed again.",
+            highlight=False,
+        )
+
+
+@policy_app.command("check")
+@friendly
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="The policy file (YAML) to check.")],
+) -> None:
+    """Check a policy file, and show what it decides and offers for the sample incidents."""
+    from amends.assess import assess
+    from amends.demo import sample_incidents
+    from amends.domain import spoken
+    from amends.empower import choose_offer
+    from amends.policy import load_policy
+
+    policy = load_policy(file)
+    table = Table(
+        "incident", "customer", "severity", "fault", "decision", "offer", "approval",
+        title=f"{file} is valid. What it decides for the sample incidents, each as if it "
+        "were the customer's first failure:",
+        title_justify="left",
+    )  # fmt: skip
+    for incident in sample_incidents():
+        result = assess(incident, forgiven_before=False, policy=policy)
+        offer = choose_offer(result, incident.severity, incident.customer.annual_value, policy)
+        table.add_row(
+            incident.ref,
+            f"{incident.customer.name} ({policy.empower.tier_of(incident.customer.annual_value)})",
+            incident.severity.value,
+            incident.fault.value,
+            spoken(result.decision),
+            f"{spoken(offer.kind)} {offer.value:.2f} {offer.currency}" if offer else "-",
+            f"manager: up to {offer.approvable:.2f}" if offer and offer.needs_approval else "-",
+        )
+    out.print(table)
+
+
 @db_app.command("upgrade")
 @friendly
 def db_upgrade() -> None:
@@ -482,11 +582,13 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     if outcome.offer:
         o = outcome.offer
         out.print(
-            f"[bold]Offer[/]: {spoken(o.kind)}, {o.value:.2f} {o.currency} ({o.status}"
-            + (", capped at the frontline limit" if o.capped else "")
-            + ")",
+            f"[bold]Offer[/]: {spoken(o.kind)}, {o.value:.2f} {o.currency} ({o.status})",
             highlight=False,
         )
+        if outcome.approval:
+            out.print(
+                f"[bold]Approval[/]: {outcome.approval.describe(o.currency)}", highlight=False
+            )
     if outcome.checkins:
         out.print(
             "[bold]Check-ins[/]: "

@@ -8,15 +8,20 @@ sends nothing twice.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
+from amends import models
+from amends.approvals import PENDING, ApprovalRequest, find_request
 from amends.casebook import CaseOutcome
-from amends.domain import spoken
+from amends.domain import Incident, spoken
 from amends.intake import validate_incident
 from amends.mailcatcher import MailCatcher
 from amends.mentions import PublicPost, record_posts
@@ -41,8 +46,18 @@ def sample_posts() -> list[PublicPost]:
     ]
 
 
-def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutcome]:
-    """Run every sample incident through the recover-incident flow and print a summary."""
+DEMO_MANAGER = "Demo manager"
+
+
+def run_demo(
+    home: Path | None, *, out: Console, err: Console, wait_for_approval: bool = False
+) -> list[CaseOutcome]:
+    """Run every sample incident through the recover-incident flow and print a summary.
+
+    One sample's offer is above the frontline limit, so its run pauses for a manager; the demo
+    answers as "Demo manager" unless ``wait_for_approval``, when it waits for yours (the
+    Prefect UI's Resume form, or ``amends approve`` in another terminal).
+    """
     base = Settings() if home is None else Settings(home=home)
     started = time.perf_counter()
     with MailCatcher(base.mail_dir) as catcher:
@@ -75,11 +90,78 @@ def run_demo(home: Path | None, *, out: Console, err: Console) -> list[CaseOutco
                     f"[{number}/{len(incidents)}] {incident.ref}: {incident.channel.value} "
                     f"complaint from {incident.customer.name}…"
                 )
-                outcomes.append(run_incident(incident))
+                outcomes.append(
+                    _run_answering_approval(rt, incident, run_incident, err, wait_for_approval)
+                )
         sent = len(catcher.messages()) - already
     use_runtime(None)
     _print_summary(out, outcomes, settings, sent, time.perf_counter() - started)
     return outcomes
+
+
+def _run_answering_approval(
+    rt: Runtime,
+    incident: Incident,
+    run_incident: Callable[[Incident], CaseOutcome],
+    err: Console,
+    wait: bool,
+) -> CaseOutcome:
+    """Run one incident; if its run pauses for a manager, say so and answer (unless ``wait``)."""
+    result: dict[str, CaseOutcome | BaseException] = {}
+
+    def run() -> None:
+        try:
+            result["outcome"] = run_incident(incident)
+        except BaseException as error:  # re-raised in the demo's own thread
+            result["error"] = error
+
+    worker = threading.Thread(target=run, name=f"demo-{incident.ref}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+        waiting = _paused_for_approval(rt, incident.ref)
+        if waiting is None:
+            continue
+        err.print(
+            f"\n[bold yellow]{incident.ref} is Paused[/], waiting for a manager: {waiting.question}"
+            f"\n  In the Prefect UI: open the run and press Resume. From a terminal: "
+            f"[bold]amends approve {incident.ref} --by NAME[/] (--amount N, --decline).",
+            highlight=False,
+        )
+        if wait:
+            err.print(f"  Waiting for your answer until {waiting.due_at:%H:%M} UTC…")
+            worker.join()
+            break
+        from tasks.approval import answer_and_resume  # imports Prefect: only now
+
+        answer_and_resume(
+            rt,
+            waiting.case_id,
+            approve=True,
+            approver=DEMO_MANAGER,
+            reason="The demo approves what absorbs the customer's costs.",
+        )
+        err.print(f"  The demo answers as {DEMO_MANAGER!r}: approved.")
+        worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["outcome"]
+
+
+def _paused_for_approval(rt: Runtime, ref: str) -> ApprovalRequest | None:
+    """The approval a run of this incident is paused for, once the run has paused."""
+    with rt.db.session() as session:
+        case_id = session.scalar(
+            select(models.Approval.case_id)
+            .join(models.Case, models.Case.id == models.Approval.case_id)
+            .join(models.Incident, models.Incident.id == models.Case.incident_id)
+            .where(
+                models.Incident.ref == ref,
+                models.Approval.status == PENDING,
+                models.Approval.flow_run_id.is_not(None),
+            )
+        )
+        return find_request(session, case_id) if case_id else None
 
 
 def _print_summary(

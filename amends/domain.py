@@ -104,12 +104,13 @@ class SocialPlatform(StrEnum):
 
 
 class Fault(StrEnum):
-    """Whose fault the incident was."""
+    """Whose fault the incident was (seed 003: "was it your fault or is the customer being
+    unreasonable?")."""
 
     OURS = "ours"
-    SHARED = "shared"
-    CUSTOMER = "customer"
-    EXTERNAL = "external"
+    SHARED = "shared"  # partly ours, partly the customer's
+    CUSTOMER = "customer"  # the customer is being unreasonable
+    EXTERNAL = "external"  # out of our control; still our promise to keep (seed 001)
 
 
 class Decision(StrEnum):
@@ -195,7 +196,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _single_line(value: str) -> str:
+def single_line(value: str) -> str:
+    """``value``, refused if it holds a line break or another control character."""
     # Names and subjects end up in mail headers: CR/LF would let a customer inject headers.
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
@@ -253,7 +255,7 @@ def line(min_length: int = 0, max_length: int = 200) -> Any:
     return Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-        AfterValidator(_single_line),
+        AfterValidator(single_line),
     ]
 
 
@@ -303,6 +305,15 @@ class Customer(_Model):
     )
     annual_value: float = Field(
         default=0.0, ge=0, le=1e9, description="What the customer spends with the business a year."
+    )
+    tenure_years: float = Field(
+        default=0.0,
+        ge=0,
+        le=200,
+        description="Years as a customer.",
+    )
+    referrals: int = Field(
+        default=0, ge=0, le=100_000, description="Customers this customer has sent the business."
     )
 
 
@@ -383,8 +394,9 @@ class Incident(_Model):
     details: text(10_000) = Field(default="", description="The complaint in full, or staff notes.")
     category: Category = Field(description="What kind of let-down it was.")
     severity: Severity = Field(description="How badly the customer was let down.")
-    our_fault: bool = Field(
-        description="Was it the business's fault? Untick if the customer is being unreasonable."
+    fault: Fault = Field(
+        description="Whose fault it was: ours, shared, the customer's (being unreasonable), or "
+        "external (a supplier, the weather; the customer still holds us to our promise)."
     )
     abusive: bool = Field(
         default=False,

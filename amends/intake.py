@@ -134,7 +134,7 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
             details=incident.details,
             category=incident.category,
             severity=incident.severity,
-            our_fault=incident.our_fault,
+            fault=incident.fault,
             abusive=incident.abusive,
             costs=incident.costs.model_dump(mode="json"),
             complaint_message_id=incident.complaint_message_id,

@@ -31,6 +31,7 @@ from amends.domain import (
     Category,
     Channel,
     Decision,
+    Fault,
     MessageKind,
     MessageStatus,
     OfferKind,
@@ -106,6 +107,8 @@ class Customer(Base):
     # a later failure is final.
     forgiven_at: Mapped[datetime | None]
     forgiven_case_id: Mapped[int | None] = mapped_column(Integer)
+    # Why this customer is never in a win-back again: abusive to staff, or lost (seed 000).
+    winback_barred: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -122,7 +125,7 @@ class Incident(Base):
     details: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[Category] = mapped_column(_enum(Category))
     severity: Mapped[Severity] = mapped_column(_enum(Severity))
-    our_fault: Mapped[bool] = mapped_column(Boolean)
+    fault: Mapped[Fault] = mapped_column(_enum(Fault))
     abusive: Mapped[bool] = mapped_column(Boolean, default=False)
     costs: Mapped[dict[str, Any]] = mapped_column(JSON)
     complaint_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -231,6 +234,29 @@ class Offer(Base):
     capped: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed, offered
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Approval(Base):
+    """A manager's decision on an offer above the frontline limit: asked, then answered once."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    wanted: Mapped[float] = mapped_column(Float)  # what absorbs the customer's costs
+    frontline_limit: Mapped[float] = mapped_column(Float)
+    manager_limit: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    # pending, approved, adjusted, declined; timed_out until a late answer replaces it.
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    amount: Mapped[float | None] = mapped_column(Float)  # granted
+    approver: Mapped[str | None] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The Prefect flow run that waits for the answer, so the CLI can resume it.
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime]
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
 
 
 class CheckIn(Base):

@@ -5,7 +5,7 @@ The default ships as ``amends/policy.yaml``; ``AMENDS_POLICY_FILE`` replaces it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import yaml
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from amends.domain import (
     Channel,
     EmotionalCost,
+    Fault,
     OfferKind,
     ReplyChannel,
     Severity,
@@ -33,8 +34,13 @@ class AssessmentFigures(_Section):
     hourly_value_of_time: float = Field(ge=0)
     social_cost: dict[SocialCost, float]
     emotional_cost: dict[EmotionalCost, float]
+    angry_wording_score: float = Field(ge=-1, le=0)
+    absorb_share: dict[Fault, float]
     years_retained: float = Field(gt=0)
+    referral_value: float = Field(ge=0)
     return_chance: dict[Severity, float]
+    loyalty_per_year: float = Field(ge=0, le=1)
+    loyalty_cap: float = Field(ge=0, le=1)
     acquisition_cost: float = Field(ge=0)
 
     @model_validator(mode="after")
@@ -42,21 +48,63 @@ class AssessmentFigures(_Section):
         _require_every(self.social_cost, SocialCost, "assessment.social_cost")
         _require_every(self.emotional_cost, EmotionalCost, "assessment.emotional_cost")
         _require_every(self.return_chance, Severity, "assessment.return_chance")
-        if any(not 0 <= chance <= 1 for chance in self.return_chance.values()):
-            raise ValueError("assessment.return_chance values must lie between 0 and 1")
+        # The customer's own fault earns no incentive, so it has no share to absorb.
+        _require_every(
+            self.absorb_share,
+            [f for f in Fault if f is not Fault.CUSTOMER],
+            "assessment.absorb_share",
+        )
+        for where, table in (
+            ("return_chance", self.return_chance),
+            ("absorb_share", self.absorb_share),
+        ):
+            if any(not 0 <= value <= 1 for value in table.values()):
+                raise ValueError(f"assessment.{where} values must lie between 0 and 1")
+        return self
+
+
+class RoleLimits(_Section):
+    """What each role may offer without asking, by severity."""
+
+    frontline: dict[Severity, float]
+    manager: dict[Severity, float]
+
+    @model_validator(mode="after")
+    def _complete(self) -> RoleLimits:
+        _require_every(self.frontline, Severity, "empower.limits.frontline")
+        _require_every(self.manager, Severity, "empower.limits.manager")
+        for severity in Severity:
+            if self.manager[severity] < self.frontline[severity]:
+                raise ValueError(
+                    f"empower.limits.manager.{severity.value} is below the frontline limit"
+                )
         return self
 
 
 class EmpowerFigures(_Section):
-    frontline_limit: dict[Severity, float]
+    tiers: dict[str, float] = Field(min_length=1)
+    limits: RoleLimits
+    tier_factor: dict[str, float]
     offer_by_severity: dict[Severity, OfferKind]
     trial_days: int = Field(ge=1, le=365)
+    approval_timeout_hours: float = Field(gt=0, le=24 * 14)
 
     @model_validator(mode="after")
     def _complete(self) -> EmpowerFigures:
-        _require_every(self.frontline_limit, Severity, "empower.frontline_limit")
         _require_every(self.offer_by_severity, Severity, "empower.offer_by_severity")
+        _require_every(self.tier_factor, self.tiers, "empower.tier_factor")
+        if 0 not in self.tiers.values():
+            raise ValueError("empower.tiers needs a tier whose floor is 0, for every customer")
         return self
+
+    def tier_of(self, annual_value: float) -> str:
+        """The highest tier whose floor the customer's annual value reaches."""
+        reached = [(floor, name) for name, floor in self.tiers.items() if annual_value >= floor]
+        return max(reached)[1]
+
+    def limit(self, role: str, severity: Severity, tier: str) -> float:
+        """What ``role`` may offer without asking for this severity and customer tier."""
+        return round(getattr(self.limits, role)[severity] * self.tier_factor[tier], 2)
 
 
 class CheckinFigures(_Section):
@@ -103,8 +151,8 @@ class Policy(_Section):
         return reply
 
 
-def _require_every(table: dict, enum: type, where: str) -> None:
-    missing = [member.value for member in enum if member not in table]
+def _require_every(table: dict, members: Iterable, where: str) -> None:
+    missing = [getattr(member, "value", member) for member in members if member not in table]
     if missing:
         raise ValueError(f"{where} lacks {', '.join(missing)}")
 
@@ -117,16 +165,40 @@ def load_policy(path: Path | None = None) -> Policy:
     """
     path = path or DEFAULT_POLICY_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        source = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(source)
+        tree = yaml.compose(source)
     except OSError as error:
         raise PolicyError(f"cannot read policy file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise PolicyError(f"{path} is not valid YAML: {error}") from None
     try:
         return Policy.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
+            f"line {_line_of(tree, problem['loc'])}: "
             f"{'.'.join(str(part) for part in problem['loc']) or 'policy'}: {problem['msg']}"
             for problem in error.errors()
         )
         raise PolicyError(f"{path}: {problems}") from None
+
+
+def _line_of(tree: yaml.Node | None, loc: tuple) -> int:
+    """The line (1-based) of the deepest key on ``loc`` that the file has."""
+    node, line = tree, 1 if tree is None else tree.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

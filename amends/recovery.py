@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amends import models
+from amends.approvals import request_approval
 from amends.assess import Assessment, assess
-from amends.catalogue import case_context, render_message
+from amends.catalogue import FORMS, case_context, render_message
 from amends.checkins import checkin_times, invitation
 from amends.domain import (
     Decision,
@@ -163,11 +164,19 @@ Outcome = tuple[StageStatus, str, dict[str, Any]]
 
 def _assess(step: _Step) -> Outcome:
     customer, policy = step.customer, step.rt.policy
-    assessment = assess(step.incident, forgiven_before=_forgiven(customer, step), policy=policy)
+    barred = customer.winback_barred
+    assessment = assess(
+        step.incident, forgiven_before=_forgiven(customer, step), policy=policy, barred=barred
+    )
     if assessment.decision is Decision.RECOVER and not _claim_forgiveness(step):
         # Another case of this customer's took the one forgiveness a moment ago.
-        assessment = assess(step.incident, forgiven_before=True, policy=policy)
+        assessment = assess(step.incident, forgiven_before=True, policy=policy, barred=barred)
     step.case.decision = assessment.decision
+    # Never in a win-back again: the abusive (staff are protected) and the lost (seed 000).
+    if assessment.decision is Decision.DO_NOT_PURSUE:
+        customer.winback_barred = "abusive"
+    elif assessment.decision is Decision.LOST and customer.winback_barred is None:
+        customer.winback_barred = "lost"
     if assessment.decision is Decision.DO_NOT_PURSUE:
         step.staff_action(
             Stage.ASSESS,
@@ -215,7 +224,10 @@ def _empower(step: _Step) -> Outcome:
     decision = step.case.decision
     assert decision is not None, "assess runs before empower"
     assessment = Assessment.model_validate(step.outcome(Stage.ASSESS).data)
-    offer = choose_offer(assessment, step.incident.severity, step.rt.policy)
+    policy = step.rt.policy
+    offer = choose_offer(
+        assessment, step.incident.severity, step.incident.customer.annual_value, policy
+    )
     if offer is None:
         return (
             StageStatus.SKIPPED,
@@ -229,21 +241,26 @@ def _empower(step: _Step) -> Outcome:
             value=offer.value,
             currency=offer.currency,
             trial_days=offer.trial_days,
-            capped=offer.capped,
+            capped=offer.needs_approval,
         )
     )
-    if offer.capped:
-        step.staff_action(
-            Stage.EMPOWER,
-            "raise_offer",
-            "manager",
-            f"The offer was capped at the frontline limit ({offer.value:.2f} {offer.currency}); "
-            "decide whether to raise it.",
+    data = {"offer": offer.model_dump(mode="json"), "needs_approval": offer.needs_approval}
+    if offer.needs_approval:
+        request_approval(
+            step.session,
+            step.case,
+            offer,
+            timeout_hours=policy.empower.approval_timeout_hours,
         )
+        summary = (
+            f"Offer {spoken(offer.kind)}: {offer.wanted:.2f} {offer.currency} waits for a "
+            f"manager's approval. " + " ".join(offer.reasons)
+        )
+        return StageStatus.COMPLETED, summary, data
     summary = f"Offer {spoken(offer.kind)} worth {offer.value:.2f} {offer.currency}. " + " ".join(
         offer.reasons
     )
-    return StageStatus.COMPLETED, summary, {"offer": offer.model_dump(mode="json")}
+    return StageStatus.COMPLETED, summary, data
 
 
 def _monitor(step: _Step) -> Outcome:
@@ -458,6 +475,25 @@ def _queue(
         + ".",
     )
     return message
+
+
+def queue_revised_offer(rt: Runtime, session: Session, case_id: int) -> None:
+    """Tell the customer about an offer a manager raised after the apology went out, on the
+    reply channel (or through staff where no offer form exists for it), in the caller's
+    transaction."""
+    step = _load(session, rt, case_id)
+    channel = step.case.reply_channel
+    if channel in FORMS[MessageKind.OFFER]:
+        _queue(step, Stage.EMPOWER, MessageKind.OFFER, channel)
+        return
+    offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case_id))
+    step.staff_action(
+        Stage.EMPOWER,
+        "tell_revised_offer",
+        "frontline",
+        f"A manager raised the offer to {offer.value:.2f} {offer.currency}: tell "
+        f"{step.customer.name} by {channel.value}.",
+    )
 
 
 def reply_subject(subject: str) -> str:

@@ -30,6 +30,7 @@ from amends.db import Database, normalise_url
 from amends.domain import (
     Category,
     Channel,
+    Fault,
     MessageKind,
     MessageStatus,
     ReplyChannel,
@@ -87,7 +88,7 @@ def queue(db: Database, n: int, sender: str) -> None:
         )
         incident = models.Incident(
             ref="INC-1", customer=customer, channel=Channel.EMAIL, received_at=now, summary="x",
-            category=Category.OTHER, severity=Severity.LOW, our_fault=True, costs={}, payload={},
+            category=Category.OTHER, severity=Severity.LOW, fault=Fault.OURS, costs={}, payload={},
         )  # fmt: skip
         case = models.Case(
             incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,

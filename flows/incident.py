@@ -6,6 +6,7 @@ from prefect import flow
 
 from amends.casebook import CaseOutcome
 from amends.domain import Incident
+from tasks.approval import wait_for_approval
 from tasks.assess import assess
 from tasks.delivery import deliver_or_keep_queued
 from tasks.empower import empower
@@ -21,8 +22,9 @@ def recover_incident(incident: Incident) -> CaseOutcome:
     """Recover a customer from an incident: assess, empower, monitor, report, follow up and
     re-engage, then summarise the case in an artifact.
 
-    Running it again for the same incident resumes the case: completed stages and sent
-    messages are never repeated.
+    An offer above the frontline limit pauses the run for a manager's approval (the UI's Resume
+    form, or ``amends approve``). Running it again for the same incident resumes the case:
+    completed stages and sent messages are never repeated.
 
     Args:
         incident: The incident as the operator filed it.
@@ -30,7 +32,10 @@ def recover_incident(incident: Incident) -> CaseOutcome:
     case_id = open_case(incident)
     label_run(incident)
     assess(case_id)
-    empower(case_id)
+    offer = empower(case_id)
+    if offer.data.get("needs_approval"):
+        # Above the frontline limit: Paused in the UI until a manager answers, or the timeout.
+        wait_for_approval(case_id)
     monitor(case_id)
     report(case_id)
     follow_up(case_id)

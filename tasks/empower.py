@@ -10,5 +10,5 @@ from tasks._stage import run_and_log
 
 @task(name="empower", cache_policy=NONE, task_run_name="empower-case-{case_id}")
 def empower(case_id: int) -> StageResult:
-    """Pick an offer that absorbs the customer's costs, within the frontline limit."""
+    """Pick an offer that absorbs the customer's costs; above the frontline limit, ask a manager."""
     return run_and_log(Stage.EMPOWER, case_id)

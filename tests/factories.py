@@ -19,7 +19,7 @@ def incident_data(**changes: Any) -> dict[str, Any]:
         "details": "Dirty offices and accumulated garbage.",
         "category": "service_failure",
         "severity": "high",
-        "our_fault": True,
+        "fault": "ours",
         "costs": {
             "economic": 450.0,
             "time_hours": 6,

@@ -199,7 +199,7 @@ def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime) -> None:
 def test_staff_taking_over_a_failed_reply_lets_the_case_close(rt: Runtime) -> None:
     from amends.staff import complete_action, open_actions
 
-    case_id = open_case(rt, make_incident(our_fault=False))
+    case_id = open_case(rt, make_incident(fault="customer"))
     for stage in STAGES:
         run_stage(rt, case_id, stage)
     (message_id,) = queued_messages(rt.db, case_id)
@@ -214,7 +214,7 @@ def test_staff_taking_over_a_failed_reply_lets_the_case_close(rt: Runtime) -> No
 
 
 def test_a_late_success_closes_a_smoothed_over_case(rt: Runtime) -> None:
-    case_id = open_case(rt, make_incident(our_fault=False))
+    case_id = open_case(rt, make_incident(fault="customer"))
     for stage in STAGES:
         run_stage(rt, case_id, stage)
     assert case_outcome(rt.db, case_id).state == "open"  # the apology is still queued

@@ -60,9 +60,10 @@ def test_an_email_complaint_is_recovered_end_to_end(rt: Runtime, recorder) -> No
     assert invitation.attachment is not None and invitation.attachment.suffix == ".ics"
     assert outcome.offer is not None and outcome.offer.status == "offered"
     assert len(outcome.checkins) == 3
-    # The offer was capped at the frontline limit: a manager decides whether to raise it.
-    assert outcome.state == "awaiting_staff"
-    assert [a.kind for a in outcome.staff_actions if a.role == "manager"] == ["raise_offer"]
+    # Within the frontline limit for this customer: nothing waits for a manager.
+    assert outcome.offer.value == 815 and outcome.approval is None
+    assert outcome.state == "open"
+    assert [a.kind for a in outcome.staff_actions if a.role == "manager"] == []
     # The timeline tells the story in order.
     kinds = [event.kind for event in outcome.timeline]
     assert kinds[0] == "opened" and kinds.count("sent") == 2
@@ -111,7 +112,7 @@ def test_one_forgiveness_across_incidents(rt: Runtime) -> None:
 
 
 def test_an_abusive_customer_goes_to_a_manager_and_gets_nothing(rt: Runtime, recorder) -> None:  # type: ignore[no-untyped-def]
-    outcome = case_outcome(rt.db, recover(rt, make_incident(abusive=True, our_fault=False)))
+    outcome = case_outcome(rt.db, recover(rt, make_incident(abusive=True, fault="customer")))
     assert outcome.decision == Decision.DO_NOT_PURSUE
     assert outcome.messages == [] and recorder.delivered == []
     assert outcome.offer is None
@@ -216,7 +217,7 @@ def test_a_failed_stage_leaves_no_file_behind(rt: Runtime, monkeypatch) -> None:
 
 def test_a_refused_apology_flags_the_case_for_staff(rt: Runtime) -> None:
     rt.channels[ReplyChannel.EMAIL].fail_with = DeliveryError("550 no such user", transient=False)
-    outcome = case_outcome(rt.db, recover(rt, make_incident(our_fault=False)))
+    outcome = case_outcome(rt.db, recover(rt, make_incident(fault="customer")))
     assert outcome.decision == "smooth_over"
     assert outcome.messages[0].status == "failed"
     assert outcome.state == "awaiting_staff"

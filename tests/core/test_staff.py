@@ -22,7 +22,7 @@ def recover(rt: Runtime, **changes: object) -> int:
 
 
 def test_a_voicemail_gets_a_call_back_with_its_script(rt: Runtime) -> None:
-    recover(rt, channel="voicemail", our_fault=False)
+    recover(rt, channel="voicemail", fault="customer")
     (call,) = [a for a in open_actions(rt.db) if a.kind == "call_back"]
     assert call.instructions == "Call +34612345678 and follow the script."
     assert call.due_at is not None
@@ -30,7 +30,7 @@ def test_a_voicemail_gets_a_call_back_with_its_script(rt: Runtime) -> None:
 
 
 def test_closing_the_last_action_closes_a_smoothed_over_case(rt: Runtime) -> None:
-    case_id = recover(rt, channel="voicemail", our_fault=False)
+    case_id = recover(rt, channel="voicemail", fault="customer")
     assert case_outcome(rt.db, case_id).state == "awaiting_staff"
     (call,) = [a for a in open_actions(rt.db) if a.kind == "call_back"]
     complete_action(rt.db, call.id, note="Spoke to Rodolfo; he accepted the apology.", actor="dana")

@@ -124,9 +124,9 @@ def test_an_unknown_case_is_named(rt: Runtime) -> None:
 def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMENDS_HOME", str(tmp_path))
     first = amends("db", "upgrade")
-    assert first.exit_code == 0 and "Applied 0001" in first.stdout
+    assert first.exit_code == 0 and "Applied 0001, 0002" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0001)" in again.stdout
+    assert "is up to date (revision 0002)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -143,12 +143,16 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 300}
     demo = subprocess.run([sys.executable, "-m", "amends", "demo"], stdin=subprocess.DEVNULL, **run)
     assert demo.returncode == 0, demo.stderr[-3000:]
-    assert "7 incidents recovered" in demo.stdout
+    assert "8 incidents recovered" in demo.stdout
+    # One run pauses for a manager; the demo says how to answer, and answers.
+    assert "DEMO-1008 is Paused" in demo.stderr
+    assert "amends approve DEMO-1008 --by NAME" in demo.stderr
     assert "amends cases" in demo.stdout and "prefect server start" in demo.stdout
     mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
-    # Apologies by email to Rodolfo, Lucía and Priya, and Rodolfo's check-in invitation; the
-    # others' apologies wait for staff, and their check-ins are agreed by whoever calls.
-    assert len(mail) == 4
+    # Apologies by email to Rodolfo, Lucía, Priya and Amara, and Rodolfo's and Amara's check-in
+    # invitations; the others' apologies wait for staff, and their check-ins are agreed by
+    # whoever calls.
+    assert len(mail) == 6
     messages = [email.message_from_bytes(m.read_bytes(), policy=email_policy.default) for m in mail]
     (spanish,) = [
         m for m in messages
@@ -164,11 +168,15 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     invitations = [
         part for m in messages for part in m.walk() if part.get_content_type() == "text/calendar"
     ]
-    assert len(invitations) == 1
+    assert len(invitations) == 2
     assert Calendar.from_ical(invitations[0].get_payload(decode=True))["method"] == "REQUEST"
     assert "Le hemos fallado y lo sentimos" in html
     assert "20 de noviembre de 2026" in html, html
-    assert "600,00\xa0€" in html, html
+    assert "815,00\xa0€" in html, html
+    (amara,) = [
+        m for m in messages if m["To"] == "amara@okafor-family.example" and "In-Reply-To" in m
+    ]
+    assert "1,850.00" in amara.get_body(("html",)).get_content()  # as the manager approved
     assert list((tmp_path / "var" / "letters").glob("case-*-DEMO-1003-apology.html"))
 
     cases = subprocess.run([sys.executable, "-m", "amends", "cases", "--json"], check=True, **run)
@@ -176,13 +184,14 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     assert decisions == {
         "DEMO-1001": "recover", "DEMO-1002": "recover", "DEMO-1003": "recover",
         "DEMO-1004": "recover", "DEMO-1005": "smooth_over", "DEMO-1006": "do_not_pursue",
-        "DEMO-1007": "lost",
+        "DEMO-1007": "lost", "DEMO-1008": "recover",
     }  # fmt: skip
 
     again = subprocess.run(
         [sys.executable, "-m", "amends", "demo"], stdin=subprocess.DEVNULL, **run
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "Paused" not in again.stderr  # answered in the first run
     assert sorted((tmp_path / "var" / "mail").glob("*.eml")) == mail  # nothing sent twice
 
 
@@ -285,7 +294,7 @@ def test_preview_with_a_real_case(rt: Runtime) -> None:
         run_stage(rt, case_id, stage)
     result = amends("preview", "offer", "--channel", "sms", "--case", "INC-1001")
     assert result.exit_code == 0, result.output
-    assert "Ana Ruiz" in result.stdout and "600,00" in result.stdout  # her capped offer
+    assert "Ana Ruiz" in result.stdout and "815,00" in result.stdout  # her offer
 
 
 def test_preview_names_the_channels_a_kind_goes_by(rt: Runtime) -> None:
@@ -295,7 +304,7 @@ def test_preview_names_the_channels_a_kind_goes_by(rt: Runtime) -> None:
 
 
 def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
-    case_id = open_case(rt, make_incident(channel="voicemail", our_fault=False))
+    case_id = open_case(rt, make_incident(channel="voicemail", fault="customer"))
     for stage in Stage:
         run_stage(rt, case_id, stage)
     listed = json.loads(amends("actions", "--json").stdout)

@@ -1,0 +1,174 @@
+"""An offer above the frontline limit pauses the recover-incident run for a manager.
+
+Each path against the Prefect test harness, with mail over real SMTP: approve and adjust from
+the Resume form (the API call the UI makes), decline from the CLI's path, and a timeout that
+goes on with the frontline offer and escalates, then a late approval that reaches the customer.
+"""
+
+from __future__ import annotations
+
+import email
+import threading
+import time
+from dataclasses import replace
+from email import policy as email_policy
+from uuid import UUID
+
+import pytest
+from factories import make_incident
+from prefect import get_client
+from prefect.flow_runs import resume_flow_run
+from sqlalchemy import select
+
+from amends import models
+from amends.casebook import CaseOutcome, case_outcome
+from amends.mailcatcher import MailCatcher
+from amends.runtime import Runtime, use_runtime
+from flows.incident import recover_incident
+from tasks.approval import answer_and_resume
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# Costs 1400 + 6 h x 40 + 75 + 50 = 1765 for a standard customer (4,000 a year) in a critical
+# failure: frontline limit 1,000, manager limit 5,000.
+INCIDENT = make_incident(
+    ref="INC-3001",
+    severity="critical",
+    costs={"economic": 1400},
+    customer={"ref": "C-3001", "annual_value": 4000},
+)
+
+
+def start(incident=INCIDENT) -> tuple[threading.Thread, dict]:  # type: ignore[no-untyped-def]
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["outcome"] = recover_incident(incident)
+        except BaseException as error:
+            box["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    return worker, box
+
+
+def paused_run(rt: Runtime, worker: threading.Thread) -> UUID:
+    """The run's id once Prefect shows it Paused for the approval."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and worker.is_alive():
+        with rt.db.session() as session:
+            run_id = session.scalar(select(models.Approval.flow_run_id))
+        if run_id:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(UUID(run_id)).state
+            if state.is_paused():
+                assert state.name == "Paused"
+                return UUID(run_id)
+        time.sleep(0.1)
+    raise AssertionError("the run never paused for approval")
+
+
+def finish(worker: threading.Thread, box: dict) -> CaseOutcome:
+    worker.join(60)
+    assert not worker.is_alive()
+    if "error" in box:
+        raise box["error"]
+    return box["outcome"]
+
+
+def apology_html(catcher: MailCatcher) -> str:
+    for path in catcher.messages():
+        message = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        if message["In-Reply-To"]:
+            return message.get_body(("html",)).get_content()
+    raise AssertionError("no apology was sent")
+
+
+def test_approved_in_the_resume_form(smtp_rt: Runtime, mail_catcher: MailCatcher) -> None:
+    worker, box = start()
+    run_id = paused_run(smtp_rt, worker)
+    # Nothing reaches the customer while the offer waits.
+    assert mail_catcher.messages() == []
+    assert case_outcome(smtp_rt.db, "INC-3001").approval.status == "pending"
+    resume_flow_run(
+        run_id,
+        run_input={"approve": True, "amount": 1765, "approver": "Maria", "reason": "Loyal"},
+    )
+    outcome = finish(worker, box)
+    assert (outcome.offer.value, outcome.approval.status) == (1765, "approved")
+    assert (outcome.approval.approver, outcome.approval.reason) == ("Maria", "Loyal")
+    assert "1,765.00" in apology_html(mail_catcher)
+    assert any(e.kind == "approval" and e.actor == "Maria" for e in outcome.timeline)
+    assert [a.status for a in outcome.staff_actions if a.kind == "approve_offer"] == ["done"]
+
+
+def test_adjusted_in_the_resume_form(smtp_rt: Runtime, mail_catcher: MailCatcher) -> None:
+    worker, box = start()
+    run_id = paused_run(smtp_rt, worker)
+    resume_flow_run(
+        run_id, run_input={"approve": True, "amount": 1500, "approver": "Maria", "reason": ""}
+    )
+    outcome = finish(worker, box)
+    assert (outcome.offer.value, outcome.approval.status) == (1500, "adjusted")
+    assert "1,500.00" in apology_html(mail_catcher)
+
+
+def test_the_form_refuses_more_than_a_manager_may_grant(smtp_rt: Runtime) -> None:
+    worker, box = start()
+    run_id = paused_run(smtp_rt, worker)
+    with pytest.raises(Exception, match="(?i)less than or equal|validat"):
+        resume_flow_run(run_id, run_input={"approve": True, "amount": 99_999, "approver": "Maria"})
+    answer_and_resume(smtp_rt, 1, approve=True, approver="Ana")
+    outcome = finish(worker, box)
+    assert (outcome.offer.value, outcome.approval.approver) == (1765, "Ana")
+
+
+def test_declined_from_the_cli(smtp_rt: Runtime, mail_catcher: MailCatcher) -> None:
+    worker, box = start()
+    paused_run(smtp_rt, worker)
+    decided, not_resumed = answer_and_resume(
+        smtp_rt, 1, approve=False, approver="Omar", reason="Budget"
+    )
+    assert decided.now and not_resumed is None
+    outcome = finish(worker, box)
+    assert (outcome.offer.value, outcome.approval.status) == (1000, "declined")
+    assert "1,000.00" in apology_html(mail_catcher)
+    # A second answer, whichever way it comes, changes nothing.
+    again, _ = answer_and_resume(smtp_rt, 1, approve=True, approver="Someone else")
+    assert not again.now and again.request.approver == "Omar"
+
+
+def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
+    smtp_rt: Runtime, mail_catcher: MailCatcher
+) -> None:
+    figures = smtp_rt.policy.empower.model_copy(update={"approval_timeout_hours": 2 / 3600})
+    quick = replace(smtp_rt, policy=smtp_rt.policy.model_copy(update={"empower": figures}))
+    use_runtime(quick)
+    outcome = finish(*start())
+    assert (outcome.offer.value, outcome.approval.status) == (1000, "timed_out")
+    assert "1,000.00" in apology_html(mail_catcher)
+    overdue = [a for a in outcome.staff_actions if a.kind == "approval_overdue"]
+    assert [(a.role, a.status) for a in overdue] == [("manager", "open")]
+    assert outcome.state == "awaiting_staff"
+
+    # A late approval still counts, and the better offer goes to the customer.
+    decided, _ = answer_and_resume(quick, outcome.case_id, approve=True, approver="Maria")
+    assert decided.now and decided.request.amount == 1765
+    late = case_outcome(quick.db, "INC-3001")
+    assert late.offer.value == 1765
+    assert [(m.kind, m.status) for m in late.messages if m.kind == "offer"] == [("offer", "queued")]
+    assert [a.status for a in late.staff_actions if a.kind == "approval_overdue"] == ["done"]
+
+
+def test_a_rerun_after_the_answer_does_not_pause(smtp_rt: Runtime) -> None:
+    worker, box = start()
+    paused_run(smtp_rt, worker)
+    answer_and_resume(smtp_rt, 1, approve=True, approver="Maria")
+    first = finish(worker, box)
+    with smtp_rt.db.session() as session:
+        waited = session.scalar(select(models.Approval.flow_run_id))
+    second = recover_incident(INCIDENT)
+    assert second.approval == first.approval
+    with smtp_rt.db.session() as session:  # a run that paused would have noted its own id
+        assert session.scalar(select(models.Approval.flow_run_id)) == waited
