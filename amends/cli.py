@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from amends.errors import AmendsError
 
@@ -517,7 +517,8 @@ def policy_check(
 
     policy = load_policy(file)
     table = Table(
-        "incident", "customer", "severity", "fault", "decision", "offer", "approval",
+        Column("incident", no_wrap=True), "customer", "severity", "fault", "decision", "offer",
+        "approval",
         title=f"{file} is valid. What it decides for the sample incidents, each as if it "
         "were the customer's first failure:",
         title_justify="left",

@@ -73,3 +73,30 @@ def test_yaml_errors_are_reported(tmp_path: Path) -> None:
 def test_a_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read policy file"):
         load_policy(tmp_path / "nope.yaml")
+
+
+def test_an_error_names_the_line_and_the_field(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text()
+    line = text[: text.index("  trial_days: 30")].count("\n") + 1
+    text = text.replace("  trial_days: 30", "  trial_days: many")
+    with pytest.raises(PolicyError, match=rf"line {line}: empower\.trial_days: Input should be"):
+        load_policy(_write(tmp_path, text))
+
+
+def test_a_manager_limit_below_the_frontline_is_refused(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace("manager: {low: 600,", "manager: {low: 100,")
+    with pytest.raises(PolicyError, match="limits.manager.low is below the frontline limit"):
+        load_policy(_write(tmp_path, text))
+
+
+def test_tier_factors_must_cover_every_tier(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace(", key: 2.0}", "}")
+    with pytest.raises(PolicyError, match="empower.tier_factor lacks key"):
+        load_policy(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("annual_value", "tier"), [(0, "standard"), (4999, "standard"), (5000, "valued"), (1e6, "key")]
+)
+def test_a_customer_s_tier_comes_from_their_annual_value(annual_value: float, tier: str) -> None:
+    assert load_policy().empower.tier_of(annual_value) == tier

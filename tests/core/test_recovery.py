@@ -287,3 +287,35 @@ def test_a_social_complaint_gets_a_public_reply_then_a_private_apology(
     kinds = [a.kind for a in outcome.staff_actions]
     assert "post_public_reply" in kinds
     assert ("send_private_message" in kinds) is (len(expected) == 2)
+
+
+def test_an_abusive_customer_is_never_in_a_win_back_again(rt: Runtime) -> None:
+    first = case_outcome(rt.db, recover(rt, make_incident(abusive=True)))
+    assert first.decision == "do_not_pursue" and first.offer is None
+    assert [m.kind for m in first.messages] == []  # frontline contact is blocked
+    # A later failure of ours, without abuse this time, still earns no incentive.
+    later = case_outcome(
+        rt.db,
+        recover(
+            rt, make_incident(ref="INC-1002", complaint_message_id="<complaint-2@customer.example>")
+        ),
+    )
+    assert later.decision == "do_not_pursue" and later.offer is None
+    assert any("earlier case" in reason for reason in later.reasons)
+    with rt.db.session() as session:
+        customer = session.scalar(select(models.Customer))
+    assert customer.winback_barred == "abusive"
+
+
+def test_a_second_failure_after_a_recovery_is_lost(rt: Runtime) -> None:
+    first = case_outcome(rt.db, recover(rt, make_incident()))
+    second = case_outcome(
+        rt.db,
+        recover(
+            rt, make_incident(ref="INC-1002", complaint_message_id="<complaint-2@customer.example>")
+        ),
+    )
+    assert (first.decision, second.decision) == ("recover", "lost")
+    assert second.offer is None and second.checkins == []
+    with rt.db.session() as session:
+        assert session.scalar(select(models.Customer.winback_barred)) == "lost"

@@ -318,3 +318,54 @@ def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
     ]
     again = amends("actions", "done", str(call["id"]))
     assert again.exit_code == 1 and "is already done" in again.stderr
+
+
+def test_policy_check_shows_what_a_policy_decides() -> None:
+    result = amends("policy", "check", "amends/policy.yaml")
+    assert result.exit_code == 0, result.output
+    assert "is valid" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "DEMO-1008" in line)
+    assert "recover" in row and "manager:" in row
+    assert "1850.00" in result.stdout  # what a manager may approve
+
+
+def test_policy_check_names_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(Path("amends/policy.yaml").read_text().replace("currency: EUR", "currency: €"))
+    result = amends("policy", "check", str(path))
+    assert result.exit_code == 1
+    assert "line 3: currency: String should match pattern" in result.stderr
+
+
+def test_approve_refuses_a_case_that_asked_nothing(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident())
+    for stage in (Stage.ASSESS, Stage.EMPOWER):
+        run_stage(rt, case_id, stage)
+    result = amends("approve", "INC-1001", "--by", "Maria")
+    assert result.exit_code == 1
+    assert "case INC-1001 has no offer awaiting approval" in result.stderr
+
+
+def test_approve_records_an_answer_once(rt: Runtime) -> None:
+    incident = make_incident(
+        severity="critical", costs={"economic": 1400}, customer={"annual_value": 4000}
+    )
+    case_id = open_case(rt, incident)
+    for stage in (Stage.ASSESS, Stage.EMPOWER):
+        run_stage(rt, case_id, stage)
+    both = amends("approve", "INC-1001", "--by", "Maria", "--amount", "5", "--decline")
+    assert both.exit_code == 1 and "contradict" in both.stderr
+    too_much = amends("approve", "INC-1001", "--by", "Maria", "--amount", "9000")
+    assert too_much.exit_code == 1 and "outside 0 to 5000.00" in too_much.stderr
+    nameless = amends("approve", "INC-1001", "--by", " ")
+    assert nameless.exit_code == 1 and "name the approver" in nameless.stderr
+    adjusted = amends(
+        "approve", "INC-1001", "--by", "Maria", "--amount", "1200", "--reason", "Fair"
+    )
+    assert adjusted.exit_code == 0, adjusted.output
+    assert "Case INC-1001: adjusted at 1200.00 EUR by Maria." in adjusted.stdout
+    again = amends("approve", "INC-1001", "--by", "Omar", "--decline")
+    assert again.exit_code == 1
+    assert "already adjusted at 1200.00 EUR by Maria; the first answer stands" in again.stderr
+    shown = amends("case", "INC-1001")
+    assert "Approval: Adjusted at 1200.00 EUR by Maria: Fair" in shown.stdout
