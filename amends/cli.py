@@ -39,6 +39,10 @@ db_app = typer.Typer(help="The amends database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 policy_app = typer.Typer(help="The recovery policy.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+import_app = typer.Typer(
+    help="Import customers and their activity from your own systems (CSV).", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
 templates_app = typer.Typer(help="The message templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 actions_app = typer.Typer(
@@ -536,6 +540,55 @@ def policy_check(
             f"manager: up to {offer.approvable:.2f}" if offer and offer.needs_approval else "-",
         )
     out.print(table)
+
+
+ImportFile = Annotated[Path, typer.Argument(help="The CSV file, UTF-8, with a header row.")]
+
+
+@import_app.command("customers")
+@friendly
+def import_customers(file: ImportFile) -> None:
+    """Add or update customers by ref. Columns: ref, name (required), email, phone,
+    postal_address, social_platform, social_handle, locale, timezone, annual_value,
+    preferred_channel, do_not_contact (yes/no). An empty cell leaves what amends knows.
+
+    Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
+    the same file again changes nothing. Exits with 1 when some rows were refused.
+    """
+    from amends.imports import import_customers as run
+
+    _report_import(file, run)
+
+
+@import_app.command("activity")
+@friendly
+def import_activity(file: ImportFile) -> None:
+    """Record customers' latest activity. Columns: customer_ref (required), last_purchase,
+    last_contact (dates, YYYY-MM-DD), unanswered_calls. Dates only move forward.
+
+    Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
+    the same file again changes nothing. Exits with 1 when some rows were refused.
+    """
+    from amends.imports import import_activity as run
+
+    _report_import(file, run)
+
+
+def _report_import(file: Path, run: Callable) -> None:
+    db = _runtime().db
+    with err.status(f"Reading {file}…") as status:
+        report = run(db, file, lambda done: status.update(f"Importing {file}: {done:,} rows…"))
+    out.print(
+        f"{file}: {report.read:,} rows: {report.added:,} added, {report.updated:,} updated, "
+        f"{report.unchanged:,} unchanged, {len(report.refused):,} refused.",
+        highlight=False,
+    )
+    for line, problem in report.refused[:50]:
+        err.print(f"  line {line}: {problem}", markup=False, highlight=False)
+    if len(report.refused) > 50:
+        err.print(f"  … and {len(report.refused) - 50:,} more", highlight=False)
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

@@ -57,9 +57,19 @@ class Database:
         """Apply every pending migration; returns the revisions applied."""
         config = self._alembic()
         before = self.revision()
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.engine.connect() as connection:
+            if sqlite:
+                # Alembic rebuilds a table to alter it on SQLite; the rows that point at it must
+                # not stop that. Outside a transaction, or SQLite ignores the pragma.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
         script = ScriptDirectory.from_config(config)
         return [rev.revision for rev in script.iterate_revisions("head", before)][::-1]
 

@@ -13,6 +13,8 @@ which deserves a one-line message, from a bug, which deserves a traceback.
 - :class:`DeliveryPending`: messages stay queued after a transient failure; retried later.
 - :class:`DatabaseOutdated`: the database needs ``amends db upgrade``.
 - :class:`ConfigurationError`: the settings contradict each other.
+- :class:`ImportFileError`: a CSV import cannot be read as a whole (bad rows are reported,
+  not raised).
 """
 
 from __future__ import annotations
@@ -66,3 +68,7 @@ class DatabaseOutdated(AmendsError):
 
 class ConfigurationError(AmendsError):
     """The settings cannot work together."""
+
+
+class ImportFileError(AmendsError):
+    """A CSV file cannot be imported at all: unreadable, not UTF-8, or the wrong columns."""

@@ -6,13 +6,14 @@ Every time is stored in UTC. Alembic migrations in ``amends/migrations`` create 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -109,6 +110,13 @@ class Customer(Base):
     forgiven_case_id: Mapped[int | None] = mapped_column(Integer)
     # Why this customer is never in a win-back again: abusive to staff, or lost (seed 000).
     winback_barred: Mapped[str | None] = mapped_column(String(20))
+    # From the business's own systems (``amends import``): how to reach them for a win-back,
+    # whether they may be contacted at all, and the warning signs of seed 002.
+    preferred_channel: Mapped[str | None] = mapped_column(String(32))
+    do_not_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_purchase_on: Mapped[date | None] = mapped_column(Date)
+    last_contact_on: Mapped[date | None] = mapped_column(Date)
+    unanswered_calls: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

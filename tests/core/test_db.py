@@ -16,7 +16,7 @@ from amends.models import Base
 
 def test_migrations_match_the_models(database_url: str) -> None:
     db = Database(database_url)
-    assert db.upgrade() == ["0001", "0002"]
+    assert db.upgrade() == ["0001", "0002", "0003"]
     assert db.is_current() and db.upgrade() == []
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -47,7 +47,7 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
                 ),
                 {"id": number, "ref": f"INC-{number}", "ours": ours, "now": "2026-11-01"},
             )
-    assert db.upgrade() == ["0002"]
+    assert db.upgrade() == ["0002", "0003"]
     with db.engine.connect() as connection:
         faults = connection.execute(text("SELECT ref, fault FROM incidents ORDER BY id")).all()
     assert [tuple(row) for row in faults] == [("INC-1", "ours"), ("INC-2", "customer")]

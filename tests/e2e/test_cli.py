@@ -124,9 +124,9 @@ def test_an_unknown_case_is_named(rt: Runtime) -> None:
 def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMENDS_HOME", str(tmp_path))
     first = amends("db", "upgrade")
-    assert first.exit_code == 0 and "Applied 0001, 0002" in first.stdout
+    assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0002)" in again.stdout
+    assert "is up to date (revision 0003)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -369,3 +369,15 @@ def test_approve_records_an_answer_once(rt: Runtime) -> None:
     assert "already adjusted at 1200.00 EUR by Maria; the first answer stands" in again.stderr
     shown = amends("case", "INC-1001")
     assert "Approval: Adjusted at 1200.00 EUR by Maria: Fair" in shown.stdout
+
+
+def test_import_reports_rows_and_exits_1_on_refusals(rt: Runtime, tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("ref,name,email\nC-1,Ann,ann@example.com\nC-2,Bo,bad\n")
+    result = amends("import", "customers", str(path))
+    assert result.exit_code == 1
+    assert "2 rows: 1 added, 0 updated, 0 unchanged, 1 refused." in result.stdout
+    assert "line 3: email: is not a valid email address" in result.stderr
+    path.write_text("ref,name,email\nC-1,Ann,ann@example.com\n")
+    again = amends("import", "customers", str(path))
+    assert again.exit_code == 0 and "0 added, 0 updated, 1 unchanged" in again.stdout
