@@ -13,12 +13,16 @@ SATURDAY = 5
 
 
 def checkin_times(opened: datetime, figures: CheckinFigures, timezone: str) -> list[datetime]:
-    """The check-ins' start times: ``cadence_days`` after the case opened, at the policy's hour in
-    the customer's time zone, moved off weekends to the next Monday."""
+    """The check-ins' start times: the policy's cadence counted from the day the case opened, at
+    the policy's hour in the customer's time zone, moved off weekends to the next Monday.
+
+    The hour is wall-clock time: across a daylight-saving change the meeting stays at 10:00
+    local, and its UTC time moves.
+    """
     zone = ZoneInfo(timezone)
     local_start = opened.astimezone(zone).date()
     times = []
-    for days in figures.cadence_days:
+    for days in figures.offsets:
         day = local_start + timedelta(days=days)
         while day.weekday() >= SATURDAY:
             day += timedelta(days=1)

@@ -107,10 +107,42 @@ class EmpowerFigures(_Section):
         return round(getattr(self.limits, role)[severity] * self.tier_factor[tier], 2)
 
 
+class CadenceStep(_Section):
+    every_days: int = Field(ge=1, le=366)
+    times: int = Field(ge=1, le=24)
+
+
+class BusinessHours(_Section):
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=1, le=24)
+
+
 class CheckinFigures(_Section):
-    cadence_days: list[int] = Field(min_length=1, max_length=24)
+    cadence: list[CadenceStep] = Field(min_length=1, max_length=12)
+    business_hours: BusinessHours
     hour: int = Field(ge=0, le=23)
     duration_minutes: int = Field(ge=5, le=240)
+
+    @model_validator(mode="after")
+    def _inside_business_hours(self) -> CheckinFigures:
+        hours = self.business_hours
+        ends = self.hour * 60 + self.duration_minutes
+        if not (hours.start <= self.hour and ends <= hours.end * 60):
+            raise ValueError(
+                f"checkins.hour {self.hour} and {self.duration_minutes} minutes fall outside "
+                f"business hours {hours.start}-{hours.end}"
+            )
+        return self
+
+    @property
+    def offsets(self) -> list[int]:
+        """Days after the case opened, one per check-in."""
+        days, offsets = 0, []
+        for step in self.cadence:
+            for _ in range(step.times):
+                days += step.every_days
+                offsets.append(days)
+        return offsets
 
 
 class ServiceLevels(_Section):

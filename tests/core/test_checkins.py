@@ -4,17 +4,51 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from icalendar import Calendar
 
 from amends.checkins import checkin_times, invitation
-from amends.policy import CheckinFigures
+from amends.policy import CheckinFigures, load_policy
+
+
+def figures(*cadence: tuple[int, int], hour: int = 10) -> CheckinFigures:
+    return CheckinFigures(
+        cadence=[{"every_days": every, "times": times} for every, times in cadence],
+        business_hours={"start": 9, "end": 17},
+        hour=hour,
+        duration_minutes=30,
+    )
+
+
+def test_the_default_cadence_is_weekly_for_four_weeks_then_monthly_for_three() -> None:
+    assert load_policy().checkins.offsets == [7, 14, 21, 28, 58, 88, 118]
+
+
+def test_checkins_keep_the_local_hour_across_a_daylight_saving_change() -> None:
+    # New York leaves daylight saving on Sunday 1 November 2026: 10:00 EDT is 14:00 UTC, and
+    # 10:00 EST is 15:00 UTC.
+    opened = datetime(2026, 10, 20, 15, 0, tzinfo=UTC)  # a Tuesday
+    times = checkin_times(opened, figures((7, 2)), "America/New_York")
+    assert [t.astimezone(UTC).isoformat() for t in times] == [
+        "2026-10-27T14:00:00+00:00",
+        "2026-11-03T15:00:00+00:00",
+    ]
+    assert {t.hour for t in times} == {10}
+    # Madrid moves its clocks a week earlier (25 October): same wall-clock hour there too.
+    madrid = checkin_times(opened, figures((7, 1)), "Europe/Madrid")
+    assert madrid[0].astimezone(UTC).isoformat() == "2026-10-27T09:00:00+00:00"
+
+
+def test_a_checkin_hour_outside_business_hours_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside business hours 9-17"):
+        figures((7, 1), hour=17)
 
 
 def test_checkins_fall_on_working_days_in_the_customers_zone() -> None:
-    figures = CheckinFigures(cadence_days=[7, 21], hour=10, duration_minutes=30)
+    figures_ = figures((7, 1), (14, 1))
     # Sunday 22 November 2026, late evening in New York (Monday already in UTC).
     opened = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    times = checkin_times(opened, figures, "America/New_York")
+    times = checkin_times(opened, figures_, "America/New_York")
     assert [t.isoformat() for t in times] == [
         "2026-11-30T10:00:00-05:00",  # Sunday + 7 = Sunday 29 -> Monday 30
         "2026-12-14T10:00:00-05:00",
