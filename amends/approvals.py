@@ -21,7 +21,7 @@ from amends.domain import Stage, single_line
 from amends.empower import Offer
 from amends.errors import AmendsError, NotFound
 from amends.runtime import Runtime
-from amends.staff import add_action
+from amends.staff import add_action, settle
 
 PENDING, TIMED_OUT = "pending", "timed_out"
 OPEN = (PENDING, TIMED_OUT)  # a manager may still answer
@@ -186,10 +186,13 @@ def decide(
             granted, status = request.frontline_limit, "declined"
         else:
             granted = request.approvable if amount is None else round(amount, 2)
-            if not 0 <= granted <= request.manager_limit:
+            # Below the frontline limit is less than staff may grant without asking.
+            if not request.frontline_limit <= granted <= request.manager_limit:
                 raise ApprovalError(
-                    f"amount {granted:.2f} is outside 0 to {request.manager_limit:.2f}, what a "
-                    f"manager may grant for case {request.incident_ref}"
+                    f"amount {granted:.2f} is outside {request.frontline_limit:.2f} to "
+                    f"{request.manager_limit:.2f}: from the frontline limit to what a manager "
+                    f"may grant for case {request.incident_ref} (--decline keeps the frontline "
+                    "offer)"
                 )
             status = "approved" if granted == request.approvable else "adjusted"
         # Claimed with a conditional update: of two answers at the same moment, one counts.
@@ -206,7 +209,6 @@ def decide(
         ).rowcount
         if not claimed:
             return Decided(find_request(session, case_id), now=False)
-        late = request.status == TIMED_OUT
         offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case_id))
         raised = granted > offer.value
         offer.value = granted
@@ -226,11 +228,18 @@ def decide(
                 actor=approver,
             )
         )
-        if late and raised:
-            # The apology went out with the frontline offer: tell the customer the better one.
+        apologised = session.scalar(
+            select(models.StageOutcome.id).where(
+                models.StageOutcome.case_id == case_id,
+                models.StageOutcome.stage == Stage.FOLLOW_UP,
+            )
+        )
+        if apologised and raised:
+            # The apology already quoted the frontline offer: tell the customer the better one.
             from amends.recovery import queue_revised_offer  # recovery imports this module
 
             queue_revised_offer(rt, session, case_id)
+        settle(session, session.get(models.Case, case_id))
     return Decided(approval_request(rt, case_id), now=True)
 
 
@@ -248,6 +257,7 @@ def time_out(rt: Runtime, case_id: int) -> bool:
         if not timed_out:
             return False
         request = find_request(session, case_id)
+        _close_action(session, case_id)  # the approve_offer ask, replaced by the escalation
         add_action(
             session,
             case_id,
@@ -255,7 +265,7 @@ def time_out(rt: Runtime, case_id: int) -> bool:
             kind="approval_overdue",
             role="manager",
             instructions=(
-                f"No manager answered in time: the offer went out at the frontline limit of "
+                f"No manager answered in time: the run went on with the frontline offer of "
                 f"{request.frontline_limit:.2f} {request.currency}. Raise it up to "
                 f"{request.approvable:.2f} or decline: `amends approve {request.incident_ref} "
                 "--by NAME` (`--amount N`, `--decline`); a raise is sent to the customer."

@@ -67,8 +67,8 @@ class ApprovalView(BaseModel):
             )
         if self.status == "timed_out":
             return (
-                f"No manager answered by {self.due_at:%Y-%m-%d %H:%M} UTC: the offer went out at "
-                f"the frontline limit and a manager was asked to decide."
+                f"No manager answered by {self.due_at:%Y-%m-%d %H:%M} UTC: the run went on with "
+                f"the frontline offer and a manager was asked to decide."
             )
         verb = {"approved": "Approved", "adjusted": "Adjusted", "declined": "Raise declined"}
         return f"{verb[self.status]} at {self.amount:.2f} {currency} by {self.approver}" + (
@@ -271,7 +271,8 @@ def list_cases(db: Database, *, limit: int = 200) -> list[CaseLine]:
         ]
 
 
-def _md(text: str) -> str:
+def plain_markdown(text: str) -> str:
+    """Text shown as itself where markdown is rendered (artifacts, the UI's forms)."""
     # Customer-supplied text must not turn into links, images or tables in the artifact, nor
     # break a table row with a line break.
     text = " ".join(text.split())
@@ -280,22 +281,23 @@ def _md(text: str) -> str:
 
 def case_markdown(outcome: CaseOutcome) -> str:
     """The case summary for the run's markdown artifact."""
+    md = plain_markdown
     lines = [
-        f"# Case {outcome.case_id}: incident {_md(outcome.incident_ref)}",
+        f"# Case {outcome.case_id}: incident {md(outcome.incident_ref)}",
         "",
-        f"**Customer** {_md(outcome.customer_name)} ({_md(outcome.customer_ref)}) · "
+        f"**Customer** {md(outcome.customer_name)} ({md(outcome.customer_ref)}) · "
         f"**complained by** {outcome.complaint_channel} · **reply by** {outcome.reply_channel} · "
         f"**severity** {outcome.severity} · **state** {spoken(outcome.state)}",
         "",
         f"## Decision: {spoken(outcome.decision or 'not yet')}",
         "",
-        *[f"- {_md(reason)}" for reason in outcome.reasons],
+        *[f"- {md(reason)}" for reason in outcome.reasons],
         "",
         "## Stages",
         "",
         "| stage | status | outcome |",
         "|---|---|---|",
-        *[f"| {spoken(s.name)} | {s.status} | {_md(s.summary)} |" for s in outcome.stages],
+        *[f"| {spoken(s.name)} | {s.status} | {md(s.summary)} |" for s in outcome.stages],
         "",
         "## Offer",
         "",
@@ -306,7 +308,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
             else "None."
         ),
         *(
-            ["", _md(outcome.approval.describe(outcome.offer.currency))]
+            ["", md(outcome.approval.describe(outcome.offer.currency))]
             if outcome.approval and outcome.offer
             else []
         ),
@@ -317,7 +319,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "|---|---|---|---|---|",
         *[
             f"| {spoken(m.kind)} | {m.channel} | {spoken(m.status)} | "
-            f"{m.attempts} | {_md(m.last_error or '')} |"
+            f"{m.attempts} | {md(m.last_error or '')} |"
             for m in outcome.messages
         ],
         "",
@@ -332,7 +334,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         *(
             [
-                f"- **{a.role}** ({spoken(a.kind)}): {_md(a.instructions)}"
+                f"- **{a.role}** ({spoken(a.kind)}): {md(a.instructions)}"
                 for a in outcome.staff_actions
                 if a.status == "open"
             ]

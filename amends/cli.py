@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from amends.errors import AmendsError
@@ -64,7 +65,7 @@ EXIT_QUEUED = 3
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -160,8 +161,11 @@ def incident(
     parsed = parse_incident(_read_incident(file))
     check_can_file(_runtime(), parsed)  # refuse before Prefect starts a run
     _prepare_prefect(verbose)
+    from amends.demo import run_answering_approval
+
     with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
-        outcome = run_incident(parsed)
+        # A large offer pauses the run for a manager: say so rather than hang in silence.
+        outcome = run_answering_approval(_runtime(), parsed, run_incident, err, wait=True)
     if as_json:
         out.print_json(outcome.model_dump_json())
     else:
@@ -204,7 +208,7 @@ def cases(
         table.add_row(
             str(line.case_id),
             line.incident_ref,
-            f"{line.customer_name} ({line.customer_ref})",
+            escape(f"{line.customer_name} ({line.customer_ref})"),
             spoken(line.complaint_channel),
             spoken(line.decision),
             spoken(line.stage),
@@ -407,11 +411,11 @@ def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table.add_row(
             str(line.id),
             line.incident_ref,
-            line.customer_name,
+            escape(line.customer_name),
             line.role,
             spoken(line.kind),
             f"{line.due_at:%Y-%m-%d %H:%M}" if line.due_at else "-",
-            line.instructions,
+            escape(line.instructions),
         )
     out.print(table)
     out.print("[dim]amends actions show ID: the script or message; amends actions done ID[/]")
@@ -467,10 +471,10 @@ def approve(
 ) -> None:
     """Answer a case's request to approve an offer above the frontline limit.
 
-    The answer is recorded on the case, and a run paused for it (Prefect server configured)
-    resumes. After the run's wait timed out, a raised offer is sent to the customer.
+    The answer is recorded on the case; the run paused for it resumes within seconds. After the
+    run's wait timed out, a raised offer is sent to the customer.
     """
-    from amends.approvals import find_request
+    from amends.approvals import decide
     from amends.casebook import find_case
     from amends.domain import spoken
 
@@ -479,32 +483,14 @@ def approve(
     rt = _runtime()
     with rt.db.session() as session:
         case_id = find_case(session, ref).id
-        find_request(session, case_id)  # a clear error before Prefect is imported
-    _prepare_prefect(verbose=False)
-    from tasks.approval import answer_and_resume, can_reach_runs
-
-    decided, not_resumed = answer_and_resume(
-        rt,
-        case_id,
-        approve=not decline,
-        approver=by,
-        reason=reason,
-        amount=amount,
-        resume=can_reach_runs(),
-    )
+    decided = decide(rt, case_id, approve=not decline, approver=by, reason=reason, amount=amount)
     request = decided.request
     answer = (
         f"{spoken(request.status)} at {request.amount:.2f} {request.currency} by {request.approver}"
     )
     if not decided.now:
         raise fail(f"case {request.incident_ref} was already {answer}; the first answer stands")
-    out.print(f"Case {request.incident_ref}: {answer}.", highlight=False)
-    if not_resumed:
-        err.print(
-            f"The run waiting for it could not be resumed ({not_resumed}); it takes this answer "
-            "when its wait ends, or when the incident is filed again.",
-            highlight=False,
-        )
+    out.print(f"Case {request.incident_ref}: {answer}.", markup=False, highlight=False)
 
 
 @policy_app.command("check")
@@ -613,17 +599,17 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
 
     out.print(
         f"[bold]Case {outcome.case_id}[/]: incident {outcome.incident_ref}, "
-        f"{outcome.customer_name} ({outcome.customer_ref}); complained by "
+        f"{escape(outcome.customer_name)} ({outcome.customer_ref}); complained by "
         f"{outcome.complaint_channel}, reply by {outcome.reply_channel}; "
         f"state [bold]{spoken(outcome.state)}[/]",
         highlight=False,
     )
     out.print(f"\n[bold]Decision: {spoken(outcome.decision)}[/]")
     for reason in outcome.reasons:
-        out.print(f"  • {reason}", highlight=False)
+        out.print(f"  • {escape(reason)}", highlight=False)
     stages = Table("stage", "status", "outcome", title="Stages", title_justify="left")
     for stage in outcome.stages:
-        stages.add_row(spoken(stage.name), stage.status, stage.summary)
+        stages.add_row(spoken(stage.name), stage.status, escape(stage.summary))
     out.print(stages)
     if outcome.messages:
         messages = Table(
@@ -631,7 +617,9 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
         )
         for m in outcome.messages:
             note = m.last_error or (Path(m.attachment).name if m.attachment else "")
-            messages.add_row(spoken(m.kind), m.channel, spoken(m.status), m.recipient, note)
+            messages.add_row(
+                spoken(m.kind), m.channel, spoken(m.status), escape(m.recipient), escape(note)
+            )
         out.print(messages)
     if outcome.offer:
         o = outcome.offer
@@ -640,9 +628,8 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
             highlight=False,
         )
         if outcome.approval:
-            out.print(
-                f"[bold]Approval[/]: {outcome.approval.describe(o.currency)}", highlight=False
-            )
+            approval = escape(outcome.approval.describe(o.currency))
+            out.print(f"[bold]Approval[/]: {approval}", highlight=False)
     if outcome.checkins:
         out.print(
             "[bold]Check-ins[/]: "
@@ -651,9 +638,9 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
         )
     waiting = [a for a in outcome.staff_actions if a.status == "open"]
     for action in waiting:
-        out.print(f"[bold]For the {action.role}[/]: {action.instructions}", highlight=False)
+        out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
     if timeline:
         events = Table("when (UTC)", "stage", "what", title="Timeline", title_justify="left")
         for event in outcome.timeline:
-            events.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", spoken(event.stage), event.text)
+            events.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", spoken(event.stage), escape(event.text))
         out.print(events)

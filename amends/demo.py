@@ -8,6 +8,7 @@ sends nothing twice.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +16,12 @@ from importlib.resources import files
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
 from amends import models
-from amends.approvals import PENDING, ApprovalRequest, find_request
+from amends.approvals import PENDING, ApprovalRequest, decide, find_request
 from amends.casebook import CaseOutcome
 from amends.domain import Incident, spoken
 from amends.intake import validate_incident
@@ -91,7 +93,7 @@ def run_demo(
                     f"complaint from {incident.customer.name}…"
                 )
                 outcomes.append(
-                    _run_answering_approval(rt, incident, run_incident, err, wait_for_approval)
+                    run_answering_approval(rt, incident, run_incident, err, wait_for_approval)
                 )
         sent = len(catcher.messages()) - already
     use_runtime(None)
@@ -99,14 +101,15 @@ def run_demo(
     return outcomes
 
 
-def _run_answering_approval(
+def run_answering_approval(
     rt: Runtime,
     incident: Incident,
     run_incident: Callable[[Incident], CaseOutcome],
     err: Console,
     wait: bool,
 ) -> CaseOutcome:
-    """Run one incident; if its run pauses for a manager, say so and answer (unless ``wait``)."""
+    """Run one incident; if its run pauses for a manager, say so, and answer as the demo's
+    manager unless ``wait`` (then the answer comes from the UI or ``amends approve``)."""
     result: dict[str, CaseOutcome | BaseException] = {}
 
     def run() -> None:
@@ -122,26 +125,28 @@ def _run_answering_approval(
         waiting = _paused_for_approval(rt, incident.ref)
         if waiting is None:
             continue
+        where = (
+            "In the Prefect UI, open the run and press Resume; or from"
+            if os.environ.get("PREFECT_API_URL")
+            else "From"
+        )
         err.print(
-            f"\n[bold yellow]{incident.ref} is Paused[/], waiting for a manager: {waiting.question}"
-            f"\n  In the Prefect UI: open the run and press Resume. From a terminal: "
+            f"\n[bold yellow]{incident.ref} is Paused[/], waiting for a manager: "
+            f"{escape(waiting.question)}\n  {where} another terminal: "
             f"[bold]amends approve {incident.ref} --by NAME[/] (--amount N, --decline).",
             highlight=False,
         )
         if wait:
-            err.print(f"  Waiting for your answer until {waiting.due_at:%H:%M} UTC…")
-            worker.join()
-            break
-        from tasks.approval import answer_and_resume  # imports Prefect: only now
-
-        answer_and_resume(
-            rt,
-            waiting.case_id,
-            approve=True,
-            approver=DEMO_MANAGER,
-            reason="The demo approves what absorbs the customer's costs.",
-        )
-        err.print(f"  The demo answers as {DEMO_MANAGER!r}: approved.")
+            err.print(f"  Waiting for the answer until {waiting.due_at:%H:%M} UTC…")
+        else:
+            decide(
+                rt,
+                waiting.case_id,
+                approve=True,
+                approver=DEMO_MANAGER,
+                reason="The demo approves what absorbs the customer's costs.",
+            )
+            err.print(f"  The demo answers as {DEMO_MANAGER!r}: approved; the run resumes.")
         worker.join()
     if "error" in result:
         raise result["error"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -66,8 +67,8 @@ class AssessmentFigures(_Section):
 class RoleLimits(_Section):
     """What each role may offer without asking, by severity."""
 
-    frontline: dict[Severity, float]
-    manager: dict[Severity, float]
+    frontline: dict[Severity, Annotated[float, Field(ge=0)]]
+    manager: dict[Severity, Annotated[float, Field(ge=0)]]
 
     @model_validator(mode="after")
     def _complete(self) -> RoleLimits:
@@ -82,9 +83,9 @@ class RoleLimits(_Section):
 
 
 class EmpowerFigures(_Section):
-    tiers: dict[str, float] = Field(min_length=1)
+    tiers: dict[str, Annotated[float, Field(ge=0)]] = Field(min_length=1)
     limits: RoleLimits
-    tier_factor: dict[str, float]
+    tier_factor: dict[str, Annotated[float, Field(gt=0, le=100)]]
     offer_by_severity: dict[Severity, OfferKind]
     trial_days: int = Field(ge=1, le=365)
     approval_timeout_hours: float = Field(gt=0, le=24 * 14)
@@ -95,6 +96,8 @@ class EmpowerFigures(_Section):
         _require_every(self.tier_factor, self.tiers, "empower.tier_factor")
         if 0 not in self.tiers.values():
             raise ValueError("empower.tiers needs a tier whose floor is 0, for every customer")
+        if len(set(self.tiers.values())) < len(self.tiers):
+            raise ValueError("empower.tiers: two tiers share a floor; give each its own")
         return self
 
     def tier_of(self, annual_value: float) -> str:
@@ -206,6 +209,12 @@ def load_policy(path: Path | None = None) -> Policy:
         raise PolicyError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise PolicyError(f"{path} is not valid YAML: {error}") from None
+    if isinstance(data, dict) and "frontline_limit" in (data.get("empower") or {}):
+        raise PolicyError(
+            f"{path}: line {_line_of(tree, ('empower', 'frontline_limit'))}: "
+            "empower.frontline_limit is now empower.limits.frontline, beside "
+            "empower.limits.manager; see the shipped amends/policy.yaml"
+        )
     try:
         return Policy.model_validate(data)
     except ValidationError as error:

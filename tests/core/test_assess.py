@@ -219,9 +219,11 @@ def test_the_figures_behind_the_decision_are_shown() -> None:
 
 def test_wording_never_lowers_the_operator_rating() -> None:
     incident = make_incident(
-        details="Thanks, it was a small thing.", costs={"emotional": "furious"}
+        summary="Thank you, a small delay",
+        details="Lovely team, great work, thanks!",
+        costs={"emotional": "angry"},
     )
-    assert price_costs(incident, POLICY).emotional_level is EmotionalCost.FURIOUS
+    assert price_costs(incident, POLICY).emotional_level is EmotionalCost.ANGRY
 
 
 def test_an_offer_for_approval_says_what_a_manager_may_grant() -> None:

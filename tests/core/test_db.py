@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from amends import models
 from amends.db import Database
 from amends.models import Base
 
@@ -43,14 +45,26 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
                     "INSERT INTO incidents (id, ref, customer_id, channel, received_at, summary, "
                     "details, category, severity, our_fault, abusive, costs, payload, created_at) "
                     "VALUES (:id, :ref, 1, 'email', :now, 'Late', '', 'other', 'low', :ours, "
-                    "false, '{}', '{}', :now)"
+                    "false, '{}', :payload, :now)"
                 ),
-                {"id": number, "ref": f"INC-{number}", "ours": ours, "now": "2026-11-01"},
+                {
+                    "id": number,
+                    "ref": f"INC-{number}",
+                    "ours": ours,
+                    "now": "2026-11-01",
+                    "payload": json.dumps({"ref": f"INC-{number}", "our_fault": ours}),
+                },
             )
     assert db.upgrade() == ["0002", "0003"]
     with db.engine.connect() as connection:
         faults = connection.execute(text("SELECT ref, fault FROM incidents ORDER BY id")).all()
     assert [tuple(row) for row in faults] == [("INC-1", "ours"), ("INC-2", "customer")]
+    with db.engine.connect() as connection:
+        payloads = connection.execute(select(models.Incident.payload).order_by(models.Incident.id))
+        assert [p for (p,) in payloads] == [  # the incident as filed resumes in the new shape
+            {"ref": "INC-1", "fault": "ours"},
+            {"ref": "INC-2", "fault": "customer"},
+        ]
     db.dispose()
 
 

@@ -100,3 +100,26 @@ def test_tier_factors_must_cover_every_tier(tmp_path: Path) -> None:
 )
 def test_a_customer_s_tier_comes_from_their_annual_value(annual_value: float, tier: str) -> None:
     assert load_policy().empower.tier_of(annual_value) == tier
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("valued: 5000,", "valued: 0,", "two tiers share a floor"),
+        ("valued: 1.5,", "valued: -1,", r"tier_factor\.valued: Input should be greater than 0"),
+        ("frontline: {low: 150,", "frontline: {low: -5,", "frontline.low: Input should be"),
+    ],
+)
+def test_nonsense_figures_are_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = DEFAULT_POLICY_FILE.read_text()
+    assert old in text
+    with pytest.raises(PolicyError, match=message):
+        load_policy(_write(tmp_path, text.replace(old, new)))
+
+
+def test_an_old_policy_layout_gets_a_hint(tmp_path: Path) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace(
+        "  limits:\n", "  frontline_limit: {low: 1}\n  limits:\n"
+    )
+    with pytest.raises(PolicyError, match="empower.frontline_limit is now empower.limits"):
+        load_policy(_write(tmp_path, text))

@@ -381,3 +381,18 @@ def test_import_reports_rows_and_exits_1_on_refusals(rt: Runtime, tmp_path: Path
     path.write_text("ref,name,email\nC-1,Ann,ann@example.com\n")
     again = amends("import", "customers", str(path))
     assert again.exit_code == 0 and "0 added, 0 updated, 1 unchanged" in again.stdout
+
+
+def test_names_with_markup_are_printed_as_written(rt: Runtime) -> None:
+    incident = make_incident(
+        severity="critical", costs={"economic": 1400}, customer={"annual_value": 4000}
+    )
+    case_id = open_case(rt, incident)
+    for stage in (Stage.ASSESS, Stage.EMPOWER):
+        run_stage(rt, case_id, stage)
+    approved = amends("approve", "INC-1001", "--by", "Ana [/]", "--reason", "[link=x]y[/link]")
+    assert approved.exit_code == 0, approved.output
+    assert "by Ana [/]" in approved.stdout
+    shown = amends("case", "INC-1001")
+    assert shown.exit_code == 0, shown.output
+    assert "by Ana [/]: [link=x]y[/link]" in shown.stdout

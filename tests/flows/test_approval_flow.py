@@ -21,11 +21,11 @@ from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 
 from amends import models
+from amends.approvals import decide
 from amends.casebook import CaseOutcome, case_outcome
 from amends.mailcatcher import MailCatcher
 from amends.runtime import Runtime, use_runtime
 from flows.incident import recover_incident
-from tasks.approval import answer_and_resume
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -117,9 +117,15 @@ def test_adjusted_in_the_resume_form(smtp_rt: Runtime, mail_catcher: MailCatcher
 def test_the_form_refuses_more_than_a_manager_may_grant(smtp_rt: Runtime) -> None:
     worker, box = start()
     run_id = paused_run(smtp_rt, worker)
-    with pytest.raises(Exception, match="(?i)less than or equal|validat"):
-        resume_flow_run(run_id, run_input={"approve": True, "amount": 99_999, "approver": "Maria"})
-    answer_and_resume(smtp_rt, 1, approve=True, approver="Ana")
+    for bad in (
+        {"approve": True, "amount": 99_999, "approver": "Maria"},  # above the manager's limit
+        {"approve": True, "amount": 10, "approver": "Maria"},  # below the frontline's
+        {"approve": True, "amount": 1765, "approver": "   "},
+        {"approve": True, "amount": 1765, "approver": "Maria", "reason": "a\nBcc: x@y.z"},
+    ):
+        with pytest.raises(Exception, match="(?i)validat|less than|greater than|pattern"):
+            resume_flow_run(run_id, run_input=bad)
+    decide(smtp_rt, 1, approve=True, approver="Ana")  # `amends approve`: the run resumes itself
     outcome = finish(worker, box)
     assert (outcome.offer.value, outcome.approval.approver) == (1765, "Ana")
 
@@ -127,15 +133,13 @@ def test_the_form_refuses_more_than_a_manager_may_grant(smtp_rt: Runtime) -> Non
 def test_declined_from_the_cli(smtp_rt: Runtime, mail_catcher: MailCatcher) -> None:
     worker, box = start()
     paused_run(smtp_rt, worker)
-    decided, not_resumed = answer_and_resume(
-        smtp_rt, 1, approve=False, approver="Omar", reason="Budget"
-    )
-    assert decided.now and not_resumed is None
+    decided = decide(smtp_rt, 1, approve=False, approver="Omar", reason="Budget")
+    assert decided.now
     outcome = finish(worker, box)
     assert (outcome.offer.value, outcome.approval.status) == (1000, "declined")
     assert "1,000.00" in apology_html(mail_catcher)
     # A second answer, whichever way it comes, changes nothing.
-    again, _ = answer_and_resume(smtp_rt, 1, approve=True, approver="Someone else")
+    again = decide(smtp_rt, 1, approve=True, approver="Someone else")
     assert not again.now and again.request.approver == "Omar"
 
 
@@ -153,18 +157,35 @@ def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
     assert outcome.state == "awaiting_staff"
 
     # A late approval still counts, and the better offer goes to the customer.
-    decided, _ = answer_and_resume(quick, outcome.case_id, approve=True, approver="Maria")
+    decided = decide(quick, outcome.case_id, approve=True, approver="Maria")
     assert decided.now and decided.request.amount == 1765
     late = case_outcome(quick.db, "INC-3001")
     assert late.offer.value == 1765
     assert [(m.kind, m.status) for m in late.messages if m.kind == "offer"] == [("offer", "queued")]
     assert [a.status for a in late.staff_actions if a.kind == "approval_overdue"] == ["done"]
+    assert late.state == "open"  # the revised offer is queued: nothing waits for staff
+
+
+def test_a_late_decline_settles_the_case(smtp_rt: Runtime) -> None:
+    figures = smtp_rt.policy.empower.model_copy(update={"approval_timeout_hours": 2 / 3600})
+    quick = replace(smtp_rt, policy=smtp_rt.policy.model_copy(update={"empower": figures}))
+    use_runtime(quick)
+    outcome = finish(*start())
+    assert [
+        a.kind for a in outcome.staff_actions if a.status == "open" and a.role == "manager"
+    ] == [
+        "approval_overdue"  # the ask was replaced by the escalation, not doubled
+    ]
+    decide(quick, outcome.case_id, approve=False, approver="Omar")
+    late = case_outcome(quick.db, "INC-3001")
+    assert late.state == "open" and late.offer.value == 1000
+    assert [m.kind for m in late.messages if m.kind == "offer"] == []
 
 
 def test_a_rerun_after_the_answer_does_not_pause(smtp_rt: Runtime) -> None:
     worker, box = start()
     paused_run(smtp_rt, worker)
-    answer_and_resume(smtp_rt, 1, approve=True, approver="Maria")
+    decide(smtp_rt, 1, approve=True, approver="Maria")
     first = finish(worker, box)
     with smtp_rt.db.session() as session:
         waited = session.scalar(select(models.Approval.flow_run_id))

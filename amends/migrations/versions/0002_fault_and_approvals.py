@@ -26,6 +26,8 @@ def upgrade() -> None:
     with op.batch_alter_table("incidents") as batch:
         batch.alter_column("fault", existing_type=sa.String(length=32), nullable=False)
         batch.drop_column("our_fault")
+    # The incident as filed resumes its case: it must validate in the new shape too.
+    _rewrite_payloads(_fault_from)
 
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("winback_barred", sa.String(length=20), nullable=True))
@@ -54,6 +56,39 @@ def upgrade() -> None:
     )
 
 
+_incidents = sa.table("incidents", sa.column("id", sa.Integer), sa.column("payload", sa.JSON))
+
+
+def _fault_from(payload: dict) -> dict:
+    payload = dict(payload)
+    if "our_fault" in payload:
+        payload["fault"] = "ours" if payload.pop("our_fault") else "customer"
+    return payload
+
+
+def _our_fault_from(payload: dict) -> dict:
+    payload = dict(payload)
+    if "fault" in payload:
+        payload["our_fault"] = payload.pop("fault") != "customer"
+    customer = dict(payload.get("customer") or {})
+    for name in ("tenure_years", "referrals"):
+        customer.pop(name, None)
+    if customer:
+        payload["customer"] = customer
+    return payload
+
+
+def _rewrite_payloads(change) -> None:  # type: ignore[no-untyped-def]
+    connection = op.get_bind()
+    for row in connection.execute(sa.select(_incidents.c.id, _incidents.c.payload)).all():
+        if isinstance(row.payload, dict):
+            connection.execute(
+                _incidents.update()
+                .where(_incidents.c.id == row.id)
+                .values(payload=change(row.payload))
+            )
+
+
 def downgrade() -> None:
     op.drop_table("approvals")
     with op.batch_alter_table("customers") as batch:
@@ -61,6 +96,7 @@ def downgrade() -> None:
     with op.batch_alter_table("incidents") as batch:
         batch.add_column(sa.Column("our_fault", sa.Boolean(), nullable=True))
     op.execute("UPDATE incidents SET our_fault = (fault IN ('ours', 'shared', 'external'))")
+    _rewrite_payloads(_our_fault_from)
     with op.batch_alter_table("incidents") as batch:
         batch.alter_column("our_fault", existing_type=sa.Boolean(), nullable=False)
         batch.drop_column("fault")
