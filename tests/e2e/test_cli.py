@@ -356,7 +356,9 @@ def test_approve_records_an_answer_once(rt: Runtime) -> None:
     both = amends("approve", "INC-1001", "--by", "Maria", "--amount", "5", "--decline")
     assert both.exit_code == 1 and "contradict" in both.stderr
     too_much = amends("approve", "INC-1001", "--by", "Maria", "--amount", "9000")
-    assert too_much.exit_code == 1 and "outside 0 to 5000.00" in too_much.stderr
+    assert too_much.exit_code == 1 and "outside 1000.00 to 5000.00" in too_much.stderr
+    too_little = amends("approve", "INC-1001", "--by", "Maria", "--amount", "10")
+    assert too_little.exit_code == 1 and "--decline keeps the frontline offer" in too_little.stderr
     nameless = amends("approve", "INC-1001", "--by", " ")
     assert nameless.exit_code == 1 and "name the approver" in nameless.stderr
     adjusted = amends(
