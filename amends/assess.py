@@ -66,12 +66,6 @@ class Assessment(BaseModel):
         return [*self.figures, *self.reasons]
 
 
-def fault_of(incident: Incident) -> Fault:
-    """Was it our fault, or is the customer being unreasonable (seed 003)? As the operator
-    judged it; an abusive customer is never counted as being in the right."""
-    return incident.fault
-
-
 @cache
 def _sentiment() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
@@ -97,10 +91,17 @@ def emotional_level(incident: Incident, policy: Policy) -> tuple[EmotionalCost, 
     )
 
 
-def price_costs(incident: Incident, policy: Policy) -> CostBreakdown:
-    """Price the customer's four costs: money, time, standing and feelings (seed 000)."""
+def price_costs(
+    incident: Incident, policy: Policy, feeling: EmotionalCost | None = None
+) -> CostBreakdown:
+    """Price the customer's four costs: money, time, standing and feelings (seed 000).
+
+    ``feeling`` is the emotional level when the caller has read it already
+    (:func:`emotional_level`); otherwise it is read here.
+    """
     figures = policy.assessment
-    feeling, _ = emotional_level(incident, policy)
+    if feeling is None:
+        feeling, _ = emotional_level(incident, policy)
     return CostBreakdown(
         economic=incident.costs.economic,
         time=round(incident.costs.time_hours * figures.hourly_value_of_time, 2),
@@ -158,8 +159,11 @@ def assess(
         >>> assessment.decision
         <Decision.RECOVER: 'recover'>
     """
-    fault = fault_of(incident)
-    costs = price_costs(incident, policy)
+    # Whose fault is the operator's call (seed 003: "was it your fault or is the customer
+    # being unreasonable?").
+    fault = incident.fault
+    feeling, wording = emotional_level(incident, policy)
+    costs = price_costs(incident, policy, feeling)
     worth = weigh_worth(incident, costs, policy)
     share = policy.assessment.absorb_share.get(fault, 0.0)
     money = policy.currency
@@ -175,7 +179,6 @@ def assess(
         f"{worth.expected_value:.2f}, against {worth.recovery_cost:.2f} to win them back and "
         f"{worth.acquisition_cost:.2f} to acquire a new customer.",
     ]
-    _, wording = emotional_level(incident, policy)
     if wording:
         figures.append(wording)
     reasons = []

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from amends import models
 from amends.db import Database
@@ -105,13 +106,7 @@ def import_customers(
     rows = _valid_rows(path, CUSTOMER_COLUMNS, ("ref", "name"), _customer_row, report)
     with db.session() as session:
         for batch in _batches(rows, on_progress):
-            refs = [row.ref for _, row in batch]
-            known = {
-                c.ref: c
-                for c in session.scalars(
-                    select(models.Customer).where(models.Customer.ref.in_(refs))
-                )
-            }
+            known = _customers_by_ref(session, [row.ref for _, row in batch])
             for _, row in batch:
                 values = _customer_values(row)
                 customer = known.get(row.ref)
@@ -141,13 +136,7 @@ def import_activity(
     rows = _valid_rows(path, ACTIVITY_COLUMNS, ("customer_ref",), _activity_row, report)
     with db.session() as session:
         for batch in _batches(rows, on_progress):
-            refs = [row.customer_ref for _, row in batch]
-            known = {
-                c.ref: c
-                for c in session.scalars(
-                    select(models.Customer).where(models.Customer.ref.in_(refs))
-                )
-            }
+            known = _customers_by_ref(session, [row.customer_ref for _, row in batch])
             for line, row in batch:
                 customer = known.get(row.customer_ref)
                 if customer is None:
@@ -273,6 +262,12 @@ def _customer_values(row: CustomerRow) -> dict[str, Any]:
     if "do_not_contact" in given:
         values["do_not_contact"] = row.do_not_contact
     return values
+
+
+def _customers_by_ref(session: Session, refs: list[str]) -> dict[str, models.Customer]:
+    """The customers among ``refs`` that amends already has, in one query."""
+    found = session.scalars(select(models.Customer).where(models.Customer.ref.in_(refs)))
+    return {customer.ref: customer for customer in found}
 
 
 def _apply(customer: models.Customer, values: dict[str, Any]) -> bool:

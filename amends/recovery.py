@@ -173,11 +173,10 @@ def _assess(step: _Step) -> Outcome:
         assessment = assess(step.incident, forgiven_before=True, policy=policy, barred=barred)
     step.case.decision = assessment.decision
     # Never in a win-back again: the abusive (staff are protected) and the lost (seed 000).
-    if assessment.decision is Decision.DO_NOT_PURSUE:
-        customer.winback_barred = "abusive"
-    elif assessment.decision is Decision.LOST and customer.winback_barred is None:
+    if assessment.decision is Decision.LOST and customer.winback_barred is None:
         customer.winback_barred = "lost"
     if assessment.decision is Decision.DO_NOT_PURSUE:
+        customer.winback_barred = "abusive"
         step.staff_action(
             Stage.ASSESS,
             "manager_review",

@@ -346,13 +346,18 @@ def test_approve_refuses_a_case_that_asked_nothing(rt: Runtime) -> None:
     assert "case INC-1001 has no offer awaiting approval" in result.stderr
 
 
-def test_approve_records_an_answer_once(rt: Runtime) -> None:
+def awaiting_approval(rt: Runtime) -> None:
+    """Case INC-1001, whose offer (1765 EUR, frontline limit 1000) waits for a manager."""
     incident = make_incident(
         severity="critical", costs={"economic": 1400}, customer={"annual_value": 4000}
     )
     case_id = open_case(rt, incident)
     for stage in (Stage.ASSESS, Stage.EMPOWER):
         run_stage(rt, case_id, stage)
+
+
+def test_approve_records_an_answer_once(rt: Runtime) -> None:
+    awaiting_approval(rt)
     both = amends("approve", "INC-1001", "--by", "Maria", "--amount", "5", "--decline")
     assert both.exit_code == 1 and "contradict" in both.stderr
     too_much = amends("approve", "INC-1001", "--by", "Maria", "--amount", "9000")
@@ -386,12 +391,7 @@ def test_import_reports_rows_and_exits_1_on_refusals(rt: Runtime, tmp_path: Path
 
 
 def test_names_with_markup_are_printed_as_written(rt: Runtime) -> None:
-    incident = make_incident(
-        severity="critical", costs={"economic": 1400}, customer={"annual_value": 4000}
-    )
-    case_id = open_case(rt, incident)
-    for stage in (Stage.ASSESS, Stage.EMPOWER):
-        run_stage(rt, case_id, stage)
+    awaiting_approval(rt)
     approved = amends("approve", "INC-1001", "--by", "Ana [/]", "--reason", "[link=x]y[/link]")
     assert approved.exit_code == 0, approved.output
     assert "by Ana [/]" in approved.stdout

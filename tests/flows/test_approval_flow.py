@@ -143,12 +143,18 @@ def test_declined_from_the_cli(smtp_rt: Runtime, mail_catcher: MailCatcher) -> N
     assert not again.now and again.request.approver == "Omar"
 
 
-def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
-    smtp_rt: Runtime, mail_catcher: MailCatcher
-) -> None:
+@pytest.fixture
+def quick(smtp_rt: Runtime) -> Runtime:
+    """The SMTP runtime with a policy that waits two seconds for a manager."""
     figures = smtp_rt.policy.empower.model_copy(update={"approval_timeout_hours": 2 / 3600})
-    quick = replace(smtp_rt, policy=smtp_rt.policy.model_copy(update={"empower": figures}))
-    use_runtime(quick)
+    runtime = replace(smtp_rt, policy=smtp_rt.policy.model_copy(update={"empower": figures}))
+    use_runtime(runtime)
+    return runtime
+
+
+def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
+    quick: Runtime, mail_catcher: MailCatcher
+) -> None:
     outcome = finish(*start())
     assert (outcome.offer.value, outcome.approval.status) == (1000, "timed_out")
     assert "1,000.00" in apology_html(mail_catcher)
@@ -166,10 +172,7 @@ def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
     assert late.state == "open"  # the revised offer is queued: nothing waits for staff
 
 
-def test_a_late_decline_settles_the_case(smtp_rt: Runtime) -> None:
-    figures = smtp_rt.policy.empower.model_copy(update={"approval_timeout_hours": 2 / 3600})
-    quick = replace(smtp_rt, policy=smtp_rt.policy.model_copy(update={"empower": figures}))
-    use_runtime(quick)
+def test_a_late_decline_settles_the_case(quick: Runtime) -> None:
     outcome = finish(*start())
     assert [
         a.kind for a in outcome.staff_actions if a.status == "open" and a.role == "manager"
