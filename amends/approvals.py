@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from amends import models
-from amends.domain import Stage, single_line
+from amends.domain import Stage, staff_line
 from amends.empower import Offer
-from amends.errors import AmendsError, NotFound
+from amends.errors import InvalidInput, NotFound
 from amends.runtime import Runtime
 from amends.staff import add_action, settle
 
@@ -27,7 +27,7 @@ PENDING, TIMED_OUT = "pending", "timed_out"
 OPEN = (PENDING, TIMED_OUT)  # a manager may still answer
 
 
-class ApprovalError(AmendsError, ValueError):
+class ApprovalError(InvalidInput):
     """An answer to an approval request cannot be accepted; the message says why."""
 
 
@@ -86,7 +86,8 @@ def request_approval(
     session.add(approval)
     add_action(
         session,
-        case.id,
+        customer_id=case.customer_id,
+        case_id=case.id,
         key=f"case-{case.id}:empower:approve_offer",
         kind="approve_offer",
         role="manager",
@@ -175,7 +176,10 @@ def decide(
         NotFound: the case has no approval request.
         ApprovalError: no approver named, or an amount outside 0 .. the manager's limit.
     """
-    approver, reason = _clean(approver, "approver", 120), _clean(reason, "reason", 1000)
+    try:
+        approver, reason = staff_line(approver, "approver", 120), staff_line(reason, "reason", 1000)
+    except InvalidInput as error:
+        raise ApprovalError(str(error)) from None
     if not approver:
         raise ApprovalError("name the approver (--by NAME): approvals are recorded with a name")
     with rt.db.session() as session:
@@ -260,7 +264,8 @@ def time_out(rt: Runtime, case_id: int) -> bool:
         _close_action(session, case_id)  # the approve_offer ask, replaced by the escalation
         add_action(
             session,
-            case_id,
+            customer_id=session.get(models.Case, case_id).customer_id,
+            case_id=case_id,
             key=f"case-{case_id}:empower:approval_overdue",
             kind="approval_overdue",
             role="manager",
@@ -284,13 +289,3 @@ def _close_action(session: Session, case_id: int) -> None:
         )
     ):
         action.status, action.done_at = "done", models.utcnow()
-
-
-def _clean(value: str, field: str, limit: int) -> str:
-    value = value.strip()
-    if len(value) > limit:
-        raise ApprovalError(f"{field} is longer than {limit} characters")
-    try:
-        return single_line(value)
-    except ValueError as error:
-        raise ApprovalError(f"{field} {error}") from None

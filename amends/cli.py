@@ -352,8 +352,10 @@ def send(
         bool, typer.Option("--now", help="Also try messages still pausing after a failure.")
     ] = False,
 ) -> None:
-    """Deliver the queued mail of every case: what failed for a while, or was left half-sent
-    by a sender that stopped. Each message goes out once; run it from cron as often as you like.
+    """Deliver the queued mail of every case.
+
+    What failed for a while, or was left half-sent by a sender that stopped. Each message goes
+    out once; run it from cron as often as you like (the nightly run does it too).
     """
     from datetime import timedelta
 
@@ -410,7 +412,7 @@ def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     for line in lines:
         table.add_row(
             str(line.id),
-            line.incident_ref,
+            line.incident_ref or "-",
             escape(line.customer_name),
             line.role,
             spoken(line.kind),
@@ -430,8 +432,9 @@ def actions_show(action_id: Annotated[int, typer.Argument(help="The action's id.
 
     line = find_action(_runtime().db, action_id)
     out.print(
-        f"[bold]{spoken(line.kind).capitalize()}[/] for the {line.role}: incident "
-        f"{line.incident_ref}, {line.customer_name} ({line.status})",
+        f"[bold]{spoken(line.kind).capitalize()}[/] for the {line.role}: "
+        + (f"incident {line.incident_ref}, " if line.incident_ref else "")
+        + f"{escape(line.customer_name)} ({line.status})",
         highlight=False,
     )
     out.print(line.instructions, markup=False, highlight=False)
@@ -452,7 +455,8 @@ def actions_done(
     from amends.staff import complete_action
 
     line = complete_action(_runtime().db, action_id, note=note, actor=by)
-    out.print(f"Action {line.id} done; noted on incident {line.incident_ref}.")
+    where = f"incident {line.incident_ref}" if line.incident_ref else line.customer_name
+    out.print(f"Action {line.id} done; noted on {where}.", markup=False, highlight=False)
 
 
 @app.command()
@@ -491,6 +495,161 @@ def approve(
     if not decided.now:
         raise fail(f"case {request.incident_ref} was already {answer}; the first answer stands")
     out.print(f"Case {request.incident_ref}: {answer}.", markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def nightly(
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the night as of this moment (ISO 8601 with its UTC offset, e.g. "
+            "2026-12-01T02:00+01:00); now by default."
+        ),
+    ] = None,
+    verbose: VerboseFlag = False,
+) -> None:
+    """Run tonight's re-engagement now, as the nightly-reengagement deployment does.
+
+    Check-in reminders, progress updates, thank-you notes, win-back offers to lapsed
+    customers and service-level escalations; then what is queued is sent.
+
+    Nobody who opted out, is do-not-contact, abusive or lost is written to, and the policy's
+    frequency cap holds. Running it twice sends nothing new.
+    """
+    from datetime import datetime
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from amends.domain import spoken
+
+    moment = None
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            raise fail(f"--at {at!r} is not an ISO 8601 date and time") from None
+        if moment.tzinfo is None:
+            raise fail(f"--at {at!r} needs its UTC offset, e.g. {at}+01:00 or {at}Z")
+    _prepare_prefect(verbose)
+    from flows.nightly import nightly_reengagement
+    from tasks.nightly import watching
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        steps: dict[str, int] = {}
+
+        def watch(step: str, done: int, total: int) -> None:
+            if step not in steps:
+                steps[step] = bar.add_task(spoken(step).capitalize(), total=total)
+            bar.update(steps[step], completed=done, total=total)
+
+        with watching(watch):
+            night = nightly_reengagement(now=moment)
+    table = Table("action", Column("candidates", justify="right"), Column("done", justify="right"))
+    for report in night.actions:
+        table.add_row(report.title, str(report.candidates), str(report.done))
+    out.print(table)
+    sent = night.sent
+    out.print(
+        f"Sent {sent.sent}; {sent.retrying} will be retried; {sent.failed} failed and "
+        f"{sent.to_staff} went to staff. Staff work: `amends actions`."
+    )
+    if sent.retrying or sent.failed:
+        raise typer.Exit(EXIT_QUEUED)
+
+
+@app.command()
+@friendly
+def checkin(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+    held: Annotated[bool, typer.Option("--held", help="The check-in took place.")] = False,
+    missed: Annotated[
+        bool, typer.Option("--missed", help="The customer did not come: move it.")
+    ] = False,
+    number: Annotated[
+        int | None, typer.Option(help="Which check-in; the next scheduled one by default.", min=1)
+    ] = None,
+    feedback: Annotated[
+        str, typer.Option(help="What the customer said, for the reports (with --held).")
+    ] = "",
+) -> None:
+    """Record a check-in as held, with the customer's feedback, or as missed.
+
+    A missed check-in moves to the next working day after the policy's pause, and the customer
+    gets the updated calendar invitation; after repeated misses a person is asked to call.
+    """
+    from amends.aftercare import record_checkin
+
+    if held == missed:
+        raise fail("say how it went: --held or --missed")
+    if missed and feedback:
+        raise fail("--feedback goes with --held: a missed check-in has none")
+    record = record_checkin(_runtime(), ref, held=held, actor=by, number=number, feedback=feedback)
+    what = f"Check-in {record.number} of {record.incident_ref}"
+    if record.held:
+        out.print(f"{what} held." + (" The case is closed." if record.case_closed else ""))
+    else:
+        out.print(f"{what} missed; moved to {record.moved_to:%Y-%m-%d %H:%M} UTC.")
+    if record.call_asked:
+        out.print(f"{record.misses} check-ins missed: a call is in `amends actions`.")
+
+
+@app.command()
+@friendly
+def close(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+    reason: Annotated[str, typer.Option(help="Why it closes, in a line.")],
+) -> None:
+    """Close a case now, cancelling its remaining check-ins.
+
+    The customer's calendar gets the cancellation too, and the nightly run sends the thank-you
+    note.
+    """
+    from amends.aftercare import close_case
+
+    cancelled = close_case(_runtime(), ref, reason=reason, actor=by)
+    out.print(f"Case {ref} closed; {cancelled} check-in(s) cancelled.", markup=False)
+
+
+@app.command()
+@friendly
+def unsubscribe(
+    address: Annotated[str, typer.Argument(help="An email address or a phone number (+...).")],
+    everything: Annotated[
+        bool,
+        typer.Option("--all", help="Nothing at all, not just win-back offers (e.g. a complaint)."),
+    ] = False,
+) -> None:
+    """Stop win-back offers to an address (or, with --all, every nightly message)."""
+    from amends.consent import suppress
+
+    scope = "all" if everything else "marketing"
+    new = suppress(_runtime().db, address, scope=scope, reason="opt_out")
+    what = "any nightly message" if everything else "win-back offers"
+    state = "now gets no" if new else "already got no"
+    out.print(f"{address.strip()} {state} {what}.", markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def serve(verbose: VerboseFlag = False) -> None:
+    """Serve the incident and nightly deployments from this process, until Ctrl+C.
+
+    For a small business without a work pool. Needs a Prefect server (PREFECT_API_URL); the
+    nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        raise fail(
+            "amends serve needs a Prefect server: start one with `prefect server start` and "
+            "set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    _prepare_prefect(verbose)
+    from flows.serving import serve_all
+
+    serve_all(_runtime().settings)
 
 
 @policy_app.command("check")

@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from amends.errors import InvalidInput
+
 
 class Channel(StrEnum):
     """How the customer voiced the complaint."""
@@ -148,6 +150,14 @@ class CaseState(StrEnum):
     CLOSED = "closed"
 
 
+class CheckinStatus(StrEnum):
+    """Where a check-in is: scheduled (and perhaps moved after a miss), held, or cancelled."""
+
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
 class MessageStatus(StrEnum):
     """Where an outbound message is: the outbox's states."""
 
@@ -168,6 +178,8 @@ class MessageKind(StrEnum):
     OFFER = "offer"  # the terms, and how to accept in one step
     CHECKIN_INVITATION = "checkin_invitation"
     CHECKIN_REMINDER = "checkin_reminder"
+    CHECKIN_MOVED = "checkin_moved"  # after a miss: the new time, as an iCalendar update
+    CHECKIN_CANCELLED = "checkin_cancelled"  # the case closed: an iCalendar CANCEL
     EXIT_QUESTIONS = "exit_questions"  # for a customer who left: why, and what would help
     THANK_YOU = "thank_you"  # after the case is resolved
     WINBACK_OFFER = "winback_offer"  # the nightly run's offer to a lapsed customer
@@ -204,20 +216,37 @@ def single_line(value: str) -> str:
     return value
 
 
+def staff_line(value: str, field: str, limit: int) -> str:
+    """A one-line entry from staff (a name, a reason), stripped.
+
+    Raises:
+        InvalidInput: it is longer than ``limit`` or not a single line; the message names it.
+    """
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is longer than {limit} characters")
+    try:
+        return single_line(value)
+    except ValueError as error:
+        raise InvalidInput(f"{field} {error}") from None
+
+
 def _text(value: str) -> str:
     if _CONTROL_BUT_NEWLINES.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
-def _email(value: str) -> str:
+def email_address(value: str) -> str:
+    """An email address, normalised (its domain lower-cased)."""
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise ValueError(f"is not a valid email address ({error})") from None
 
 
-def _phone(value: str) -> str:
+def phone_number(value: str) -> str:
+    """A phone number in international form, as E.164."""
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
@@ -266,8 +295,8 @@ def text(max_length: int) -> Any:
     ]
 
 
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
-Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(email_address)]
+Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(phone_number)]
 LocaleTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(_locale)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
 

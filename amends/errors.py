@@ -24,6 +24,10 @@ class AmendsError(Exception):
     """Base class of the errors amends raises on purpose."""
 
 
+class InvalidInput(AmendsError, ValueError):
+    """What a person typed (a name, a reason, feedback) cannot be accepted; the message says why."""
+
+
 class InvalidIncident(AmendsError, ValueError):
     """An incident failed validation; the message names the field."""
 

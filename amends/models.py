@@ -18,6 +18,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -183,12 +184,15 @@ class Message(Base):
     """The outbox: every communication to the customer, whoever delivers it.
 
     ``key`` (case, stage, purpose) is unique, so a re-run can never queue the same message twice.
+    A message belongs to a customer and, unless it is a win-back offer, to one of their cases.
     """
 
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_kind_created_at", "kind", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     stage: Mapped[Stage] = mapped_column(_enum(Stage))
     kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
@@ -217,7 +221,8 @@ class StaffAction(Base):
     __tablename__ = "staff_actions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(40))
     role: Mapped[str] = mapped_column(String(20))  # frontline, manager, team
@@ -271,7 +276,10 @@ class CheckIn(Base):
     """A catch-up meeting after a recovery, kept faithfully (seed 004)."""
 
     __tablename__ = "checkins"
-    __table_args__ = (UniqueConstraint("case_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "number"),
+        Index("ix_checkins_status_starts_at", "status", "starts_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
@@ -280,7 +288,11 @@ class CheckIn(Base):
     duration_minutes: Mapped[int] = mapped_column(Integer)
     uid: Mapped[str] = mapped_column(String(200), unique=True)  # iCalendar UID
     sequence: Mapped[int] = mapped_column(Integer, default=0)  # iCalendar SEQUENCE
-    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")  # held, cancelled
+    misses: Mapped[int] = mapped_column(Integer, default=0)  # each miss moves it on
+    feedback: Mapped[str | None] = mapped_column(Text)  # the customer's, in staff's words
+    recorded_by: Mapped[str | None] = mapped_column(String(120))
+    outcome_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -311,3 +323,17 @@ class Mention(Base):
     text: Mapped[str] = mapped_column(Text)
     posted_at: Mapped[datetime]
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+
+
+class Suppression(Base):
+    """An address amends must not write to: ``marketing`` (an opt-out from win-back offers) or
+    ``all`` (nothing at all)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("address", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(254))  # lower-cased email, or E.164 phone
+    scope: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

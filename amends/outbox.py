@@ -16,15 +16,18 @@ pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent f
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from amends import models
@@ -55,48 +58,104 @@ def message_id_for(key: str, sender_email: str) -> str:
     return f"<{digest}.amends@{domain}>"
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A message ready for the outbox: whom it is for, why, and what it says. ``key`` makes it
+    unique: the same purpose is never queued twice."""
+
+    key: str
+    customer_id: int
+    case_id: int | None
+    stage: Stage
+    kind: MessageKind
+    channel: ReplyChannel
+    recipient: str
+    body: str
+    subject: str = ""
+    attachment: Path | None = None
+    in_reply_to: str | None = None
+    due_at: datetime | None = None
+
+
+def queue_drafts(
+    session: Session,
+    drafts: Sequence[Draft],
+    *,
+    sender_email: str,
+    automatic: Collection[ReplyChannel],
+    at: datetime | None = None,
+) -> list[int]:
+    """Add messages to the outbox in one statement, in the caller's transaction, leaving out any
+    whose key is there already (a re-run, or another run at the same moment); those on a channel
+    without an adapter go to staff. Returns the ids of the messages added.
+
+    Args:
+        at: When they count as queued (the nightly run's moment, which its windows and its
+            frequency cap measure from); now by default.
+    """
+    if not drafts:
+        return []
+    at = at or models.utcnow()
+    rows = [
+        {
+            "customer_id": d.customer_id,
+            "case_id": d.case_id,
+            "key": d.key,
+            "stage": d.stage,
+            "kind": d.kind,
+            "channel": d.channel,
+            "recipient": d.recipient,
+            "subject": d.subject,
+            "body": d.body,
+            "attachment": str(d.attachment) if d.attachment else None,
+            "message_id": message_id_for(d.key, sender_email),
+            "in_reply_to": d.in_reply_to,
+            "status": (
+                MessageStatus.QUEUED if d.channel in automatic else MessageStatus.AWAITING_STAFF
+            ),
+            "due_at": d.due_at,
+            "attempts": 0,
+            "created_at": at,
+        }
+        for d in drafts
+    ]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    added = session.execute(
+        dialect.insert(models.Message)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(models.Message.id, models.Message.status),
+        rows,
+    ).all()
+    for_staff = [id_ for id_, status in added if status is MessageStatus.AWAITING_STAFF]
+    if for_staff:
+        for message in session.scalars(
+            select(models.Message).where(models.Message.id.in_(for_staff))
+        ):
+            hand_message_to_staff(session, message)
+    return [id_ for id_, _ in added]
+
+
 def queue_message(
     session: Session,
-    case: models.Case,
+    draft: Draft,
     *,
-    stage: Stage,
-    kind: MessageKind,
-    channel: ReplyChannel,
-    recipient: str,
-    body: str,
     sender_email: str,
-    automatic: bool,
-    subject: str = "",
-    attachment: Path | None = None,
-    in_reply_to: str | None = None,
-    due_at: datetime | None = None,
+    automatic: Collection[ReplyChannel],
 ) -> models.Message:
-    """Add a message to the outbox in the caller's transaction; return the one already there if
-    this key was queued before."""
-    key = message_key(case.id, stage, kind, channel)
-    existing = session.scalar(select(models.Message).where(models.Message.key == key))
-    if existing is not None:
-        return existing
-    message = models.Message(
-        case_id=case.id,
-        key=key,
-        stage=stage,
-        kind=kind,
-        channel=channel,
-        recipient=recipient,
-        subject=subject,
-        body=body,
-        attachment=str(attachment) if attachment else None,
-        message_id=message_id_for(key, sender_email),
-        in_reply_to=in_reply_to,
-        status=MessageStatus.QUEUED if automatic else MessageStatus.AWAITING_STAFF,
-        due_at=due_at,
-    )
-    session.add(message)
-    if not automatic:
-        session.flush()  # the action points at the message
-        hand_message_to_staff(session, message)
-    return message
+    """Add one message to the outbox in the caller's transaction; the one already there if its
+    key was queued before."""
+    queue_drafts(session, [draft], sender_email=sender_email, automatic=automatic)
+    return session.scalar(select(models.Message).where(models.Message.key == draft.key))
+
+
+def write_attachment(path: Path, content: bytes) -> Path:
+    """Write a message's file (a letter to print, an invitation) whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as out:
+        out.write(content)
+    os.replace(partial, path)
+    return path
 
 
 MAX_ATTEMPTS = 8
@@ -144,7 +203,8 @@ class _Claimed:
     """A message a sender has claimed, with what it needs to send it and record the result."""
 
     id: int
-    case_id: int
+    customer_id: int
+    case_id: int | None  # None: a win-back offer, outside any case
     channel: ReplyChannel
     kind: MessageKind
     attempts: int
@@ -178,13 +238,14 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
         )
         rows = session.execute(
             select(models.Message, models.Case.stage)
-            .join(models.Case, models.Message.case_id == models.Case.id)
+            .outerjoin(models.Case, models.Message.case_id == models.Case.id)
             .where(models.Message.id.in_(claimed))
             .order_by(models.Message.id)
         )
         return [
             _Claimed(
                 id=m.id,
+                customer_id=m.customer_id,
                 case_id=m.case_id,
                 channel=m.channel,
                 kind=m.kind,
@@ -262,7 +323,7 @@ def _record(
         )
         .values(claim_token=None, **values)
     ).rowcount
-    if recorded:
+    if recorded and claimed.case_id is not None:
         # A plain insert: no unit of work to flush, on the path every message takes.
         session.execute(
             insert(models.CaseEvent).values(case_id=claimed.case_id, kind=event_kind, text=text)
@@ -277,7 +338,7 @@ def _send(
 ) -> DeliveryOutcome:
     """Send a claimed message and record the result at once: the shorter the time between the
     server's acceptance and this record, the rarer a resend after a crash."""
-    message_id, case_id, channel, kind = claimed.id, claimed.case_id, claimed.channel, claimed.kind
+    message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
     adapter = adapters.get(channel)
     if adapter is None:
         # The channel's plugin is not installed or configured here: a person delivers it.
@@ -315,8 +376,7 @@ def _send(
             if recorded and not retry:
                 _hand_to_staff(
                     session,
-                    case_id,
-                    message_id,
+                    claimed,
                     f"The {spoken(kind)} by {channel.value} to {claimed.outgoing.recipient} "
                     f"failed: {reason}. Reach the customer another way.",
                 )
@@ -338,8 +398,7 @@ def _send(
             ):
                 _hand_to_staff(
                     session,
-                    case_id,
-                    message_id,
+                    claimed,
                     f"The {spoken(kind)} by {channel.value} could not be sent ({error!r}). "
                     "Reach the customer another way, and report the error.",
                 )
@@ -368,41 +427,56 @@ def _resettle(session: Session, case_id: int) -> None:
         settle(session, case)
 
 
-def _hand_to_staff(session: Session, case_id: int, message_id: int, instructions: str) -> None:
-    """Flag the case: a person must now reach the customer, or check what happened."""
+def _hand_to_staff(session: Session, message: _Claimed | models.Message, instructions: str) -> None:
+    """Flag the message's case, if it has one: a person must now reach the customer, or check
+    what happened."""
     add_action(
         session,
-        case_id,
-        key=f"case-{case_id}:delivery:message-{message_id}",
+        customer_id=message.customer_id,
+        case_id=message.case_id,
+        key=f"message-{message.id}:delivery_problem",
         kind="delivery_problem",
         role="frontline",
         instructions=instructions,
-        message_id=message_id,
+        message_id=message.id,
     )
-    session.execute(
-        update(models.Case)
-        .where(models.Case.id == case_id, models.Case.state != CaseState.CLOSED)
-        .values(state=CaseState.AWAITING_STAFF)
-    )
+    if message.case_id is not None:
+        session.execute(
+            update(models.Case)
+            .where(models.Case.id == message.case_id, models.Case.state != CaseState.CLOSED)
+            .values(state=CaseState.AWAITING_STAFF)
+        )
 
 
 def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
     """Queue again the messages whose sender claimed them and never recorded a result: it died,
     perhaps after the server accepted the message, so the resend carries the same Message-ID.
-    A message that has used up its attempts this way goes to staff instead."""
+    A message that has used up its attempts this way goes to staff instead.
+
+    A sender works through its claim in id order, so of one dead claim only the first message
+    still unrecorded may have been on the wire; the others were never tried, and their attempt
+    is given back (otherwise a sender that keeps dying would use up messages it never sent).
+    """
     cutoff = models.utcnow() - older_than
     requeued = 0
     with db.session() as session:
         stale = list(
             session.scalars(
-                select(models.Message).where(
+                select(models.Message)
+                .where(
                     models.Message.status == MessageStatus.SENDING,
                     models.Message.claimed_at < cutoff,
                 )
+                .order_by(models.Message.id)
             )
         )
+        in_flight: dict[str | None, int] = {}
         for message in stale:
-            exhausted = message.attempts >= MAX_ATTEMPTS
+            in_flight.setdefault(message.claim_token, message.id)
+        for message in stale:
+            tried = in_flight[message.claim_token] == message.id
+            attempts = message.attempts if tried else message.attempts - 1
+            exhausted = attempts >= MAX_ATTEMPTS
             # Only if still stale: a live sender may have finished it since.
             changed = session.execute(
                 update(models.Message)
@@ -413,10 +487,15 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
                 )
                 .values(
                     status=MessageStatus.FAILED if exhausted else MessageStatus.QUEUED,
+                    attempts=attempts,
                     claim_token=None,
                     next_attempt_at=None,
-                    last_error="its sender stopped before recording the result"
-                    + (f", {message.attempts} times" if exhausted else ""),
+                    last_error=(
+                        "its sender stopped before recording the result"
+                        + (f", {attempts} times" if exhausted else "")
+                    )
+                    if tried
+                    else message.last_error,
                 )
             ).rowcount
             if not changed:
@@ -424,14 +503,17 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
             if exhausted:
                 _hand_to_staff(
                     session,
-                    message.case_id,
-                    message.id,
+                    message,
                     f"Sending the {spoken(message.kind)} to {message.recipient} stopped the sender "
-                    f"{message.attempts} times: check whether it arrived (Message-ID "
+                    f"{attempts} times: check whether it arrived (Message-ID "
                     f"{message.message_id}), and report the problem.",
                 )
                 continue
+            if not tried:
+                continue  # never on the wire: simply queued again
             requeued += 1
+            if message.case_id is None:
+                continue
             session.add(
                 models.CaseEvent(
                     case_id=message.case_id,

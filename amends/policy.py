@@ -125,6 +125,8 @@ class CheckinFigures(_Section):
     business_hours: BusinessHours
     hour: int = Field(ge=0, le=23)
     duration_minutes: int = Field(ge=5, le=240)
+    reschedule_after_days: int = Field(ge=1, le=60)
+    misses_before_call: int = Field(ge=1, le=10)
 
     @model_validator(mode="after")
     def _inside_business_hours(self) -> CheckinFigures:
@@ -150,6 +152,42 @@ class CheckinFigures(_Section):
 
 class ServiceLevels(_Section):
     first_response_hours: float = Field(gt=0)
+    resolution_days: float = Field(gt=0)
+
+
+class WinbackOffer(_Section):
+    kind: OfferKind
+    share_of_annual_value: float = Field(ge=0, le=1)
+    minimum: float = Field(ge=0)
+    maximum: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WinbackOffer:
+        if self.maximum < self.minimum:
+            raise ValueError("nightly.winback_offer.maximum is below its minimum")
+        return self
+
+    def value_for(self, annual_value: float) -> float:
+        """The offer for a customer worth ``annual_value`` a year."""
+        return round(
+            min(max(annual_value * self.share_of_annual_value, self.minimum), self.maximum), 2
+        )
+
+
+class FrequencyCap(_Section):
+    messages: int = Field(ge=1, le=50)
+    days: int = Field(ge=1, le=365)
+
+
+class NightlyFigures(_Section):
+    lapsed_after_days: int = Field(ge=1, le=3650)
+    unanswered_calls: int = Field(ge=1, le=100)
+    winback_every_days: int = Field(ge=1, le=3650)
+    winback_offer: WinbackOffer
+    reminder_hours_before: float = Field(gt=0, le=24 * 14)
+    progress_every_days: int = Field(ge=1, le=365)
+    thank_you_within_days: int = Field(ge=1, le=365)
+    frequency_cap: FrequencyCap
 
 
 class Policy(_Section):
@@ -164,10 +202,20 @@ class Policy(_Section):
     empower: EmpowerFigures
     checkins: CheckinFigures
     service_levels: ServiceLevels
+    nightly: NightlyFigures
 
     @model_validator(mode="after")
     def _every_channel_mirrored(self) -> Policy:
         _require_every(self.mirror, Channel, "mirror")
+        return self
+
+    @model_validator(mode="after")
+    def _winback_cheaper_than_acquisition(self) -> Policy:
+        if self.nightly.winback_offer.maximum > self.assessment.acquisition_cost:
+            raise ValueError(
+                "nightly.winback_offer.maximum is above assessment.acquisition_cost: winning a "
+                "customer back must cost less than finding a new one"
+            )
         return self
 
     def mirror_channel(

@@ -7,8 +7,6 @@ has an outcome is never run again. Running a case twice therefore repeats nothin
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +20,7 @@ from amends import models
 from amends.approvals import request_approval
 from amends.assess import Assessment, assess
 from amends.catalogue import FORMS, case_context, render_message
-from amends.checkins import checkin_times, invitation
+from amends.checkins import CalendarMethod, Meeting, Party, calendar_message, checkin_times
 from amends.domain import (
     Decision,
     Incident,
@@ -35,7 +33,7 @@ from amends.domain import (
     spoken,
 )
 from amends.empower import choose_offer
-from amends.outbox import queue_message
+from amends.outbox import Draft, message_id_for, message_key, queue_message, write_attachment
 from amends.runtime import Runtime
 from amends.staff import add_action, settle
 
@@ -52,7 +50,7 @@ class StageResult:
 
 
 @dataclass
-class _Step:
+class Step:
     session: Session
     rt: Runtime
     case: models.Case
@@ -81,7 +79,8 @@ class _Step:
     ) -> None:
         add_action(
             self.session,
-            self.case.id,
+            customer_id=self.case.customer_id,
+            case_id=self.case.id,
             key=f"case-{self.case.id}:{stage.value}:{kind}",
             kind=kind,
             role=role,
@@ -91,12 +90,7 @@ class _Step:
 
     def write(self, path: Path, content: bytes) -> Path:
         """Write a file whole or not at all, and remember it in case the stage fails."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.replace(partial, path)
-        self.files.append(path)
+        self.files.append(write_attachment(path, content))
         return path
 
 
@@ -107,10 +101,10 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         LookupError: no case with that id.
         AmendsError: the stage could not complete (nothing of it is kept).
     """
-    step: _Step | None = None
+    step: Step | None = None
     try:
         with rt.db.session() as session:
-            step = _load(session, rt, case_id)
+            step = load_step(session, rt, case_id)
             done = step.outcome(stage)
             if done is not None:
                 return _result(done, resumed=True)
@@ -127,7 +121,7 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         # A concurrent run completed this stage first: its outcome (and its files, which have
         # the same names as ours) stand.
         with rt.db.session() as session:
-            done = _load(session, rt, case_id).outcome(stage)
+            done = load_step(session, rt, case_id).outcome(stage)
         if done is None:
             raise
         return _result(done, resumed=True)
@@ -137,12 +131,12 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         raise
 
 
-def _load(session: Session, rt: Runtime, case_id: int) -> _Step:
+def load_step(session: Session, rt: Runtime, case_id: int) -> Step:
     case = session.get(models.Case, case_id)
     if case is None:
         raise LookupError(f"no case {case_id}")
     incident = Incident.model_validate(case.incident.payload)
-    return _Step(session=session, rt=rt, case=case, incident=incident)
+    return Step(session=session, rt=rt, case=case, incident=incident)
 
 
 def _result(outcome: models.StageOutcome, *, resumed: bool) -> StageResult:
@@ -162,7 +156,7 @@ def _title(stage: Stage) -> str:
 Outcome = tuple[StageStatus, str, dict[str, Any]]
 
 
-def _assess(step: _Step) -> Outcome:
+def _assess(step: Step) -> Outcome:
     customer, policy = step.customer, step.rt.policy
     barred = customer.winback_barred
     assessment = assess(
@@ -196,11 +190,11 @@ def _assess(step: _Step) -> Outcome:
     return StageStatus.COMPLETED, summary, assessment.model_dump(mode="json")
 
 
-def _forgiven(customer: models.Customer, step: _Step) -> bool:
+def _forgiven(customer: models.Customer, step: Step) -> bool:
     return customer.forgiven_at is not None and customer.forgiven_case_id != step.case.id
 
 
-def _claim_forgiveness(step: _Step) -> bool:
+def _claim_forgiveness(step: Step) -> bool:
     """Spend the customer's one forgiveness (seed 000) on this case, atomically: of two cases
     decided at the same moment, only one recovers."""
     claimed = step.session.execute(
@@ -219,7 +213,7 @@ NO_INCENTIVE = {
 }
 
 
-def _empower(step: _Step) -> Outcome:
+def _empower(step: Step) -> Outcome:
     decision = step.case.decision
     assert decision is not None, "assess runs before empower"
     assessment = Assessment.model_validate(step.outcome(Stage.ASSESS).data)
@@ -262,7 +256,7 @@ def _empower(step: _Step) -> Outcome:
     return StageStatus.COMPLETED, summary, data
 
 
-def _monitor(step: _Step) -> Outcome:
+def _monitor(step: Step) -> Outcome:
     customer = step.customer
     if not customer.social_handle:
         return (
@@ -297,7 +291,7 @@ def _monitor(step: _Step) -> Outcome:
     )
 
 
-def _report(step: _Step) -> Outcome:
+def _report(step: Step) -> Outcome:
     case = step.case
     capped = step.session.scalar(select(models.Offer.capped).where(models.Offer.case_id == case.id))
     owner = "manager" if case.decision is Decision.DO_NOT_PURSUE or capped else "frontline"
@@ -309,7 +303,7 @@ def _report(step: _Step) -> Outcome:
     return StageStatus.COMPLETED, summary, {"owner": owner, "first_response_due": due.isoformat()}
 
 
-def _follow_up(step: _Step) -> Outcome:
+def _follow_up(step: Step) -> Outcome:
     case = step.case
     if case.decision is Decision.DO_NOT_PURSUE:
         return (
@@ -321,16 +315,20 @@ def _follow_up(step: _Step) -> Outcome:
     posts = step.outcome(Stage.MONITOR).data.get("posts", [])
     queued = []
     if channel is not ReplyChannel.SOCIAL:
-        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel))
+        queued.append(queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel))
     # A public complaint gets a short public reply that invites a private talk (seed 003)...
     if channel is ReplyChannel.SOCIAL or posts:
-        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL))
+        queued.append(
+            queue_for_case(step, Stage.FOLLOW_UP, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL)
+        )
     # ...and on a network that allows it, the apology itself follows in private.
     if (
         channel is ReplyChannel.SOCIAL
         and step.customer.social_platform in step.rt.policy.private_messages_on
     ):
-        queued.append(_queue(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, ReplyChannel.SOCIAL))
+        queued.append(
+            queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, ReplyChannel.SOCIAL)
+        )
     described = ", ".join(
         f"{spoken(m.kind)} by {m.channel.value} ({spoken(m.status)})" for m in queued
     )
@@ -340,7 +338,7 @@ def _follow_up(step: _Step) -> Outcome:
     return StageStatus.COMPLETED, f"Replied on the complaint's own channel: {described}.", data
 
 
-def _reengage(step: _Step) -> Outcome:
+def _reengage(step: Step) -> Outcome:
     case, rt = step.case, step.rt
     if case.decision is not Decision.RECOVER:
         settle(step.session, case)
@@ -375,7 +373,14 @@ def _reengage(step: _Step) -> Outcome:
     # The invitation follows the apology, never precedes it: by email only when the apology
     # went by email; otherwise the person who calls, writes or visits agrees the dates.
     if case.reply_channel is ReplyChannel.EMAIL and customer.email:
-        _queue(step, Stage.REENGAGE, MessageKind.CHECKIN_INVITATION, ReplyChannel.EMAIL, checkins)
+        queue_for_case(
+            step,
+            Stage.REENGAGE,
+            MessageKind.CHECKIN_INVITATION,
+            ReplyChannel.EMAIL,
+            about=checkins,
+            calendar=("REQUEST", checkins[:1]),
+        )
         how = "invitation by email with the first check-in attached"
     else:
         step.staff_action(
@@ -410,17 +415,27 @@ STAGES = {
 # --- messages ---------------------------------------------------------------------------------
 
 
-def _queue(
-    step: _Step,
+def queue_for_case(
+    step: Step,
     stage: Stage,
     kind: MessageKind,
     channel: ReplyChannel,
-    checkins: list[models.CheckIn] | None = None,
+    *,
+    key: str | None = None,
+    about: list[models.CheckIn] | None = None,
+    calendar: tuple[CalendarMethod, list[models.CheckIn]] | None = None,
 ) -> models.Message:
+    """Render a message for the case's customer and queue it, in the step's transaction.
+
+    Args:
+        key: What makes it unique; by default one per case, stage, kind and channel.
+        about: The check-ins the message speaks of.
+        calendar: An iCalendar REQUEST or CANCEL of these check-ins, attached.
+    """
     rt, case, customer, incident = step.rt, step.case, step.customer, step.incident
     settings = rt.settings
     context = case_context(
-        step.session, case, settings, checkins=[c.starts_at for c in checkins or []]
+        step.session, case, settings, checkins=[c.starts_at for c in about or []]
     )
     rendered = render_message(rt.templates, kind, channel, customer.locale, context)
     subject, in_reply_to = rendered.subject, None
@@ -428,42 +443,41 @@ def _queue(
         in_reply_to = incident.complaint_message_id
         if incident.complaint_subject:
             subject = reply_subject(incident.complaint_subject)
-    # Files are named by case number: refs that differ only in case never share a file.
+    # Files are named by case number: refs that differ only in case never share a file; a
+    # key of its own (a check-in moved twice) adds the key's digest.
     name = f"case-{case.id}-{incident.ref}-{kind.value}"
+    if key:
+        name += f"-{message_id_for(key, '')[1:9]}"
+    key = key or message_key(case.id, stage, kind, channel)
     attachment = None
     if channel is ReplyChannel.LETTER:
         attachment = step.write(settings.letters_dir / f"{name}.html", rendered.body.encode())
-    if checkins:
-        first = checkins[0]
-        content = invitation(
-            uid=first.uid,
-            sequence=first.sequence,
-            starts_at=first.starts_at,
-            duration_minutes=first.duration_minutes,
-            summary=rendered.subject,
-            description=f"{settings.business_name}: check-in {first.number} of "
-            f"{len(checkins)} after incident {incident.ref}",
-            organizer=settings.sender_email,
-            organizer_name=settings.sender_name,
-            attendee=customer.email or "",
-            attendee_name=customer.name,
+    if calendar:
+        method, checkins = calendar
+        content = calendar_message(
+            method,
+            [meeting(c, rendered.subject, settings.business_name, incident.ref) for c in checkins],
+            organizer=Party(settings.sender_email, settings.sender_name),
+            attendee=Party(customer.email or "", customer.name),
             stamp=models.utcnow(),
         )
-        attachment = step.write(settings.calendar_dir / f"{name}-{first.number}.ics", content)
-    message = queue_message(
-        step.session,
-        case,
+        attachment = step.write(settings.calendar_dir / f"{name}.ics", content)
+    draft = Draft(
+        key=key,
+        customer_id=case.customer_id,
+        case_id=case.id,
         stage=stage,
         kind=kind,
         channel=channel,
         recipient=address_for(incident.customer, channel) or "",
         subject=subject,
         body=rendered.body,
-        sender_email=settings.sender_email,
-        automatic=channel in rt.channels,
         attachment=attachment,
         in_reply_to=in_reply_to,
         due_at=case.first_response_due,
+    )
+    message = queue_message(
+        step.session, draft, sender_email=settings.sender_email, automatic=rt.channels
     )
     verb = "queued" if message.status is MessageStatus.QUEUED else "waiting for staff"
     step.event(
@@ -476,14 +490,25 @@ def _queue(
     return message
 
 
+def meeting(checkin: models.CheckIn, summary: str, business: str, incident_ref: str) -> Meeting:
+    return Meeting(
+        uid=checkin.uid,
+        sequence=checkin.sequence,
+        starts_at=checkin.starts_at,
+        duration_minutes=checkin.duration_minutes,
+        summary=summary,
+        description=f"{business}: check-in {checkin.number} after incident {incident_ref}",
+    )
+
+
 def queue_revised_offer(rt: Runtime, session: Session, case_id: int) -> None:
     """Tell the customer about an offer a manager raised after the apology went out, on the
     reply channel (or through staff where no offer form exists for it), in the caller's
     transaction."""
-    step = _load(session, rt, case_id)
+    step = load_step(session, rt, case_id)
     channel = step.case.reply_channel
     if channel in FORMS[MessageKind.OFFER]:
-        _queue(step, Stage.EMPOWER, MessageKind.OFFER, channel)
+        queue_for_case(step, Stage.EMPOWER, MessageKind.OFFER, channel)
         return
     offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case_id))
     step.staff_action(

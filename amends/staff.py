@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from amends import models
 from amends.db import Database
-from amends.domain import CaseState, Decision, MessageKind, MessageStatus, ReplyChannel
+from amends.domain import (
+    CaseState,
+    CheckinStatus,
+    Decision,
+    MessageKind,
+    MessageStatus,
+    ReplyChannel,
+    Stage,
+)
 from amends.errors import AmendsError, NotFound
 
 # What a person does to deliver a reply on each channel that has no adapter.
@@ -37,8 +45,9 @@ DELIVERY_TASKS: dict[ReplyChannel, tuple[str, str]] = {
 
 def add_action(
     session: Session,
-    case_id: int,
     *,
+    customer_id: int,
+    case_id: int | None,
     key: str,
     kind: str,
     role: str,
@@ -46,10 +55,12 @@ def add_action(
     due_at: datetime | None = None,
     message_id: int | None = None,
 ) -> models.StaffAction | None:
-    """Add an action in the caller's transaction, with a timeline line; None if this key exists."""
+    """Add an action in the caller's transaction, with a line on the case's timeline if it has a
+    case; None if this key exists."""
     if session.scalar(select(models.StaffAction.id).where(models.StaffAction.key == key)):
         return None
     action = models.StaffAction(
+        customer_id=customer_id,
         case_id=case_id,
         key=key,
         kind=kind,
@@ -59,11 +70,12 @@ def add_action(
         message_id=message_id,
     )
     session.add(action)
-    session.add(
-        models.CaseEvent(
-            case_id=case_id, kind="staff_action", text=f"For the {role}: {instructions}"
+    if case_id is not None:
+        session.add(
+            models.CaseEvent(
+                case_id=case_id, kind="staff_action", text=f"For the {role}: {instructions}"
+            )
         )
-    )
     return action
 
 
@@ -80,7 +92,8 @@ def hand_message_to_staff(session: Session, message: models.Message) -> None:
     file = message.attachment or ""
     add_action(
         session,
-        message.case_id,
+        customer_id=message.customer_id,
+        case_id=message.case_id,
         key=f"{message.key}:deliver",
         kind=kind,
         role="frontline",
@@ -94,7 +107,7 @@ class ActionLine(BaseModel):
     """One line of ``amends actions``."""
 
     id: int
-    incident_ref: str
+    incident_ref: str | None  # None: about the customer, not a case (a win-back offer)
     customer_name: str
     kind: str
     role: str
@@ -109,8 +122,10 @@ def open_actions(db: Database) -> list[ActionLine]:
     """Open staff work, soonest due first."""
     with db.session() as session:
         rows = session.execute(
-            select(models.StaffAction, models.Case)
-            .join(models.Case, models.StaffAction.case_id == models.Case.id)
+            select(models.StaffAction, models.Customer, models.Incident.ref)
+            .join(models.Customer, models.StaffAction.customer_id == models.Customer.id)
+            .outerjoin(models.Case, models.StaffAction.case_id == models.Case.id)
+            .outerjoin(models.Incident, models.Case.incident_id == models.Incident.id)
             .where(models.StaffAction.status == "open")
             .order_by(
                 models.StaffAction.due_at.is_(None),
@@ -118,7 +133,7 @@ def open_actions(db: Database) -> list[ActionLine]:
                 models.StaffAction.id,
             )
         ).all()
-        return [_line(session, action, case) for action, case in rows]
+        return [_line(session, action, customer, ref) for action, customer, ref in rows]
 
 
 def find_action(db: Database, action_id: int) -> ActionLine:
@@ -126,15 +141,22 @@ def find_action(db: Database, action_id: int) -> ActionLine:
         action = session.get(models.StaffAction, action_id)
         if action is None:
             raise NotFound(f"no staff action {action_id}; `amends actions` lists the open ones")
-        return _line(session, action, session.get(models.Case, action.case_id))
+        case = session.get(models.Case, action.case_id) if action.case_id else None
+        customer = session.get(models.Customer, action.customer_id)
+        return _line(session, action, customer, case.incident.ref if case else None)
 
 
-def _line(session: Session, action: models.StaffAction, case: models.Case) -> ActionLine:
+def _line(
+    session: Session,
+    action: models.StaffAction,
+    customer: models.Customer,
+    incident_ref: str | None,
+) -> ActionLine:
     message = session.get(models.Message, action.message_id) if action.message_id else None
     return ActionLine(
         id=action.id,
-        incident_ref=case.incident.ref,
-        customer_name=case.customer.name,
+        incident_ref=incident_ref,
+        customer_name=customer.name,
         kind=action.kind,
         role=action.role,
         instructions=action.instructions,
@@ -168,12 +190,13 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
                 message.sent_at = action.done_at
             elif message.status is MessageStatus.FAILED:  # the person took over from it
                 message.status = MessageStatus.HANDLED
-        session.add(
-            models.CaseEvent(case_id=action.case_id, kind="staff_done", text=text, actor=actor)
-        )
-        case = session.get(models.Case, action.case_id)
-        if case.state is CaseState.AWAITING_STAFF:
-            settle(session, case)
+        if action.case_id is not None:
+            session.add(
+                models.CaseEvent(case_id=action.case_id, kind="staff_done", text=text, actor=actor)
+            )
+            case = session.get(models.Case, action.case_id)
+            if case.state is CaseState.AWAITING_STAFF:
+                settle(session, case)
     return find_action(db, action_id)
 
 
@@ -185,8 +208,9 @@ def settle(session: Session, case: models.Case) -> None:
 
 
 def _state_for(session: Session, case: models.Case) -> CaseState:
-    """Open while mail is queued or a recovery is under way, waiting for staff while a person
-    must act (a failed reply included), closed when nothing is left to do."""
+    """Open while mail is queued or a recovery is under way (its stages, then its check-ins),
+    waiting for staff while a person must act (a failed reply included), closed when nothing is
+    left to do."""
     statuses = set(
         session.scalars(select(models.Message.status).where(models.Message.case_id == case.id))
     )
@@ -201,4 +225,13 @@ def _state_for(session: Session, case: models.Case) -> CaseState:
     )
     if statuses & {MessageStatus.AWAITING_STAFF, MessageStatus.FAILED} or open_actions:
         return CaseState.AWAITING_STAFF
-    return CaseState.OPEN if case.decision is Decision.RECOVER else CaseState.CLOSED
+    if case.decision is not Decision.RECOVER:
+        return CaseState.CLOSED
+    checkins_to_come = session.scalar(
+        select(func.count(models.CheckIn.id)).where(
+            models.CheckIn.case_id == case.id, models.CheckIn.status == CheckinStatus.SCHEDULED
+        )
+    )
+    return (
+        CaseState.OPEN if case.stage is not Stage.REENGAGE or checkins_to_come else CaseState.CLOSED
+    )

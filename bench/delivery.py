@@ -16,17 +16,16 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import yagmail
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
+from scratch import scratch_database
 
 from amends import models
 from amends.channels import EmailAdapter
-from amends.db import Database, normalise_url
+from amends.db import Database
 from amends.domain import (
     Category,
     Channel,
@@ -62,24 +61,6 @@ def open_sockets() -> int:
     return count
 
 
-@contextlib.contextmanager
-def scratch_database(postgres: str | None) -> Iterator[str | None]:
-    """None (SQLite in the data folder), or a PostgreSQL URL on a schema dropped afterwards."""
-    if postgres is None:
-        yield None
-        return
-    schema = f"amends_bench_{os.getpid()}"
-    admin = create_engine(normalise_url(postgres))
-    with admin.begin() as connection:
-        connection.execute(text(f"create schema {schema}"))
-    try:
-        yield f"{normalise_url(postgres)}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"drop schema {schema} cascade"))
-        admin.dispose()
-
-
 def queue(db: Database, n: int, sender: str) -> None:
     now = models.utcnow()
     with db.session() as session:
@@ -100,7 +81,8 @@ def queue(db: Database, n: int, sender: str) -> None:
             key = f"bench-{i}"
             session.add(
                 models.Message(
-                    case_id=case.id, key=key, stage=Stage.FOLLOW_UP, kind=MessageKind.APOLOGY,
+                    customer_id=customer.id, case_id=case.id, key=key, stage=Stage.FOLLOW_UP,
+                    kind=MessageKind.APOLOGY,
                     channel=ReplyChannel.EMAIL, recipient="rk@example.com", subject=f"Sorry {i}",
                     body=BODY, message_id=message_id_for(key, sender), status=MessageStatus.QUEUED,
                 )

@@ -1,4 +1,4 @@
-r"""Serve amends' deployments from one process: no work pool needed.
+r"""Serve amends' deployments from one process: no work pool needed. The same as `amends serve`.
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py
 
@@ -7,24 +7,14 @@ or from the shell:
 
     prefect deployment run recover-incident/recover-incident \
         --params "{\"incident\": $(cat incident.json)}"
+
+The nightly-reengagement deployment runs on its own at 02:00 in AMENDS_BUSINESS_TIMEZONE.
 """
 
 from __future__ import annotations
 
-from prefect import serve
-
-from flows.incident import recover_incident
-
-
-def main() -> None:
-    serve(
-        recover_incident.to_deployment(
-            name="recover-incident",
-            description="Recover a customer from one incident, stage by stage.",
-            tags=["amends"],
-        )
-    )
-
+from amends.settings import Settings
+from flows.serving import serve_all
 
 if __name__ == "__main__":
-    main()
+    serve_all(Settings())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from icalendar import Calendar
 
-from amends.checkins import checkin_times, invitation
+from amends.checkins import Meeting, Party, calendar_message, checkin_times
 from amends.policy import CheckinFigures, load_policy
 
 
@@ -17,6 +17,8 @@ def figures(*cadence: tuple[int, int], hour: int = 10) -> CheckinFigures:
         business_hours={"start": 9, "end": 17},
         hour=hour,
         duration_minutes=30,
+        reschedule_after_days=2,
+        misses_before_call=2,
     )
 
 
@@ -56,17 +58,20 @@ def test_checkins_fall_on_working_days_in_the_customers_zone() -> None:
 
 
 def test_the_invitation_is_an_icalendar_request() -> None:
-    raw = invitation(
-        uid="case-1-checkin-1@acme.example",
-        sequence=0,
-        starts_at=datetime(2026, 11, 30, 9, tzinfo=UTC),
-        duration_minutes=30,
-        summary="Check-in",
-        description="Check-in 1 of 3",
-        organizer="care@acme.example",
-        organizer_name="Acme care",
-        attendee="rk@example.com",
-        attendee_name="Rodolfo K.",
+    raw = calendar_message(
+        "REQUEST",
+        [
+            Meeting(
+                uid="case-1-checkin-1@acme.example",
+                sequence=0,
+                starts_at=datetime(2026, 11, 30, 9, tzinfo=UTC),
+                duration_minutes=30,
+                summary="Check-in",
+                description="Check-in 1 of 3",
+            )
+        ],
+        organizer=Party("care@acme.example", "Acme care"),
+        attendee=Party("rk@example.com", "Rodolfo K."),
         stamp=datetime(2026, 11, 22, tzinfo=UTC),
     )
     calendar = Calendar.from_ical(raw)

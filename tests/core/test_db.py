@@ -18,7 +18,7 @@ from amends.models import Base
 
 def test_migrations_match_the_models(database_url: str) -> None:
     db = Database(database_url)
-    assert db.upgrade() == ["0001", "0002", "0003"]
+    assert db.upgrade() == ["0001", "0002", "0003", "0004"]
     assert db.is_current() and db.upgrade() == []
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -55,7 +55,7 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
                     "payload": json.dumps({"ref": f"INC-{number}", "our_fault": ours}),
                 },
             )
-    assert db.upgrade() == ["0002", "0003"]
+    assert db.upgrade() == ["0002", "0003", "0004"]
     with db.engine.connect() as connection:
         faults = connection.execute(text("SELECT ref, fault FROM incidents ORDER BY id")).all()
     assert [tuple(row) for row in faults] == [("INC-1", "ours"), ("INC-2", "customer")]

@@ -184,6 +184,27 @@ def test_a_claim_that_keeps_killing_its_sender_goes_to_staff(rt: Runtime) -> Non
     assert outcome.staff_actions[-1].kind == "delivery_problem"
 
 
+def test_a_dead_claim_charges_an_attempt_only_to_the_message_that_was_on_the_wire(
+    rt: Runtime,
+) -> None:
+    case_id = open_case(rt, make_incident())
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    ids = queued_messages(rt.db, case_id)
+    assert len(ids) == 2  # the apology and the check-in invitation
+    _claim(rt.db, ids)  # a sender claims both, starts on the first, and dies
+    with rt.db.session() as session:
+        for message_id in ids:
+            session.get(models.Message, message_id).claimed_at = models.utcnow() - timedelta(
+                hours=1
+            )
+    assert requeue_stale_claims(rt.db, older_than=timedelta(minutes=10)) == 1
+    with rt.db.session() as session:
+        first, second = (session.get(models.Message, message_id) for message_id in ids)
+        assert (first.status, first.attempts) == (MessageStatus.QUEUED, 1)
+        assert (second.status, second.attempts) == (MessageStatus.QUEUED, 0)
+
+
 def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime) -> None:
     _, message_id = queued_apology(rt)
     (claimed,) = _claim(rt.db, [message_id])

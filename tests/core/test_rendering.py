@@ -66,7 +66,10 @@ def required(
             THANKS[locale],
             SORRY[locale] + ("another chance", "otra oportunidad"),
         ],
-        MessageKind.WINBACK_OFFER: [money, changed, ACCEPT[locale]],
+        # A lapsed customer has no incident: the offer and the way back, not what changed.
+        MessageKind.WINBACK_OFFER: [money, ("another chance", "otra oportunidad"), ACCEPT[locale]],
+        MessageKind.CHECKIN_MOVED: [first_checkin],
+        MessageKind.CHECKIN_CANCELLED: [summary, ("cancelled", "cancelado")],
     }[kind]
 
 

@@ -126,7 +126,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = amends("db", "upgrade")
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0003)" in again.stdout
+    assert "is up to date (revision 0004)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -262,7 +262,7 @@ def test_configuration_mistakes_are_one_line(
 def test_templates_check_passes_on_the_shipped_templates(rt: Runtime) -> None:
     result = amends("templates", "check")
     assert result.exit_code == 0, result.output
-    assert "All 60 messages render in en, es." in result.stdout
+    assert "All 64 messages render in en, es." in result.stdout
 
 
 def test_templates_check_names_what_is_broken_or_untranslated(
@@ -278,7 +278,7 @@ def test_templates_check_names_what_is_broken_or_untranslated(
     assert result.exit_code == 1
     assert "es/thank_you.sms.txt.j2: missing" in result.stderr
     assert "en/offer.email.html.j2: 'dict object' has no attribute 'missing_field'" in result.stderr
-    assert "error: 2 of 60 messages have problems" in result.stderr
+    assert "error: 2 of 64 messages have problems" in result.stderr
 
 
 def test_preview_with_sample_data(rt: Runtime) -> None:

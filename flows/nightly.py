@@ -1,0 +1,38 @@
+"""The ``nightly-reengagement`` flow: check-ins kept, cases moved on, lapsed customers invited
+back, without nagging anyone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from amends.models import utcnow
+from amends.nightly import NightReport
+from tasks.nightly import ACTION_NAMES, publish_night, run_action, send_queued
+
+
+def _run_name() -> str:
+    now = flow_run.parameters.get("now") or utcnow()
+    return f"night-{now:%Y-%m-%d}"
+
+
+@flow(name="nightly-reengagement", flow_run_name=_run_name)
+def nightly_reengagement(now: datetime | None = None) -> NightReport:
+    """Escalate cases past their service levels, ask staff for check-in outcomes, remind
+    customers of check-ins, update unfinished cases, thank resolved ones and offer lapsed
+    customers a way back; then send it all and leave the night's tables as artifacts.
+
+    Every rule is the policy's (``nightly`` and ``service_levels``): a per-customer frequency
+    cap, one win-back per window, and nothing for opted-out, do-not-contact, abusive or lost
+    customers. Running it twice in a night sends nothing new.
+
+    Args:
+        now: The moment the night is run for; now, by default.
+    """
+    now = now or utcnow()
+    night = NightReport([run_action(action, now) for action in ACTION_NAMES])
+    night.sent = send_queued()
+    publish_night(night)
+    return night

@@ -1,0 +1,137 @@
+"""The nightly-reengagement flow under the Prefect test harness, with mail over real SMTP."""
+
+from __future__ import annotations
+
+import email
+from datetime import date, timedelta
+from email import policy as email_policy
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from amends import models
+from amends.cli import app
+from amends.mailcatcher import MailCatcher
+from amends.models import utcnow
+from amends.runtime import Runtime
+from amends.settings import Settings
+from flows.nightly import nightly_reengagement
+from flows.serving import NIGHTLY_CRON, deployments
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+LONG_AGO = date(2026, 1, 10)
+
+
+def lapsed(rt: Runtime, count: int) -> None:
+    with rt.db.session() as session:
+        session.add_all(
+            models.Customer(
+                ref=f"L-{n}",
+                name=f"Lapsed {n}",
+                email=f"lapsed{n}@example.com",
+                annual_value=1000.0 * n,
+                last_purchase_on=LONG_AGO,
+            )
+            for n in range(1, count + 1)
+        )
+
+
+def test_a_night_mails_lapsed_customers_once_and_leaves_its_tables(
+    smtp_rt: Runtime, mail_catcher: MailCatcher
+) -> None:
+    lapsed(smtp_rt, 3)
+    with smtp_rt.db.session() as session:  # opted out of marketing: never offered anything
+        session.add(
+            models.Suppression(address="lapsed2@example.com", scope="marketing", reason="opt_out")
+        )
+
+    state = nightly_reengagement(return_state=True)
+    night = state.result()
+    offers = next(r for r in night.actions if r.action == "offer_winbacks")
+    assert offers.done == 2 and night.sent.sent == 2
+    caught = [
+        email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        for path in mail_catcher.messages()
+    ]
+    assert sorted(m["To"] for m in caught) == ["lapsed1@example.com", "lapsed3@example.com"]
+    assert all(m["List-Unsubscribe"] for m in caught)  # marketing: one click to opt out
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        artifacts = {a.key: a for a in client.read_latest_artifacts(limit=50)}
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert run.name == f"night-{utcnow():%Y-%m-%d}"
+    # Set-based: one task run per action, not one per customer.
+    assert len(task_runs) == 6 + 2
+    counts = artifacts["nightly-reengagement"].data
+    assert "Win-back offers" in counts and "Messages sent" in counts
+    contacted = artifacts["nightly-contacted"].data
+    assert "L-1" in contacted and "L-3" in contacted and "L-2" not in contacted
+    assert "@example.com" not in contacted  # references only: the UI is often shared
+
+    again = nightly_reengagement()
+    assert again.done == 0 and again.sent.sent == 0
+    assert len(mail_catcher.messages()) == 2
+
+
+def test_amends_nightly_shows_what_the_night_did(
+    smtp_rt: Runtime, mail_catcher: MailCatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the command sets for a terminal, undone after the test.
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    lapsed(smtp_rt, 2)
+    result = CliRunner().invoke(app, ["nightly"])
+    assert result.exit_code == 0, result.output
+    assert "Win-back offers" in result.output
+    assert "Sent 2;" in result.output
+    again = CliRunner().invoke(app, ["nightly"])
+    assert "Sent 0;" in again.output
+    assert len(mail_catcher.messages()) == 2
+
+
+@pytest.mark.parametrize(
+    ("at", "problem"),
+    [("yesterday", "is not an ISO 8601"), ("2026-12-01T02:00", "needs its UTC offset")],
+)
+def test_amends_nightly_refuses_a_moment_it_cannot_read(
+    smtp_rt: Runtime, at: str, problem: str
+) -> None:
+    result = CliRunner().invoke(app, ["nightly", "--at", at])
+    assert result.exit_code == 1
+    assert problem in result.output
+    with smtp_rt.db.session() as session:
+        assert session.scalars(select(models.Message)).all() == []
+
+
+def test_the_served_and_the_declared_nightly_deployment_agree() -> None:
+    settings = Settings(business_timezone="America/New_York")
+    served = {d.name: d for d in deployments(settings)}
+    assert set(served) == {"recover-incident", "nightly-reengagement"}
+    (schedule,) = served["nightly-reengagement"].schedules
+    assert schedule.schedule.cron == NIGHTLY_CRON
+    assert schedule.schedule.timezone == "America/New_York"
+
+    declared = yaml.safe_load(
+        (Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text()
+    )
+    nightly = next(d for d in declared["deployments"] if d["name"] == "nightly-reengagement")
+    assert nightly["entrypoint"] == "flows/nightly.py:nightly_reengagement"
+    assert nightly["schedules"] == [{"cron": NIGHTLY_CRON, "timezone": "Europe/Madrid"}]
+    assert not served["recover-incident"].schedules
+
+
+def test_nightly_runs_a_night_as_of_a_given_moment(smtp_rt: Runtime) -> None:
+    lapsed(smtp_rt, 1)
+    moment = utcnow() - timedelta(days=400)  # before the customer's last purchase: not lapsed
+    night = nightly_reengagement(now=moment)
+    assert night.done == 0
