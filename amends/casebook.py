@@ -80,6 +80,13 @@ class CheckInView(BaseModel):
     number: int
     starts_at: datetime
     status: str
+    misses: int = 0
+    feedback: str | None = None  # the customer's words: shown to staff, kept out of artifacts
+
+    def describe(self) -> str:
+        """When and where it stands: ``2026-12-01 09:00 UTC (scheduled, missed 1x)``."""
+        missed = f", missed {self.misses}x" if self.misses else ""
+        return f"{self.starts_at:%Y-%m-%d %H:%M} UTC ({self.status}{missed})"
 
 
 class StaffActionView(BaseModel):
@@ -225,7 +232,7 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
                 ApprovalView.model_validate(approval, from_attributes=True) if approval else None
             ),
             checkins=[
-                CheckInView(number=c.number, starts_at=c.starts_at, status=c.status)
+                CheckInView.model_validate(c, from_attributes=True)
                 for c in rows(models.CheckIn, models.CheckIn.number)
             ],
             staff_actions=[
@@ -325,10 +332,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         "## Check-ins",
         "",
-        *(
-            [f"- {c.number}: {c.starts_at.isoformat()} ({c.status})" for c in outcome.checkins]
-            or ["None scheduled."]
-        ),
+        *([f"- {c.number}: {c.describe()}" for c in outcome.checkins] or ["None scheduled."]),
         "",
         "## Waiting for staff",
         "",

@@ -791,10 +791,12 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
             out.print(f"[bold]Approval[/]: {approval}", highlight=False)
     if outcome.checkins:
         out.print(
-            "[bold]Check-ins[/]: "
-            + ", ".join(f"{c.starts_at:%Y-%m-%d %H:%M} UTC ({c.status})" for c in outcome.checkins),
+            "[bold]Check-ins[/]: " + ", ".join(c.describe() for c in outcome.checkins),
             highlight=False,
         )
+        for c in outcome.checkins:
+            if c.feedback:
+                out.print(f"  Check-in {c.number} feedback: {escape(c.feedback)}", highlight=False)
     waiting = [a for a in outcome.staff_actions if a.status == "open"]
     for action in waiting:
         out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)

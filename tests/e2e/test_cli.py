@@ -398,3 +398,80 @@ def test_names_with_markup_are_printed_as_written(rt: Runtime) -> None:
     shown = amends("case", "INC-1001")
     assert shown.exit_code == 0, shown.output
     assert "by Ana [/]: [link=x]y[/link]" in shown.stdout
+
+
+def recovered(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident())
+    for stage in Stage:
+        run_stage(rt, case_id, stage)
+
+
+def test_checkin_held_records_the_feedback(rt: Runtime) -> None:
+    recovered(rt)
+    result = amends(
+        "checkin", "INC-1001", "--held", "--feedback", "New crew is great", "--by", "Ana"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Check-in 1 of INC-1001 held." in result.stdout
+    with rt.db.session() as session:
+        checkin = session.scalars(select(models.CheckIn).filter_by(number=1)).one()
+        assert (checkin.status, checkin.feedback, checkin.recorded_by) == (
+            "held",
+            "New crew is great",
+            "Ana",
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--by", "Ana"], "say how it went: --held or --missed"),
+        (["--held", "--missed", "--by", "Ana"], "say how it went: --held or --missed"),
+        (["--missed", "--feedback", "x", "--by", "Ana"], "--feedback goes with --held"),
+        (["--missed", "--by", "Ana"], "cannot be missed yet"),  # the first is next week
+        (["--held", "--by", "Ana\r\nBcc: x@evil.example"], "who recorded it must be a single"),
+        (["--held", "--feedback", "x" * 5000, "--by", "Ana"], "feedback is 5000 characters"),
+        (["--held", "--number", "99", "--by", "Ana"], "has no check-in 99"),
+    ],
+)  # fmt: skip
+def test_checkin_refuses_what_it_cannot_record_and_changes_nothing(
+    rt: Runtime, args: list[str], message: str
+) -> None:
+    recovered(rt)
+    result = amends("checkin", "INC-1001", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    with rt.db.session() as session:
+        statuses = set(session.scalars(select(models.CheckIn.status)))
+        assert statuses == {"scheduled"}
+        assert session.scalar(select(func.sum(models.CheckIn.misses))) == 0
+
+
+def test_close_cancels_the_checkins_and_a_second_close_is_refused(rt: Runtime) -> None:
+    recovered(rt)
+    result = amends("close", "INC-1001", "--by", "Ana", "--reason", "customer is happy")
+    assert result.exit_code == 0, result.output
+    assert "7 check-in(s) cancelled" in result.stdout
+    again = amends("close", "INC-1001", "--by", "Ana", "--reason", "again")
+    assert again.exit_code == 1 and "already closed" in again.output
+    missing = amends("close", "INC-404", "--by", "Ana", "--reason", "x")
+    assert missing.exit_code == 1 and "no case for 'INC-404'" in missing.output
+
+
+def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
+    first = amends("unsubscribe", " RK@Example.com ")
+    assert first.exit_code == 0 and "now gets no win-back offers" in first.stdout
+    second = amends("unsubscribe", "rk@example.com")
+    assert "already got no" in second.stdout
+    bad = amends("unsubscribe", "not an address")
+    assert bad.exit_code == 1 and "is not a phone number" in bad.output
+    with rt.db.session() as session:
+        rows = session.execute(select(models.Suppression.address, models.Suppression.scope)).all()
+    assert [tuple(row) for row in rows] == [("rk@example.com", "marketing")]
+
+
+def test_serve_says_it_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = amends("serve")
+    assert result.exit_code == 1
+    assert "needs a Prefect server" in result.output
