@@ -139,7 +139,9 @@ class EmailAdapter:
                 del part["Content-Transfer-Encoding"]
                 part.set_payload(plain_text(message.body), "utf-8")
             elif part.get_content_type() == "text/calendar":
-                part.set_param("method", "REQUEST")
+                # The MIME method must repeat the calendar's own: REQUEST, or CANCEL.
+                method = re.search(rb"^METHOD:(\w+)", part.get_payload(decode=True), re.M)
+                part.set_param("method", method.group(1).decode() if method else "REQUEST")
         if message.marketing:
             mime["List-Unsubscribe"] = self._unsubscribe(message.recipient)
             if self.settings.unsubscribe_url:

@@ -85,6 +85,16 @@ def test_the_invitation_is_an_invitation(tmp_path: Path) -> None:
     assert Calendar.from_ical(part.get_payload(decode=True))["method"] == "REQUEST"
 
 
+def test_a_cancellation_says_cancel_in_its_mime_type_too(tmp_path: Path) -> None:
+    message = outgoing(tmp_path)
+    message.attachment.write_text(
+        message.attachment.read_text().replace("METHOD:REQUEST", "METHOD:CANCEL")
+    )
+    _, raw = EmailAdapter(Settings()).compose(message)
+    (part,) = [p for p in parse(raw).walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") == "CANCEL"
+
+
 def test_marketing_mail_can_be_unsubscribed_in_one_click(tmp_path: Path) -> None:
     settings = Settings(
         unsubscribe_url="https://acme.example/unsubscribe?list=winback",
