@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from amends import models
 from amends.db import Database
-from amends.domain import email_address, phone_number
+from amends.domain import MARKETING_KINDS, email_address, phone_number
 from amends.errors import InvalidInput
 
 Scope = Literal["marketing", "all"]
@@ -43,5 +44,50 @@ def suppress(db: Database, address: str, *, scope: Scope, reason: str) -> bool:
             )
         ):
             return False
-        session.add(models.Suppression(address=address, scope=scope, reason=reason))
+        add_suppression(session, address, scope=scope, reason=reason)
     return True
+
+
+def add_suppression(session: Session, address: str, *, scope: Scope, reason: str) -> None:
+    """:func:`suppress`, in the caller's transaction, for an address already normal."""
+    exists = session.scalar(
+        select(models.Suppression.id).where(
+            models.Suppression.address == address, models.Suppression.scope == scope
+        )
+    )
+    if not exists:
+        session.add(models.Suppression(address=address, scope=scope, reason=reason))
+
+
+def withheld(
+    session: Session, messages: list[tuple[models.Message, models.Customer]]
+) -> dict[int, str]:
+    """Of these messages, those that may not go, with why (no address in the reason: it ends
+    up in logs). Checked just before sending, on every channel, so an opt-out recorded after a
+    message was queued still counts.
+
+    Nothing goes to a customer marked do-not-contact, or to an address suppressed for all
+    mail (a bounce, a complaint); marketing does not go to an address that opted out of it,
+    nor to a customer barred from win-backs (abusive, lost).
+    """
+    addresses = {message.recipient.lower() for message, _ in messages}
+    scopes: dict[str, dict[str, str]] = {}
+    for address, scope, reason in session.execute(
+        select(
+            models.Suppression.address, models.Suppression.scope, models.Suppression.reason
+        ).where(models.Suppression.address.in_(addresses))
+    ):
+        scopes.setdefault(address, {})[scope] = reason
+    reasons = {}
+    for message, customer in messages:
+        marketing = message.kind in MARKETING_KINDS
+        suppressed = scopes.get(message.recipient.lower(), {})
+        if customer.do_not_contact:
+            reasons[message.id] = "the customer is marked do-not-contact"
+        elif "all" in suppressed:
+            reasons[message.id] = f"the address is suppressed ({suppressed['all']})"
+        elif marketing and customer.winback_barred:
+            reasons[message.id] = f"the customer is never in a win-back ({customer.winback_barred})"
+        elif marketing and "marketing" in suppressed:
+            reasons[message.id] = "the address opted out of offers"
+    return reasons

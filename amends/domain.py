@@ -167,6 +167,7 @@ class MessageStatus(StrEnum):
     FAILED = "failed"  # permanently: the reason is on the message
     AWAITING_STAFF = "awaiting_staff"  # a person delivers it: a call, a letter, a visit
     HANDLED = "handled_by_staff"  # it failed, and a person reached the customer another way
+    SUPPRESSED = "suppressed"  # not sent: the customer or the address may not be written to
 
 
 class MessageKind(StrEnum):

@@ -30,7 +30,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from amends import models
+from amends import consent, models
 from amends.channels import ChannelAdapter, Outgoing
 from amends.db import Database
 from amends.domain import (
@@ -213,6 +213,7 @@ class _Claimed:
     # the stages set it).
     settles_on_success: bool
     outgoing: Outgoing
+    withheld: str | None = None  # why it may not go: consent, checked at the last moment
 
 
 def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
@@ -237,11 +238,13 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
             )
         )
         rows = session.execute(
-            select(models.Message, models.Case.stage)
+            select(models.Message, models.Case.stage, models.Customer)
             .outerjoin(models.Case, models.Message.case_id == models.Case.id)
+            .join(models.Customer, models.Message.customer_id == models.Customer.id)
             .where(models.Message.id.in_(claimed))
             .order_by(models.Message.id)
-        )
+        ).all()
+        withheld = consent.withheld(session, [(m, customer) for m, _, customer in rows])
         return [
             _Claimed(
                 id=m.id,
@@ -262,8 +265,9 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                     marketing=m.kind in MARKETING_KINDS,
                     public=m.kind is MessageKind.PUBLIC_REPLY,
                 ),
+                withheld=withheld.get(m.id),
             )
-            for m, stage in rows
+            for m, stage, _ in rows
         ]
 
 
@@ -339,6 +343,8 @@ def _send(
     """Send a claimed message and record the result at once: the shorter the time between the
     server's acceptance and this record, the rarer a resend after a crash."""
     message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
+    if claimed.withheld:
+        return _withhold(db, claimed)
     adapter = adapters.get(channel)
     if adapter is None:
         # The channel's plugin is not installed or configured here: a person delivers it.
@@ -373,6 +379,11 @@ def _send(
                 last_error=reason,
                 next_attempt_at=models.utcnow() + retry_delay(claimed.attempts) if retry else None,
             )
+            if recorded and not retry and channel is ReplyChannel.EMAIL:
+                # A hard bounce: that address is not written to again.
+                consent.add_suppression(
+                    session, claimed.outgoing.recipient.lower(), scope="all", reason="bounce"
+                )
             if recorded and not retry:
                 _hand_to_staff(
                     session,
@@ -417,6 +428,24 @@ def _send(
             sent_at=models.utcnow(),
         )
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
+
+
+def _withhold(db: Database, claimed: _Claimed) -> DeliveryOutcome:
+    """Keep a message from an address that may not be written to. Marketing just stops; a
+    service message about a case goes to staff, who decide whether and how to reach them."""
+    message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
+    text = f"{spoken(kind).capitalize()} by {channel.value} not sent: {claimed.withheld}."
+    with db.session() as session:
+        if (
+            _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED)
+            and not claimed.outgoing.marketing
+        ):
+            _hand_to_staff(
+                session,
+                claimed,
+                f"{text} Decide whether the customer must still hear about their case, and how.",
+            )
+    return DeliveryOutcome(message_id, MessageStatus.SUPPRESSED, channel, kind, claimed.withheld)
 
 
 def _resettle(session: Session, case_id: int) -> None:
@@ -535,6 +564,7 @@ class DrainReport:
     failed: int = 0
     requeued: int = 0
     to_staff: int = 0
+    withheld: int = 0  # not sent: no consent
 
 
 def drain(
@@ -593,5 +623,7 @@ def _count(
         report.failed += 1
     elif outcome.status is MessageStatus.AWAITING_STAFF:
         report.to_staff += 1
+    elif outcome.status is MessageStatus.SUPPRESSED:
+        report.withheld += 1
     if on_each is not None:
         on_each(outcome)
