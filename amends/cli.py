@@ -639,17 +639,34 @@ def serve(verbose: VerboseFlag = False) -> None:
     """Serve the incident and nightly deployments from this process, until Ctrl+C.
 
     For a small business without a work pool. Needs a Prefect server (PREFECT_API_URL); the
-    nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE.
+    nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set,
+    it also answers the opt-out links of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
     """
     if not os.environ.get("PREFECT_API_URL"):
         raise fail(
             "amends serve needs a Prefect server: start one with `prefect server start` and "
             "set PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
+    import threading
+
+    from amends.optout import PATH, optout_server
+
+    rt = _runtime()
+    optout = None
+    if rt.settings.unsubscribe_secret is not None:
+        optout = optout_server(rt.settings, rt.db)
+        threading.Thread(target=optout.serve_forever, daemon=True).start()
+        host, port = optout.server_address[:2]
+        out.print(f"Opt-out links answered at http://{host}:{port}{PATH}", highlight=False)
     _prepare_prefect(verbose)
     from flows.serving import serve_all
 
-    serve_all(_runtime().settings)
+    try:
+        serve_all(rt.settings)
+    finally:
+        if optout is not None:
+            optout.shutdown()
+            optout.server_close()
 
 
 @policy_app.command("check")

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr | None = Field(
         default=None, description="Signs opt-out links, so one address cannot unsubscribe another."
     )
+    optout_port: int = Field(
+        default=8480,
+        ge=1,
+        le=65535,
+        description="Where `amends serve` answers opt-out links, on 127.0.0.1 (put your https "
+        "proxy in front, at AMENDS_UNSUBSCRIBE_URL).",
+    )
     business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
     business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(
