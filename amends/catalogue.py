@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from amends import models
 from amends.domain import Incident, MessageKind, ReplyChannel
-from amends.errors import TemplateError
+from amends.errors import AmendsError, TemplateError
 from amends.rendering import Rendered, Templates
 from amends.settings import Settings
 
@@ -105,7 +105,7 @@ def case_context(
 
     ``checkins`` are the meetings a message is about; the case's scheduled ones by default.
     """
-    incident = Incident.model_validate(case.incident.payload)
+    incident = filed_incident(case)
     offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
     if checkins is None:
         checkins = list(
@@ -188,6 +188,19 @@ def customer_context(
         "progress": None,
         "today": datetime.now(UTC),
     }
+
+
+def filed_incident(case: models.Case) -> Incident:
+    """The case's incident as it was filed.
+
+    Raises:
+        AmendsError: the customer was forgotten (``amends forget``): nothing is left to use.
+    """
+    if case.incident.payload.get("erased"):
+        raise AmendsError(
+            f"case {case.incident.ref}: its customer's data was erased; it can only be reported"
+        )
+    return Incident.model_validate(case.incident.payload)
 
 
 def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -> dict[str, Any]:

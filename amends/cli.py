@@ -669,6 +669,46 @@ def serve(verbose: VerboseFlag = False) -> None:
             optout.server_close()
 
 
+@app.command()
+@friendly
+def export(
+    ref: Annotated[str, typer.Argument(help="The customer's reference (as in your systems).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Write the JSON to this file instead of the terminal.")
+    ] = None,
+) -> None:
+    """Give a customer everything amends holds about them, as JSON."""
+    from amends.privacy import export as export_customer
+
+    data = json.dumps(export_customer(_runtime().db, ref), indent=2, ensure_ascii=False)
+    if output is None:
+        print(data)
+        return
+    output.write_text(data + "\n", encoding="utf-8")
+    err.print(f"Wrote {output}.", markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def forget(
+    ref: Annotated[str, typer.Argument(help="The customer's reference (as in your systems).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a customer's personal data everywhere, keeping the anonymous figures.
+
+    Names, addresses, messages, notes, feedback and the letters and invitations written for
+    them are erased; their cases stay in the reports as numbers. Their opt-outs are kept, so
+    that they are never written to again. This cannot be undone.
+    """
+    from amends.privacy import forget as forget_customer
+
+    rt = _runtime()
+    if not yes:
+        typer.confirm(f"Erase everything personal about {ref}? This cannot be undone", abort=True)
+    files = forget_customer(rt.db, ref, mail_dir=rt.settings.mail_dir)
+    out.print(f"{ref} is forgotten; {files} file(s) deleted.", markup=False, highlight=False)
+
+
 @policy_app.command("check")
 @friendly
 def policy_check(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from amends import models
 from amends.approvals import request_approval
 from amends.assess import Assessment, assess
-from amends.catalogue import FORMS, case_context, render_message
+from amends.catalogue import FORMS, case_context, filed_incident, render_message
 from amends.checkins import CalendarMethod, Meeting, Party, calendar_message, checkin_times
 from amends.domain import (
     Decision,
@@ -135,7 +135,7 @@ def load_step(session: Session, rt: Runtime, case_id: int) -> Step:
     case = session.get(models.Case, case_id)
     if case is None:
         raise LookupError(f"no case {case_id}")
-    incident = Incident.model_validate(case.incident.payload)
+    incident = filed_incident(case)
     return Step(session=session, rt=rt, case=case, incident=incident)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from threading import Lock
 
@@ -10,6 +11,7 @@ from prefect_email import EmailServerCredentials
 from prefect_email.credentials import SMTPType
 
 from amends.channels import load_channels
+from amends.privacy import mask
 from amends.runtime import Runtime, runtime, use_runtime
 from amends.settings import Settings
 
@@ -37,8 +39,31 @@ def smtp_settings(settings: Settings, block: EmailServerCredentials) -> Settings
     return settings.model_copy(update=update)
 
 
+class MaskPersonalData(logging.Filter):
+    """Email addresses and phone numbers never reach a run's logs (the UI is often shared): an
+    SMTP refusal, for one, quotes the address it refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+_MASK = MaskPersonalData()
+
+
+def _mask_run_logs() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if _MASK not in logger.filters:
+            logger.addFilter(_MASK)
+
+
 def task_runtime() -> Runtime:
-    """The process's runtime; on first use, with the SMTP block applied."""
+    """The process's runtime; on first use, with the SMTP block applied (and the run logs
+    masked)."""
+    _mask_run_logs()
     rt = runtime()
     if not rt.settings.smtp_block:
         return rt

@@ -14,6 +14,7 @@ from prefect.cache_policies import NONE
 from amends.models import utcnow
 from amends.nightly import ACTIONS, ActionReport, Night, NightReport, Progress
 from amends.outbox import DeliveryOutcome, DrainReport, drain, queued_messages
+from amends.privacy import mask
 from tasks._runtime import task_runtime
 
 ACTION_NAMES = tuple(action.__name__ for action in ACTIONS)
@@ -105,7 +106,7 @@ def publish_night(night: NightReport) -> None:
         description="The nightly run: what each action found and did, and what was sent.",
     )
     contacted = [
-        {"customer": ref, "action": title, "channel": channel}
+        {"customer": mask(ref), "action": title, "channel": channel}
         for ref, title, channel in night.contacted
     ]
     named, total = len(contacted), night.done

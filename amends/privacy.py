@@ -1,0 +1,181 @@
+"""Privacy: what amends shows of a customer, gives back to them, and erases on request.
+
+- :func:`mask` hides email addresses and phone numbers in text bound for places many people
+  read (Prefect's logs and artifacts: the UI is often shared).
+- :func:`export` gives a customer everything amends holds about them, as JSON-ready data.
+- :func:`forget` erases a customer's personal data from every table and every file amends
+  wrote for them, and keeps the anonymous figures the reports need (severity, category, costs,
+  decisions, offers, dates, statuses). Their suppressions stay: an opt-out must outlive them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, cast, inspect, select, update
+
+from amends import models
+from amends.db import Database
+from amends.domain import Stage
+from amends.errors import NotFound
+
+ERASED = "(erased)"
+FORGOTTEN_NAME = "Forgotten customer"
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
+# International numbers (E.164 and as people write them): + and 7 to 15 digits.
+_PHONE = re.compile(r"\+\d(?:[ .-]?\d){6,14}")
+
+
+def mask(text: str) -> str:
+    """``rk@example.com`` -> ``r***@***``, ``+34 612 345 678`` -> ``+34***678``."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@***", text)
+    return _PHONE.sub(lambda m: f"{m.group()[:3]}***{m.group()[-3:]}", text)
+
+
+def _row(row: Any) -> dict[str, Any]:
+    """A table row as plain data."""
+    values = {}
+    for column in inspect(row).mapper.column_attrs:
+        value = getattr(row, column.key)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        values[column.key] = getattr(value, "value", value)
+    return values
+
+
+def _customer(session: Any, ref: str) -> models.Customer:
+    customer = session.scalar(select(models.Customer).where(models.Customer.ref == ref))
+    if customer is None:
+        raise NotFound(f"no customer {ref!r}")
+    return customer
+
+
+def export(db: Database, ref: str) -> dict[str, Any]:
+    """Everything amends holds about one customer (their right of access).
+
+    Raises:
+        NotFound: no customer with that reference.
+    """
+    with db.session() as session:
+        customer = _customer(session, ref)
+        cases = list(
+            session.scalars(select(models.Case).where(models.Case.customer_id == customer.id))
+        )
+        case_ids = [case.id for case in cases]
+
+        def of_cases(model: Any) -> list[dict[str, Any]]:
+            rows = session.scalars(
+                select(model).where(model.case_id.in_(case_ids)).order_by(model.id)
+            )
+            return [_row(row) for row in rows]
+
+        return {
+            "customer": _row(customer),
+            "incidents": [_row(case.incident) for case in sorted(cases, key=lambda case: case.id)],
+            "cases": [_row(case) for case in cases],
+            "messages": [
+                _row(m)
+                for m in session.scalars(
+                    select(models.Message)
+                    .where(models.Message.customer_id == customer.id)
+                    .order_by(models.Message.id)
+                )
+            ],
+            "offers": of_cases(models.Offer),
+            "checkins": of_cases(models.CheckIn),
+            "timeline": of_cases(models.CaseEvent),
+            "public_posts": [
+                _row(post)
+                for post in session.scalars(select(models.Mention).where(_their_posts(customer)))
+            ],
+        }
+
+
+def _their_posts(customer: models.Customer) -> Any:
+    if not customer.social_handle:
+        return models.Mention.id.is_(None)
+    return (models.Mention.platform == customer.social_platform) & (
+        models.Mention.handle == customer.social_handle
+    )
+
+
+def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
+    """Erase one customer's personal data everywhere (their right to erasure); returns how many
+    files were deleted: the letters and invitations written for them, and the mail a local
+    mail catcher kept in ``mail_dir``. The customer is left as an anonymous record that is never
+    contacted.
+
+    Raises:
+        NotFound: no customer with that reference.
+    """
+    files: list[Path] = []
+    with db.session() as session:
+        customer = _customer(session, ref)
+        if mail_dir is not None and customer.email and mail_dir.is_dir():
+            needle = customer.email.lower().encode()
+            files += [p for p in mail_dir.glob("*.eml") if needle in p.read_bytes().lower()]
+        posts = select(models.Mention.id).where(_their_posts(customer))
+        session.execute(
+            update(models.Mention)
+            .where(models.Mention.id.in_(posts))
+            .values(handle=ERASED, text=ERASED, url=cast(models.Mention.id, String))
+        )
+        cases = select(models.Case.id).where(models.Case.customer_id == customer.id)
+        incidents = select(models.Case.incident_id).where(models.Case.customer_id == customer.id)
+        session.execute(
+            update(models.Incident)
+            .where(models.Incident.id.in_(incidents))
+            .values(
+                summary=ERASED,
+                details="",
+                complaint_subject=None,
+                complaint_message_id=None,
+                payload={"erased": True},
+            )
+        )
+        # Stage outcomes keep their figures; their words (which name people) go.
+        for outcome in session.scalars(
+            select(models.StageOutcome).where(models.StageOutcome.case_id.in_(cases))
+        ):
+            outcome.summary = ERASED
+            if outcome.stage is Stage.ASSESS:
+                outcome.data = {k: v for k, v in outcome.data.items() if k != "reasons"}
+            else:
+                outcome.data = {}
+        for message in session.scalars(
+            select(models.Message).where(models.Message.customer_id == customer.id)
+        ):
+            if message.attachment:
+                files.append(Path(message.attachment))
+            message.recipient, message.subject, message.body = ERASED, "", ""
+            message.attachment = None
+        session.execute(
+            update(models.StaffAction)
+            .where(models.StaffAction.customer_id == customer.id)
+            .values(instructions=ERASED)
+        )
+        session.execute(
+            update(models.CaseEvent).where(models.CaseEvent.case_id.in_(cases)).values(text=ERASED)
+        )
+        session.execute(
+            update(models.CheckIn).where(models.CheckIn.case_id.in_(cases)).values(feedback=None)
+        )
+        session.execute(
+            update(models.Approval).where(models.Approval.case_id.in_(cases)).values(reason=None)
+        )
+        customer.ref = f"forgotten-{customer.id}"
+        customer.name = FORGOTTEN_NAME
+        customer.email = customer.phone = customer.postal_address = None
+        customer.social_platform = customer.social_handle = None
+        customer.preferred_channel = None
+        customer.do_not_contact = True  # nobody left to write to
+    deleted = 0
+    for path in files:
+        if path.is_file():
+            path.unlink()
+            deleted += 1
+    return deleted

@@ -1,0 +1,106 @@
+"""Privacy: masking for shared screens, a customer's export, and forgetting them."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from factories import make_incident
+from sqlalchemy import select
+
+from amends import models
+from amends.consent import suppress
+from amends.domain import STAGES, Stage
+from amends.errors import AmendsError, NotFound
+from amends.intake import open_case
+from amends.nightly import run_night
+from amends.outbox import drain
+from amends.privacy import ERASED, export, forget, mask
+from amends.recovery import run_stage
+from amends.runtime import Runtime
+
+PERSONAL = ("Rodolfo", "rk@example.com", "+34612345678", "Calle Mayor", "Cleaning crew missed")
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("550 <rk@example.com>: no such user", "550 <r***@***>: no such user"),
+        ("Call +34 612 345 678 today", "Call +34***678 today"),
+        ("Call +34612345678.", "Call +34***678."),
+        (
+            "Case INC-1001 on 2026-11-22 for 600.00 EUR",
+            "Case INC-1001 on 2026-11-22 for 600.00 EUR",
+        ),
+    ],
+)
+def test_mask_hides_addresses_and_numbers_and_nothing_else(text: str, masked: str) -> None:
+    assert mask(text) == masked
+
+
+def recover(rt: Runtime, **changes: object) -> int:
+    case_id = open_case(rt, make_incident(**changes))
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    return case_id
+
+
+def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None:
+    recover(rt)
+    data = json.loads(json.dumps(export(rt.db, "C-42")))
+    assert data["customer"]["email"] == "rk@example.com"
+    assert [i["ref"] for i in data["incidents"]] == ["INC-1001"]
+    assert {m["kind"] for m in data["messages"]} == {"apology", "checkin_invitation"}
+    assert len(data["checkins"]) == 7 and data["timeline"] and data["offers"]
+    with pytest.raises(NotFound):
+        export(rt.db, "C-404")
+
+
+def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: Path) -> None:
+    case_id = recover(rt)
+    recover(rt, ref="INC-1002", channel="letter", complaint_message_id=None, severity="low")
+    suppress(rt.db, "rk@example.com", scope="marketing", reason="opt_out")
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "1.eml").write_text("To: rk@example.com\n\nSorry, Rodolfo")
+    (mail / "2.eml").write_text("To: someone@example.com\n\nHello")
+    with rt.db.session() as session:
+        files = [
+            Path(m.attachment) for m in session.scalars(select(models.Message)) if m.attachment
+        ]
+    assert files and all(path.is_file() for path in files)
+
+    assert forget(rt.db, "C-42", mail_dir=mail) == len(files) + 1
+    assert not any(path.exists() for path in files)
+    assert sorted(p.name for p in mail.iterdir()) == ["2.eml"]
+    with rt.db.session() as session:
+        for table in models.Base.metadata.sorted_tables:
+            if table.name == "suppressions":
+                continue  # kept on purpose: an opt-out outlives the customer
+            for row in session.execute(select(table)):
+                for word in PERSONAL:
+                    assert word not in repr(tuple(row)), (table.name, word)
+        case = session.get(models.Case, case_id)
+        assert (case.decision, case.incident.severity, case.incident.costs["economic"]) == (
+            "recover",
+            "high",
+            450.0,
+        )
+        assert session.scalar(select(models.Offer.value).filter_by(case_id=case_id)) > 0
+        customer = session.scalars(select(models.Customer)).one()
+        assert (customer.name, customer.do_not_contact) == ("Forgotten customer", True)
+        assert session.scalars(select(models.Suppression.address)).all() == ["rk@example.com"]
+        assert ERASED in {e.text for e in session.scalars(select(models.CaseEvent))}
+
+
+def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime) -> None:
+    case_id = recover(rt)
+    forget(rt.db, "C-42")
+    assert run_night(rt).done == 0
+    with pytest.raises(AmendsError, match="data was erased"):
+        run_stage(rt, case_id, Stage.REENGAGE)
+    with pytest.raises(NotFound):
+        forget(rt.db, "C-42")  # the reference is gone with the rest
