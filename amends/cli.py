@@ -185,16 +185,25 @@ def incident(
 @friendly
 def cases(
     as_json: JsonFlag = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print CSV, for a spreadsheet, instead of a table.")
+    ] = False,
     limit: Annotated[int, typer.Option(help="How many cases, newest first.", min=1)] = 50,
 ) -> None:
     """List cases with their stage and state."""
-    from amends.casebook import list_cases
+    from amends.casebook import CaseLine, list_cases
     from amends.domain import spoken
 
     rt = _runtime()
     lines = list_cases(rt.db, limit=limit)
     if as_json:
         out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
+        return
+    if as_csv:
+        from amends.spreadsheet import write_csv
+
+        rows = [line.model_dump(mode="json") for line in lines]
+        write_csv(rows, list(CaseLine.model_fields), sys.stdout)
         return
     if not lines:
         where = rt.db.engine.url.render_as_string(hide_password=True)

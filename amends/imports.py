@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,6 +52,7 @@ class ImportReport:
         return self.added + self.updated + self.unchanged + len(self.refused)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _YES = {"yes", "y", "true", "1", "x"}
 _NO = {"no", "n", "false", "0", ""}
 
@@ -210,6 +212,10 @@ def _parse_row(
     if None in record:
         return "more cells than the header has columns", None
     cells = {key: (value or "").strip() for key, value in record.items() if key}
+    # No database stores a NUL, and no column needs a control character but a line break.
+    for key, value in cells.items():
+        if _CONTROL.search(value):
+            return f"{key}: must not contain control characters", None
     try:
         return None, parse(cells)
     except ValidationError as error:

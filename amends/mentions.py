@@ -3,12 +3,12 @@ them to find customers complaining about us rather than to us (seed 003)."""
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import select
 
 from amends import models
 from amends.db import Database
-from amends.domain import SocialPlatform
+from amends.domain import SocialPlatform, line, text
 
 
 class PublicPost(BaseModel):
@@ -17,9 +17,9 @@ class PublicPost(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     platform: SocialPlatform
-    handle: str = Field(min_length=2, max_length=100)
-    url: str = Field(min_length=8, max_length=500)
-    text: str = Field(max_length=10_000)
+    handle: line(2, 100)
+    url: line(8, 500)
+    text: text(10_000)
     posted_at: AwareDatetime
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import email
+import io
 import json
 import logging
 import os
@@ -475,3 +477,15 @@ def test_serve_says_it_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -
     result = amends("serve")
     assert result.exit_code == 1
     assert "needs a Prefect server" in result.output
+
+
+@pytest.mark.parametrize(
+    "name", ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)"]
+)
+def test_cases_as_csv_never_hands_a_spreadsheet_a_formula(rt: Runtime, name: str) -> None:
+    open_case(rt, make_incident(customer={"name": name}))
+    result = amends("cases", "--csv")
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["customer_name"] == "'" + name
+    assert row["incident_ref"] == "INC-1001" and row["case_id"] == "1"
