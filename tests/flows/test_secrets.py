@@ -3,8 +3,10 @@ the artifacts, the files amends writes, or the case's errors."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,66 @@ def test_the_password_logs_in_and_is_found_nowhere_else(
         artifacts = client.read_artifacts(limit=200)
     assert logs and all(PASSWORD not in log.message for log in logs)
     assert all(PASSWORD not in str(artifact.data) for artifact in artifacts)
+
+
+WEBHOOK_SECRET = f"wh-{uuid.uuid4().hex}"
+OPTOUT_SECRET = f"uo-{uuid.uuid4().hex}"
+
+
+class Rejecting(BaseHTTPRequestHandler):
+    """A gateway that refuses every call and echoes what it got, as a careless one might."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        echo = f"refused {dict(self.headers)} {body!r}".encode()
+        self.send_response(403)
+        self.send_header("Content-Length", str(len(echo)))
+        self.end_headers()
+        self.wfile.write(echo)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def rejecting_gateway() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Rejecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_and_optout_secrets_are_found_nowhere(rt: Runtime, rejecting_gateway: str) -> None:
+    settings = rt.settings.model_copy(
+        update={
+            "webhook_sms_url": rejecting_gateway,
+            "webhook_secret": SecretStr(WEBHOOK_SECRET),
+            "unsubscribe_url": "https://acme.example/unsubscribe",
+            "unsubscribe_secret": SecretStr(OPTOUT_SECRET),
+        }
+    )
+    current = Runtime.from_settings(settings)
+    use_runtime(current)
+    incident = make_incident(ref="INC-SMS-SECRET", channel="sms", complaint_message_id=None)
+    state = recover_incident(incident, return_state=True)
+    outcome = state.result()
+    assert [m.status for m in outcome.messages if m.channel == "sms"] == ["failed"]
+
+    secrets = (WEBHOOK_SECRET, OPTOUT_SECRET)
+    with current.db.session() as session:
+        for table in models.Base.metadata.sorted_tables:
+            for row in session.execute(select(table)):
+                assert not any(s in repr(tuple(row)) for s in secrets), table.name
+    for path in Path(settings.home).rglob("*"):
+        if path.is_file() and path.suffix != ".db":
+            assert not any(s.encode() in path.read_bytes() for s in secrets), path
+    assert not any(s in repr(settings) or s in str(settings) for s in secrets)
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(limit=200)
+        artifacts = client.read_artifacts(limit=200)
+    assert any("403" in log.message for log in logs)  # the refusal was logged...
+    assert not any(s in log.message for log in logs for s in secrets)  # ...without a secret
+    assert not any(s in str(artifact.data) for artifact in artifacts for s in secrets)
