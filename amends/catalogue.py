@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends import models
+from amends.channels import unsubscribe_link
 from amends.domain import Incident, MessageKind, ReplyChannel
 from amends.errors import AmendsError, TemplateError
 from amends.rendering import Rendered, Templates
@@ -147,7 +148,15 @@ def case_context(
         "respond_by": case.first_response_due,
         "progress": progress_of(session, case, checkins),
         "today": datetime.now(UTC),
+        "unsubscribe": optout_link(settings, case.customer.email),
     }
+
+
+def optout_link(settings: Settings, email: str | None) -> str:
+    """The customer's own opt-out link for marketing mail; empty when none is configured."""
+    if not (email and settings.unsubscribe_url and settings.unsubscribe_secret):
+        return ""
+    return unsubscribe_link(settings, email)
 
 
 def customer_context(
@@ -187,6 +196,7 @@ def customer_context(
         "respond_by": None,
         "progress": None,
         "today": datetime.now(UTC),
+        "unsubscribe": optout_link(settings, customer.email),
     }
 
 
@@ -282,6 +292,7 @@ def sample_context(
             "next_contact": now + timedelta(days=7),
         },
         "today": now,
+        "unsubscribe": "https://acme.example/unsubscribe?email=rk%40example.com&token=0",
     }
 
 

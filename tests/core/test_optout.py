@@ -102,3 +102,32 @@ def test_the_page_escapes_the_address(endpoint: str) -> None:
 def test_the_endpoint_needs_the_secret(rt: Runtime) -> None:
     with pytest.raises(ConfigurationError, match="AMENDS_UNSUBSCRIBE_SECRET"):
         optout_server(rt.settings, rt.db, port=0)
+
+
+def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -> None:
+    import re
+    from dataclasses import replace
+    from datetime import date, timedelta
+
+    from amends.nightly import run_night
+    from amends.outbox import drain
+
+    settings = rt.settings.model_copy(
+        update={
+            "unsubscribe_secret": SecretStr(SECRET),
+            "unsubscribe_url": f"{endpoint}/unsubscribe",
+        }
+    )
+    current = replace(rt, settings=settings)
+    with rt.db.session() as session:
+        session.add(
+            models.Customer(
+                ref="C-1", name="Ann", email="ann@example.com", last_purchase_on=date(2025, 1, 1)
+            )
+        )
+    run_night(current)
+    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    (offer,) = rt.channels[next(iter(rt.channels))].delivered
+    (href,) = re.findall(r'href="([^"]+)"', offer.body)
+    assert httpx.post(href.replace("&amp;", "&")).status_code == 200
+    assert suppressions(rt) == [("ann@example.com", "marketing")]

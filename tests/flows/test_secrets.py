@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from factories import make_incident
 from prefect import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogWorker
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -148,8 +149,9 @@ def test_webhook_and_optout_secrets_are_found_nowhere(rt: Runtime, rejecting_gat
             assert not any(s.encode() in path.read_bytes() for s in secrets), path
     assert not any(s in repr(settings) or s in str(settings) for s in secrets)
     APILogWorker.drain_all(timeout=10)
+    run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(limit=200)
+        logs = client.read_logs(log_filter=run, limit=200)
         artifacts = client.read_artifacts(limit=200)
     assert any("403" in log.message for log in logs)  # the refusal was logged...
     assert not any(s in log.message for log in logs for s in secrets)  # ...without a secret
