@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from amends import models
@@ -92,6 +92,7 @@ def record_checkin(
                     f"{checkin.starts_at:%Y-%m-%d %H:%M} UTC: it cannot be missed yet"
                 )
             moved_to = _move(step, checkin, actor)
+        _close_record_asks(session, case.id, [checkin.number])
         session.flush()
         misses = session.scalar(
             select(func.coalesce(func.sum(models.CheckIn.misses), 0)).where(
@@ -121,6 +122,21 @@ def record_checkin(
         )
 
 
+def _close_record_asks(session: Session, case_id: int, numbers: list[int]) -> None:
+    """The nightly run's requests to record these check-ins are answered: close them."""
+    for number in numbers:
+        session.execute(
+            update(models.StaffAction)
+            .where(
+                models.StaffAction.key.startswith(
+                    f"case-{case_id}:checkin-{number}:record:", autoescape=True
+                ),
+                models.StaffAction.status == "open",
+            )
+            .values(status="done", done_at=models.utcnow())
+        )
+
+
 def _checkin(session: Session, case: models.Case, number: int | None) -> models.CheckIn:
     query = select(models.CheckIn).where(models.CheckIn.case_id == case.id)
     if number is None:
@@ -146,7 +162,9 @@ def _move(step: Step, checkin: models.CheckIn, actor: str) -> datetime:
     missed_at = checkin.starts_at
     checkin.misses += 1
     checkin.sequence += 1
-    checkin.starts_at = moved_time(missed_at, step.rt.policy.checkins, zone)
+    checkin.starts_at = moved_time(
+        missed_at, step.rt.policy.checkins, zone, recorded=models.utcnow()
+    )
     when = checkin.starts_at.strftime("%Y-%m-%d %H:%M %Z")
     step.event(
         Stage.REENGAGE,
@@ -177,9 +195,15 @@ def _move(step: Step, checkin: models.CheckIn, actor: str) -> datetime:
     return checkin.starts_at
 
 
-def close_case(rt: Runtime, ref: str, *, reason: str, actor: str) -> int:
+WITHDRAWN = "case_withdrawn"  # the timeline's mark of a case closed without a resolution
+
+
+def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool = True) -> int:
     """Close a case now; its check-ins still to come are cancelled, in the customer's calendar
     too. Returns how many check-ins were cancelled.
+
+    Args:
+        resolved: False when the customer withdrew (asked to stop, left): no thank-you note.
 
     Raises:
         NotFound: no such case.
@@ -211,6 +235,7 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str) -> int:
         for checkin in remaining:
             checkin.status = CheckinStatus.CANCELLED
             checkin.sequence += 1
+        _close_record_asks(session, case.id, [c.number for c in remaining])
         if remaining and _invited_by_email(step):
             queue_for_case(
                 step,
@@ -230,7 +255,10 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str) -> int:
                 f"{case.reply_channel.value} that the {len(remaining)} remaining check-ins are "
                 "cancelled.",
             )
-        step.event(None, "case_closed", f"Case closed: {reason}", actor=actor)
+        if resolved:
+            step.event(None, "case_closed", f"Case closed: {reason}", actor=actor)
+        else:
+            step.event(None, WITHDRAWN, f"Case closed, withdrawn: {reason}", actor=actor)
         case.state = CaseState.CLOSED
         case.closed_at = models.utcnow()
         return len(remaining)

@@ -166,6 +166,7 @@ def customer_context(
     incident: models.Incident | None = None,
     checkins: list[datetime] | None = None,
     offer: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """What a template is told in a message outside the stages (a check-in reminder, a win-back
     offer), from rows already loaded: no queries, so the nightly run renders thousands fast."""
@@ -195,7 +196,7 @@ def customer_context(
         "timezone": customer.timezone or settings.business_timezone,
         "respond_by": None,
         "progress": None,
-        "today": datetime.now(UTC),
+        "today": now or datetime.now(UTC),
         "unsubscribe": optout_link(settings, customer.email),
     }
 

@@ -43,12 +43,15 @@ def checkin_times(opened: datetime, figures: CheckinFigures, timezone: str) -> l
     ]
 
 
-def moved_time(missed: datetime, figures: CheckinFigures, timezone: str) -> datetime:
-    """Where a missed check-in moves: the first working day ``reschedule_after_days`` after it,
-    at the policy's hour in the customer's zone."""
+def moved_time(
+    missed: datetime, figures: CheckinFigures, timezone: str, *, recorded: datetime
+) -> datetime:
+    """Where a missed check-in moves: the first working day ``reschedule_after_days`` after it
+    was missed, or after the miss was recorded if that came later (never into the past), at the
+    policy's hour in the customer's zone."""
     zone = ZoneInfo(timezone)
-    day = missed.astimezone(zone).date() + timedelta(days=figures.reschedule_after_days)
-    return working_day_at(day, figures.hour, zone)
+    since = max(missed, recorded).astimezone(zone).date()
+    return working_day_at(since + timedelta(days=figures.reschedule_after_days), figures.hour, zone)
 
 
 @dataclass(frozen=True)

@@ -526,7 +526,7 @@ def nightly(
     Nobody who opted out, is do-not-contact, abusive or lost is written to, and the policy's
     frequency cap holds. Running it twice sends nothing new.
     """
-    from datetime import datetime
+    from datetime import UTC, datetime, timedelta
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -540,6 +540,8 @@ def nightly(
             raise fail(f"--at {at!r} is not an ISO 8601 date and time") from None
         if moment.tzinfo is None:
             raise fail(f"--at {at!r} needs its UTC offset, e.g. {at}+01:00 or {at}Z")
+        if moment > datetime.now(UTC) + timedelta(minutes=5):
+            raise fail(f"--at {at} is in the future: a night can only be run for now or before")
     _prepare_prefect(verbose)
     from flows.nightly import nightly_reengagement
     from tasks.nightly import watching
@@ -600,7 +602,7 @@ def checkin(
     if record.held:
         out.print(f"{what} held." + (" The case is closed." if record.case_closed else ""))
     else:
-        out.print(f"{what} missed; moved to {record.moved_to:%Y-%m-%d %H:%M} UTC.")
+        out.print(f"{what} missed; moved to {record.moved_to:%Y-%m-%d %H:%M %Z}.")
     if record.call_asked:
         out.print(f"{record.misses} check-ins missed: a call is in `amends actions`.")
 
@@ -611,6 +613,12 @@ def close(
     ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
     by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
     reason: Annotated[str, typer.Option(help="Why it closes, in a line.")],
+    withdrawn: Annotated[
+        bool,
+        typer.Option(
+            "--withdrawn", help="The customer withdrew (asked to stop, left): no thank-you note."
+        ),
+    ] = False,
 ) -> None:
     """Close a case now, cancelling its remaining check-ins.
 
@@ -619,7 +627,7 @@ def close(
     """
     from amends.aftercare import close_case
 
-    cancelled = close_case(_runtime(), ref, reason=reason, actor=by)
+    cancelled = close_case(_runtime(), ref, reason=reason, actor=by, resolved=not withdrawn)
     out.print(f"Case {ref} closed; {cancelled} check-in(s) cancelled.", markup=False)
 
 
@@ -651,7 +659,9 @@ def serve(verbose: VerboseFlag = False) -> None:
     nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set,
     it also answers the opt-out links of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
     """
-    if not os.environ.get("PREFECT_API_URL"):
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
         raise fail(
             "amends serve needs a Prefect server: start one with `prefect server start` and "
             "set PREFECT_API_URL=http://127.0.0.1:4200/api"

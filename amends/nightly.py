@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,12 +36,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from amends import models
+from amends.aftercare import WITHDRAWN
 from amends.catalogue import FORMS, case_context, customer_context, render_message
 from amends.domain import (
     CaseState,
     CheckinStatus,
     Decision,
     MessageKind,
+    MessageStatus,
     ReplyChannel,
     Stage,
     address_for,
@@ -53,6 +55,8 @@ from amends.staff import add_action
 
 # Candidates per query and per transaction.
 BATCH = 1000
+# Check-ins staff are asked to record: those of the last two weeks.
+ASK_WITHIN = timedelta(days=14)
 # How many contacted customers a report names; the counts are always complete.
 NAMED = 200
 # What the frequency cap counts: everything the nightly run sends.
@@ -97,8 +101,9 @@ class Night:
         return self.rt.policy.nightly
 
     @property
-    def today(self) -> str:
-        return self.now.astimezone(ZoneInfo(self.rt.settings.business_timezone)).date().isoformat()
+    def today(self) -> date:
+        """The night's date where the business is."""
+        return self.now.astimezone(ZoneInfo(self.rt.settings.business_timezone)).date()
 
 
 # --- the rules, as SQL conditions on a customer -------------------------------------------------
@@ -146,12 +151,18 @@ def _unfinished() -> ColumnElement[bool]:
     )
 
 
-def _misses() -> Any:
-    """How many check-ins the customer has missed, in all their cases."""
+def _misses(night: Night) -> Any:
+    """How many check-ins the customer missed lately (within the lapse period) and never
+    made up for: a check-in held after all is no warning sign."""
+    since = night.now - timedelta(days=night.figures.lapsed_after_days)
     return (
         select(func.coalesce(func.sum(models.CheckIn.misses), 0))
         .join(models.Case, models.CheckIn.case_id == models.Case.id)
-        .where(models.Case.customer_id == models.Customer.id)
+        .where(
+            models.Case.customer_id == models.Customer.id,
+            models.CheckIn.status != CheckinStatus.HELD,
+            models.CheckIn.starts_at >= since,
+        )
         .scalar_subquery()
     )
 
@@ -298,9 +309,6 @@ class _Drafting:
         for draft in self.drafts:
             if draft.key in added:
                 report.note(self.refs[draft.key], draft.channel.value)
-            elif draft.attachment is not None:
-                # Queued already by a run at the same moment, whose letter stands.
-                draft.attachment.unlink(missing_ok=True)
 
 
 # --- the actions --------------------------------------------------------------------------------
@@ -346,7 +354,11 @@ def remind_checkins(night: Night, progress: Progress | None = None) -> ActionRep
             if channel is None:
                 continue  # staff agreed the dates in person; they remind the same way
             context = customer_context(
-                night.rt.settings, customer, incident=incident, checkins=[checkin.starts_at]
+                night.rt.settings,
+                customer,
+                incident=incident,
+                checkins=[checkin.starts_at],
+                now=night.now,
             )
             drafting.add(
                 f"case-{case.id}:checkin-{checkin.number}:reminder:{checkin.sequence}",
@@ -391,6 +403,9 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
     delivery), once, for cases closed within the policy's window."""
     report = ActionReport("thank", "Thank-you notes")
     since = night.now - timedelta(days=night.figures.thank_you_within_days)
+    withdrawn = exists().where(
+        models.CaseEvent.case_id == models.Case.id, models.CaseEvent.kind == WITHDRAWN
+    )
     query = (
         select(models.Case, models.Customer)
         .join(models.Customer, models.Case.customer_id == models.Customer.id)
@@ -398,6 +413,7 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
             models.Case.state == CaseState.CLOSED,
             models.Case.closed_at >= since,
             models.Case.decision.in_([Decision.RECOVER, Decision.SMOOTH_OVER]),
+            ~withdrawn,  # the customer asked to stop, or left: nothing to thank them for
             ~exists().where(
                 models.Message.case_id == models.Case.id,
                 models.Message.kind == MessageKind.THANK_YOU,
@@ -418,9 +434,10 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
     preferred or last-used channel; never during an open case."""
     report = ActionReport("offer_winbacks", "Win-back offers")
     figures = night.figures
-    cutoff = (night.now - timedelta(days=figures.lapsed_after_days)).date()
+    cutoff = night.today - timedelta(days=figures.lapsed_after_days)
     customer = models.Customer
-    misses = _misses()
+    misses = _misses(night)
+    just_closed = night.now - timedelta(days=figures.thank_you_within_days)
     last_channel = (
         select(models.Message.channel)
         .where(models.Message.customer_id == customer.id)
@@ -435,8 +452,10 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
             customer.unanswered_calls >= figures.unanswered_calls,
             misses >= night.rt.policy.checkins.misses_before_call,
         ),
+        # Not during a recovery, nor right after one: its thank-you comes first.
         ~exists().where(
-            models.Case.customer_id == customer.id, models.Case.state != CaseState.CLOSED
+            models.Case.customer_id == customer.id,
+            or_(models.Case.state != CaseState.CLOSED, models.Case.closed_at >= just_closed),
         ),
         ~exists().where(
             models.Message.customer_id == customer.id,
@@ -461,7 +480,7 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
                 "currency": currency,
                 "trial_days": night.rt.policy.empower.trial_days,
             }
-            context = customer_context(night.rt.settings, row, offer=offer)
+            context = customer_context(night.rt.settings, row, offer=offer, now=night.now)
             drafting.add(f"customer-{row.id}:winback:{night.today}", row, channel, context)
         drafting.queue(session, report)
     return report
@@ -473,7 +492,8 @@ def escalate_service_levels(night: Night, progress: Progress | None = None) -> A
     report = ActionReport("escalate_service_levels", "Service-level escalations")
     levels = night.rt.policy.service_levels
     answered = exists().where(
-        models.Message.case_id == models.Case.id, models.Message.status == "sent"
+        models.Message.case_id == models.Case.id,
+        models.Message.status.in_([MessageStatus.SENT, MessageStatus.HANDLED]),
     )
     late_reply = and_(models.Case.first_response_due < night.now, ~answered)
     late_resolution = and_(
@@ -483,7 +503,12 @@ def escalate_service_levels(night: Night, progress: Progress | None = None) -> A
         select(models.Case, models.Customer, models.Incident.ref, late_reply, late_resolution)
         .join(models.Customer, models.Case.customer_id == models.Customer.id)
         .join(models.Incident, models.Case.incident_id == models.Incident.id)
-        .where(models.Case.state != CaseState.CLOSED, or_(late_reply, late_resolution))
+        .where(
+            models.Case.state != CaseState.CLOSED,
+            # An abusive customer's case is a manager's already; frontline contact is blocked.
+            or_(models.Case.decision.is_(None), models.Case.decision != Decision.DO_NOT_PURSUE),
+            or_(late_reply, late_resolution),
+        )
     )
     for session, rows in _batches(night, query, models.Case.id, progress):
         report.candidates += len(rows)
@@ -534,6 +559,8 @@ def ask_checkin_outcomes(night: Night, progress: Progress | None = None) -> Acti
         .where(
             models.CheckIn.status == CheckinStatus.SCHEDULED,
             models.CheckIn.starts_at < night.now - timedelta(days=1),
+            # Older ones are past remembering; asking about them would bury staff.
+            models.CheckIn.starts_at >= night.now - ASK_WITHIN,
             models.Case.state != CaseState.CLOSED,
         )
     )

@@ -379,7 +379,7 @@ def _reengage(step: Step) -> Outcome:
             MessageKind.CHECKIN_INVITATION,
             ReplyChannel.EMAIL,
             about=checkins,
-            calendar=("REQUEST", checkins[:1]),
+            calendar=("REQUEST", checkins),
         )
         how = "invitation by email with the first check-in attached"
     else:

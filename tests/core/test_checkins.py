@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from icalendar import Calendar
 
-from amends.checkins import Meeting, Party, calendar_message, checkin_times
+from amends.checkins import Meeting, Party, calendar_message, checkin_times, moved_time
 from amends.policy import CheckinFigures, load_policy
 
 
@@ -55,6 +55,21 @@ def test_checkins_fall_on_working_days_in_the_customers_zone() -> None:
         "2026-11-30T10:00:00-05:00",  # Sunday + 7 = Sunday 29 -> Monday 30
         "2026-12-14T10:00:00-05:00",
     ]
+
+
+def test_a_missed_checkin_keeps_its_local_hour_across_a_daylight_saving_change() -> None:
+    # Friday 23 October 2026, 10:00 in Madrid (summer time); Europe's clocks go back on the 25th.
+    friday = datetime(2026, 10, 23, 8, 0, tzinfo=UTC)
+    moved = moved_time(friday, figures((7, 1)), "Europe/Madrid", recorded=friday)
+    # Two days on is a Sunday: Monday 26th, 10:00 in Madrid, now an hour later in UTC.
+    assert moved == datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+
+
+def test_a_miss_recorded_late_moves_from_the_day_it_was_recorded() -> None:
+    missed = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # Monday, 10:00 in Madrid
+    recorded = datetime(2026, 11, 9, 15, 0, tzinfo=UTC)  # a week later
+    moved = moved_time(missed, figures((7, 1)), "Europe/Madrid", recorded=recorded)
+    assert moved == datetime(2026, 11, 11, 9, 0, tzinfo=UTC)  # Wednesday 11th, 10:00
 
 
 def test_the_invitation_is_an_icalendar_request() -> None:

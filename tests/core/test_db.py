@@ -16,6 +16,7 @@ import amends
 from amends import models
 from amends.db import Database
 from amends.models import Base
+from amends.runtime import Runtime
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -118,3 +119,27 @@ def test_the_core_never_imports_prefect() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_0004_downgrades_with_a_winback_letter_waiting_for_staff(
+    rt: Runtime,
+) -> None:
+    from datetime import date
+
+    from amends.nightly import run_night
+
+    with rt.db.session() as session:
+        session.add(
+            models.Customer(
+                ref="C-1", name="Ann", postal_address="Calle Mayor 12", preferred_channel="letter",
+                last_purchase_on=date(2025, 1, 1),
+            )
+        )  # fmt: skip
+    assert run_night(rt).done == 1  # a letter, and the action to print it
+    config = rt.db._alembic()
+    with rt.db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    with rt.db.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM messages")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM staff_actions")).scalar() == 0

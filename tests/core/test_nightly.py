@@ -131,7 +131,7 @@ def test_each_warning_sign_brings_a_winback_offer(
     assert len(sent_to(recorder, "c-1@example.com")) == 1
 
 
-def test_missed_checkins_are_a_warning_sign_once_the_case_is_closed(
+def test_missed_checkins_are_a_warning_sign_once_the_case_has_been_closed_a_while(
     rt: Runtime, recorder: RecordingAdapter
 ) -> None:
     case_id = recover(rt)
@@ -143,10 +143,23 @@ def test_missed_checkins_are_a_warning_sign_once_the_case_is_closed(
         )
         for checkin in session.scalars(select(models.CheckIn).filter_by(case_id=case_id)):
             checkin.misses = 1
-    close_case(rt, "INC-1001", reason="customer asked to stop", actor="Ana")
+    close_case(rt, "INC-1001", reason="stopped coming", actor="Ana", resolved=False)
     recorder.delivered.clear()
-    night(rt, datetime.now(UTC))
-    assert [m.kind for m in messages(rt, kind="winback_offer")] == ["winback_offer"]
+    right_after = night(rt, datetime.now(UTC))
+    # Withdrawn: no thank-you; and no offer straight after a recovery.
+    assert (right_after["thank"].done, right_after["offer_winbacks"].done) == (0, 0)
+    later = night(rt, datetime.now(UTC) + timedelta(days=15))
+    assert later["offer_winbacks"].contacted == [("C-42", "email")]
+
+
+def test_check_ins_held_in_the_end_are_no_warning_sign(rt: Runtime) -> None:
+    case_id = recover(rt)
+    with rt.db.session() as session:
+        for checkin in session.scalars(select(models.CheckIn).filter_by(case_id=case_id)):
+            checkin.misses, checkin.status = 1, "held"
+        session.get(models.Case, case_id).state = "closed"
+        session.get(models.Case, case_id).closed_at = datetime.now(UTC) - timedelta(days=20)
+    assert night(rt, datetime.now(UTC))["offer_winbacks"].done == 0
 
 
 def test_an_active_customer_or_one_with_an_open_case_gets_no_offer(
@@ -269,10 +282,17 @@ def test_held_checkins_keep_feedback_and_the_last_one_closes_the_case_then_thank
     rt: Runtime, recorder: RecordingAdapter
 ) -> None:
     case_id = recover(rt)
+    # A night after the first check-in asks staff to record it...
+    first = checkins(rt, case_id)[0]
+    assert night(rt, first.starts_at + timedelta(days=2))["ask_checkin_outcomes"].done == 1
     for number in range(1, len(checkins(rt, case_id)) + 1):
         record = record_checkin(
             rt, "INC-1001", held=True, actor="Ana", feedback=f"all good, week {number}"
         )
+    # ...and recording it answers that request, so the case can close.
+    with rt.db.session() as session:
+        asks = session.scalars(select(models.StaffAction).filter_by(kind="record_checkin"))
+        assert [a.status for a in asks] == ["done"]
     assert record.case_closed
     assert checkins(rt, case_id)[0].feedback == "all good, week 1"
     recorder.delivered.clear()
@@ -300,22 +320,13 @@ def test_closing_a_case_cancels_its_remaining_checkins_in_the_calendar(
     assert calendar.count("STATUS:CANCELLED") == len(before)
 
 
-def test_a_missed_checkin_keeps_its_local_hour_across_a_daylight_saving_change(
-    rt: Runtime,
-) -> None:
-    case_id = recover(rt)
-    # Friday 23 October 2026, 10:00 in Madrid (summer time); Europe's clocks go back on the 25th.
-    friday = datetime(2026, 10, 23, 8, 0, tzinfo=UTC)
-    with rt.db.session() as session:
-        session.scalars(
-            select(models.CheckIn).filter_by(case_id=case_id, number=1)
-        ).one().starts_at = friday
-    record = record_checkin(rt, "INC-1001", held=False, number=1, actor="Ana")
-    # Two days on is a Sunday: Monday 26th, 10:00 in Madrid, now an hour later in UTC.
-    assert record.moved_to == datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
-
-
 # --- cases --------------------------------------------------------------------------------------
+
+
+def test_an_abusive_customer_s_case_is_not_escalated_as_unanswered(rt: Runtime) -> None:
+    recover(rt, abusive=True)
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert night(rt, later)["escalate_service_levels"].done == 0
 
 
 def test_a_case_past_its_first_response_time_goes_to_a_manager_once(rt: Runtime) -> None:

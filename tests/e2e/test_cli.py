@@ -472,9 +472,11 @@ def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
     assert [tuple(row) for row in rows] == [("rk@example.com", "marketing")]
 
 
-def test_serve_says_it_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    result = amends("serve")
+def test_serve_says_it_needs_a_prefect_server() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = amends("serve")
     assert result.exit_code == 1
     assert "needs a Prefect server" in result.output
 

@@ -101,7 +101,11 @@ def test_amends_nightly_shows_what_the_night_did(
 
 @pytest.mark.parametrize(
     ("at", "problem"),
-    [("yesterday", "is not an ISO 8601"), ("2026-12-01T02:00", "needs its UTC offset")],
+    [
+        ("yesterday", "is not an ISO 8601"),
+        ("2026-12-01T02:00", "needs its UTC offset"),
+        ("2999-01-01T02:00Z", "is in the future"),
+    ],
 )
 def test_amends_nightly_refuses_a_moment_it_cannot_read(
     smtp_rt: Runtime, at: str, problem: str

@@ -65,8 +65,13 @@ def downgrade() -> None:
             batch.drop_column(column)
     with op.batch_alter_table("messages") as batch:
         batch.drop_index("ix_messages_kind_created_at")
+    # What belongs to no case (win-back offers, and the staff work about them) cannot stay.
+    op.execute(
+        "DELETE FROM staff_actions WHERE case_id IS NULL OR message_id IN "
+        "(SELECT id FROM messages WHERE case_id IS NULL)"
+    )
+    op.execute("DELETE FROM messages WHERE case_id IS NULL")
     for table in OWNED:
-        op.execute(f"DELETE FROM {table} WHERE case_id IS NULL")
         with op.batch_alter_table(table) as batch:
             batch.drop_index(f"ix_{table}_customer_id")
             batch.drop_constraint(f"fk_{table}_customer_id_customers", type_="foreignkey")
