@@ -186,3 +186,18 @@ def test_any_public_post_is_a_mention_or_a_validation_error(post: dict[str, Any]
 def test_oversized_invalid_or_deep_input_is_refused_clearly(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidIncident, match=message):
         parse_incident(raw)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"customer": {"name": "Ann\r\nBcc: everyone@example.com"}},
+        {"complaint_subject": "Late\r\nBcc: everyone@example.com"},
+        {"summary": "Late\nX-Injected: yes"},
+        {"customer": {"email": "rk@example.com\r\nBcc: everyone@example.com"}},
+    ],
+)
+def test_header_injection_is_refused_at_intake(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidIncident) as refused:
+        parse_incident(json.dumps(incident_data(**changes)))
+    assert "single line" in str(refused.value) or "not a valid email" in str(refused.value)
