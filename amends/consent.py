@@ -26,6 +26,10 @@ def normal_address(address: str) -> str:
         InvalidInput: it is neither.
     """
     address = address.strip()
+    if "@" not in address and not address.startswith("+"):
+        raise InvalidInput(
+            f"{address!r} is neither an email address nor a phone number (+ and the country code)"
+        )
     try:
         if "@" in address:
             return email_address(address).lower()

@@ -466,7 +466,7 @@ def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
     second = amends("unsubscribe", "rk@example.com")
     assert "already got no" in second.stdout
     bad = amends("unsubscribe", "not an address")
-    assert bad.exit_code == 1 and "is not a phone number" in bad.output
+    assert bad.exit_code == 1 and "is neither an email address nor a phone number" in bad.output
     with rt.db.session() as session:
         rows = session.execute(select(models.Suppression.address, models.Suppression.scope)).all()
     assert [tuple(row) for row in rows] == [("rk@example.com", "marketing")]
