@@ -16,6 +16,7 @@ from amends import models
 from amends.db import Database
 from amends.domain import STAGES, StageStatus, spoken
 from amends.errors import NotFound
+from amends.privacy import mask
 
 
 class StageView(BaseModel):
@@ -279,10 +280,11 @@ def list_cases(db: Database, *, limit: int = 200) -> list[CaseLine]:
 
 
 def plain_markdown(text: str) -> str:
-    """Text shown as itself where markdown is rendered (artifacts, the UI's forms)."""
+    """Text shown as itself where markdown is rendered (artifacts, the UI's forms), with email
+    addresses and phone numbers masked: the Prefect UI is often shared."""
     # Customer-supplied text must not turn into links, images or tables in the artifact, nor
-    # break a table row with a line break.
-    text = " ".join(text.split())
+    # break a table row with a line break. Masked first: escaping would hide an address.
+    text = " ".join(mask(text).split())
     return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|" else ch for ch in text)
 
 

@@ -173,7 +173,9 @@ class EmailAdapter:
             if not in_batch and client is not None:
                 client.close()
         if refused:
-            raise DeliveryError(f"recipient refused: {_describe(refused)}", transient=False)
+            raise DeliveryError(
+                f"recipient refused: {_describe(refused)}", transient=False, bounce=True
+            )
         return message.message_id
 
     def _describe(self, error: Exception) -> Exception:
@@ -197,6 +199,7 @@ class EmailAdapter:
             return DeliveryError(
                 f"recipient refused: {_describe(error.recipients)}",
                 transient=all(400 <= code < 500 for code in codes),
+                bounce=True,
             )
         if isinstance(error, smtplib.SMTPResponseException):
             return DeliveryError(

@@ -84,6 +84,8 @@ def explain(error: Exception) -> str | None:
     if isinstance(error, OperationalError):
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         return f"cannot use the database: {reason}"
+    if isinstance(error, OSError) and error.strerror:  # a file or a port: the system's words
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     return None
 
 

@@ -56,10 +56,12 @@ class DeliveryError(AmendsError):
         transient: True when the same attempt may succeed later (connection refused, 4xx).
     """
 
-    def __init__(self, reason: str, *, transient: bool) -> None:
+    def __init__(self, reason: str, *, transient: bool, bounce: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        # The server refused the recipient for good (5xx): the address is not written to again.
+        self.bounce = bounce and not transient
 
 
 class DeliveryPending(AmendsError):

@@ -113,7 +113,7 @@ def import_customers(
                 values = _customer_values(row)
                 customer = known.get(row.ref)
                 if customer is None:
-                    customer = models.Customer(ref=row.ref, locale=row.locale, **values)
+                    customer = models.Customer(ref=row.ref, **{"locale": row.locale, **values})
                     session.add(customer)
                     known[row.ref] = customer
                     report.added += 1

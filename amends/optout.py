@@ -37,12 +37,14 @@ def optout_server(settings: Settings, db: Database, port: int | None = None) -> 
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "amends-optout"
+        timeout = 10  # seconds a slow client may hold a connection
 
         def do_GET(self) -> None:
             address = self._address()
             if address is None:
                 return
-            link = escape(self.path, quote=True)
+            # The form posts to this link's own query, on our own path: never elsewhere.
+            link = escape(f"{PATH}?{urlsplit(self.path).query}", quote=True)
             self._answer(
                 HTTPStatus.OK,
                 f"<p>Stop offers from {escape(settings.business_name)} to {escape(address)}?</p>"
@@ -51,7 +53,11 @@ def optout_server(settings: Settings, db: Database, port: int | None = None) -> 
             )
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            declared = self.headers.get("Content-Length") or "0"
+            length = int(declared) if declared.isdigit() else -1
+            if length < 0:
+                self._answer(HTTPStatus.BAD_REQUEST, "<p>Bad request.</p>")
+                return
             if length > MAX_BODY:
                 self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "<p>Too large.</p>")
                 return

@@ -128,10 +128,26 @@ def queue_drafts(
     ).all()
     for_staff = [id_ for id_, status in added if status is MessageStatus.AWAITING_STAFF]
     if for_staff:
-        for message in session.scalars(
-            select(models.Message).where(models.Message.id.in_(for_staff))
-        ):
-            hand_message_to_staff(session, message)
+        rows = session.execute(
+            select(models.Message, models.Customer)
+            .join(models.Customer, models.Message.customer_id == models.Customer.id)
+            .where(models.Message.id.in_(for_staff))
+        ).all()
+        # Consent holds for what a person delivers too: a call, a letter, a visit.
+        withheld = consent.withheld(session, [tuple(row) for row in rows])
+        for message, _ in rows:
+            if message.id not in withheld:
+                hand_message_to_staff(session, message)
+                continue
+            message.status = MessageStatus.SUPPRESSED
+            if message.kind not in MARKETING_KINDS:
+                _hand_to_staff(
+                    session,
+                    message,
+                    f"{spoken(message.kind).capitalize()} by {message.channel.value} not "
+                    f"delivered: {withheld[message.id]}. Decide whether the customer must still "
+                    "hear about their case, and how.",
+                )
     return [id_ for id_, _ in added]
 
 
@@ -379,7 +395,7 @@ def _send(
                 last_error=reason,
                 next_attempt_at=models.utcnow() + retry_delay(claimed.attempts) if retry else None,
             )
-            if recorded and not retry and channel is ReplyChannel.EMAIL:
+            if recorded and error.bounce:
                 # A hard bounce: that address is not written to again.
                 consent.add_suppression(
                     session, claimed.outgoing.recipient.lower(), scope="all", reason="bounce"

@@ -15,9 +15,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, inspect, select, update
+from sqlalchemy import String, cast, func, inspect, select, update
 
 from amends import models
+from amends.consent import add_suppression
 from amends.db import Database
 from amends.domain import Stage
 from amends.errors import NotFound
@@ -96,10 +97,15 @@ def export(db: Database, ref: str) -> dict[str, Any]:
 
 
 def _their_posts(customer: models.Customer) -> Any:
+    """Their public posts: linked to one of their cases, or under their handle (in any case,
+    as the monitor stage matches it)."""
+    cases = select(models.Case.id).where(models.Case.customer_id == customer.id)
+    linked = models.Mention.case_id.in_(cases)
     if not customer.social_handle:
-        return models.Mention.id.is_(None)
-    return (models.Mention.platform == customer.social_platform) & (
-        models.Mention.handle == customer.social_handle
+        return linked
+    return linked | (
+        (models.Mention.platform == customer.social_platform)
+        & (func.lower(models.Mention.handle) == customer.social_handle.lower())
     )
 
 
@@ -115,9 +121,23 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
     files: list[Path] = []
     with db.session() as session:
         customer = _customer(session, ref)
-        if mail_dir is not None and customer.email and mail_dir.is_dir():
-            needle = customer.email.lower().encode()
-            files += [p for p in mail_dir.glob("*.eml") if needle in p.read_bytes().lower()]
+        messages = list(
+            session.scalars(select(models.Message).where(models.Message.customer_id == customer.id))
+        )
+        if mail_dir is not None and mail_dir.is_dir():
+            # Every address they were written to, and every message's own id.
+            needles = {m.recipient.lower().encode() for m in messages if "@" in m.recipient}
+            needles |= {m.message_id.lower().encode() for m in messages if m.message_id}
+            if customer.email:
+                needles.add(customer.email.lower().encode())
+            for path in mail_dir.glob("*.eml"):
+                content = path.read_bytes().lower()
+                if any(needle in content for needle in needles):
+                    files.append(path)
+        # Their addresses stay suppressed: re-imported from your systems, they are still never
+        # written to.
+        for address in filter(None, (customer.email, customer.phone)):
+            add_suppression(session, address.lower(), scope="all", reason="forgotten")
         posts = select(models.Mention.id).where(_their_posts(customer))
         session.execute(
             update(models.Mention)
@@ -146,13 +166,11 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
                 outcome.data = {k: v for k, v in outcome.data.items() if k != "reasons"}
             else:
                 outcome.data = {}
-        for message in session.scalars(
-            select(models.Message).where(models.Message.customer_id == customer.id)
-        ):
+        for message in messages:
             if message.attachment:
                 files.append(Path(message.attachment))
             message.recipient, message.subject, message.body = ERASED, "", ""
-            message.attachment = None
+            message.attachment = message.in_reply_to = message.last_error = None
         session.execute(
             update(models.StaffAction)
             .where(models.StaffAction.customer_id == customer.id)
@@ -173,9 +191,11 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
         customer.social_platform = customer.social_handle = None
         customer.preferred_channel = None
         customer.do_not_contact = True  # nobody left to write to
-    deleted = 0
-    for path in files:
-        if path.is_file():
-            path.unlink()
-            deleted += 1
+        # Inside the transaction: if a file cannot be deleted, nothing is erased, and running
+        # forget again finds every file still named.
+        deleted = 0
+        for path in files:
+            if path.is_file():
+                path.unlink()
+                deleted += 1
     return deleted

@@ -11,6 +11,7 @@ from prefect.states import State
 
 from amends.errors import DeliveryPending
 from amends.outbox import DeliveryOutcome, DrainReport, drain
+from amends.privacy import mask
 from tasks._runtime import task_runtime
 
 
@@ -70,7 +71,8 @@ def deliver_messages(case_id: int) -> DrainReport:
             "%s message(s) left half-sent by a stopped sender go out again", report.requeued
         )
     if report.retrying:
-        raise DeliveryPending(f"{report.retrying} message(s) stay queued: {problems[0]}")
+        # The task's state message shows in the UI: the server's words may quote an address.
+        raise DeliveryPending(f"{report.retrying} message(s) stay queued: {mask(problems[0])}")
     return report
 
 

@@ -8,7 +8,6 @@ from prefect.cache_policies import NONE
 
 from amends.casebook import CaseOutcome, case_markdown, case_outcome
 from amends.domain import Stage
-from amends.privacy import mask
 from amends.recovery import StageResult
 from tasks._runtime import task_runtime
 from tasks._stage import run_and_log
@@ -32,7 +31,7 @@ def publish_case_summary(case_id: int) -> CaseOutcome:
     outcome = case_outcome(task_runtime().db, case_id)
     create_markdown_artifact(
         key=artifact_key(outcome.case_id),
-        markdown=mask(case_markdown(outcome)),
+        markdown=case_markdown(outcome),
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
     return outcome

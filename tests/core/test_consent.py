@@ -15,7 +15,7 @@ from amends.domain import STAGES, MessageStatus
 from amends.errors import DeliveryError, InvalidInput
 from amends.intake import open_case
 from amends.nightly import run_night
-from amends.outbox import drain
+from amends.outbox import MAX_ATTEMPTS, drain
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 
@@ -87,7 +87,7 @@ def test_nothing_goes_to_an_address_suppressed_for_all_mail_and_staff_decide(
 
 def test_a_hard_bounce_suppresses_the_address(rt: Runtime, recorder: RecordingAdapter) -> None:
     queue_case(rt)
-    recorder.fail_with = DeliveryError("550 no such user", transient=False)
+    recorder.fail_with = DeliveryError("550 no such user", transient=False, bounce=True)
     send(rt)
     with rt.db.session() as session:
         row = session.scalars(select(models.Suppression)).one()
@@ -97,6 +97,30 @@ def test_a_hard_bounce_suppresses_the_address(rt: Runtime, recorder: RecordingAd
     assert send(rt).withheld == 1  # the second case's apology: that address bounced
     assert recorder.delivered == []
     assert MessageStatus.SUPPRESSED in {m for m in _message_statuses(rt)}
+
+
+def test_a_server_that_stays_down_suppresses_nobody(
+    rt: Runtime, recorder: RecordingAdapter
+) -> None:
+    queue_case(rt)
+    recorder.fail_with = DeliveryError("cannot reach SMTP server", transient=True)
+    for _ in range(MAX_ATTEMPTS):
+        drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10), due_only=False)
+    assert "failed" in statuses(rt).values()  # given up after the attempts...
+    with rt.db.session() as session:  # ...but the address did nothing wrong
+        assert session.scalars(select(models.Suppression)).all() == []
+
+
+def test_a_do_not_contact_customer_is_not_called_either(rt: Runtime) -> None:
+    with rt.db.session() as session:
+        session.add(models.Customer(ref="C-42", name="Rodolfo K.", do_not_contact=True))
+    queue_case(rt, channel="phone")  # a call-back: a person would deliver it
+    with rt.db.session() as session:
+        apology = session.scalars(select(models.Message).filter_by(kind="apology")).one()
+        actions = list(session.scalars(select(models.StaffAction)))
+    assert apology.status == "suppressed"
+    assert "call_back" not in {a.kind for a in actions}
+    assert any("do-not-contact" in a.instructions for a in actions)
 
 
 def _message_statuses(rt: Runtime) -> list[MessageStatus]:

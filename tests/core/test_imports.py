@@ -118,3 +118,12 @@ def test_hostile_cells_are_refused_not_stored(rt: Runtime, tmp_path: Path) -> No
     assert "ref:" in lines[6]
     # A name that looks like a formula is just a name here; exports neutralise it.
     assert set(customers(rt)) == {"C-3"}
+
+
+def test_a_new_customer_keeps_the_language_of_its_row(rt: Runtime, tmp_path: Path) -> None:
+    # Found by the fuzz test: a new row with a locale once raised a TypeError.
+    path = tmp_path / "customers.csv"
+    path.write_text("ref,name,locale\nC-9,Ana Ruiz,es\n", encoding="utf-8")
+    assert import_customers(rt.db, path).added == 1
+    with rt.db.session() as session:
+        assert session.scalars(select(models.Customer.locale)).one() == "es"

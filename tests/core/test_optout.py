@@ -131,3 +131,24 @@ def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -
     (href,) = re.findall(r'href="([^"]+)"', offer.body)
     assert httpx.post(href.replace("&amp;", "&")).status_code == 200
     assert suppressions(rt) == [("ann@example.com", "marketing")]
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e9"])
+def test_a_lying_content_length_is_refused_at_once(rt: Runtime, endpoint: str, length: str) -> None:
+    import socket
+
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        request = (
+            f"POST {link('rk@example.com')} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+        )
+        connection.sendall(request.encode())
+        assert connection.recv(100).startswith(b"HTTP/1.0 400")
+    assert suppressions(rt) == []
+
+
+def test_the_form_posts_only_to_the_endpoint_itself(endpoint: str) -> None:
+    page = httpx.get(endpoint + "//evil.example" + link("rk@example.com"))
+    assert page.status_code == 404
+    page = httpx.get(endpoint + link("rk@example.com"))
+    assert 'action="/unsubscribe?' in page.text

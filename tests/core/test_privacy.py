@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,9 @@ from amends import models
 from amends.consent import suppress
 from amends.domain import STAGES, Stage
 from amends.errors import AmendsError, NotFound
+from amends.imports import import_customers
 from amends.intake import open_case
+from amends.mentions import PublicPost, record_posts
 from amends.nightly import run_night
 from amends.outbox import drain
 from amends.privacy import ERASED, export, forget, mask
@@ -92,15 +94,40 @@ def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: 
         assert session.scalar(select(models.Offer.value).filter_by(case_id=case_id)) > 0
         customer = session.scalars(select(models.Customer)).one()
         assert (customer.name, customer.do_not_contact) == ("Forgotten customer", True)
-        assert session.scalars(select(models.Suppression.address)).all() == ["rk@example.com"]
+        suppressed = session.execute(select(models.Suppression.address, models.Suppression.scope))
+        assert {tuple(row) for row in suppressed} == {
+            ("rk@example.com", "marketing"),
+            ("rk@example.com", "all"),
+            ("+34612345678", "all"),
+        }
         assert ERASED in {e.text for e in session.scalars(select(models.CaseEvent))}
 
 
-def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime) -> None:
+def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime, tmp_path: Path) -> None:
     case_id = recover(rt)
+    record_posts(
+        rt.db,
+        [
+            PublicPost(
+                platform="twitter",
+                handle="@RK",  # as the network spells it: the monitor matches in any case
+                url="https://twitter.example/rk/1",
+                text="Rodolfo here: four days without cleaning!",
+                posted_at="2026-11-20T10:00:00Z",
+            )
+        ],
+    )
     forget(rt.db, "C-42")
-    assert run_night(rt).done == 0
+    with rt.db.session() as session:
+        assert session.scalars(select(models.Mention.text)).all() == [ERASED]
+    # Imported again from the business's own systems: still never written to.
+    path = tmp_path / "customers.csv"
+    path.write_text("ref,name,email\nC-42,Rodolfo K.,rk@example.com\n")
+    import_customers(rt.db, path)
+    with rt.db.session() as session:
+        session.execute(
+            models.Customer.__table__.update().values(last_purchase_on=date(2025, 1, 1))
+        )
+    assert run_night(rt).done == 0  # lapsed, but their address is suppressed
     with pytest.raises(AmendsError, match="data was erased"):
         run_stage(rt, case_id, Stage.REENGAGE)
-    with pytest.raises(NotFound):
-        forget(rt.db, "C-42")  # the reference is gone with the rest

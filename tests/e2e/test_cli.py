@@ -491,3 +491,23 @@ def test_cases_as_csv_never_hands_a_spreadsheet_a_formula(rt: Runtime, name: str
     (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
     assert row["customer_name"] == "'" + name
     assert row["incident_ref"] == "INC-1001" and row["case_id"] == "1"
+
+
+def test_export_to_a_folder_that_does_not_exist_is_one_line(rt: Runtime, tmp_path: Path) -> None:
+    recovered(rt)
+    result = amends("export", "C-42", "--output", str(tmp_path / "missing" / "c42.json"))
+    assert result.exit_code == 1
+    assert "No such file or directory" in result.output and "Traceback" not in result.output
+    written = amends("export", "C-42", "--output", str(tmp_path / "c42.json"))
+    assert written.exit_code == 0
+    assert json.loads((tmp_path / "c42.json").read_text())["customer"]["ref"] == "C-42"
+
+
+def test_forget_asks_first(rt: Runtime) -> None:
+    recovered(rt)
+    kept = amends("forget", "C-42", input="n\n")
+    assert kept.exit_code == 1
+    with rt.db.session() as session:
+        assert session.scalars(select(models.Customer.name)).one() == "Rodolfo K."
+    gone = amends("forget", "C-42", "--yes")
+    assert gone.exit_code == 0 and "C-42 is forgotten" in gone.stdout
