@@ -55,4 +55,5 @@ def test_an_smtp_refusal_reaches_the_logs_without_the_address(
     refusals = [line for line in logs if "recipient address rejected" in line]
     assert refusals and all("<r***@***>" in line for line in refusals)
     assert not any("rk@example.com" in line or "612 345 678" in line for line in logs)
-    assert not any("rk@example.com" in str(artifact.data) for artifact in artifacts)
+    # In any spelling: markdown escapes the dots (rk@example\.com).
+    assert not any("rk@example" in str(artifact.data) for artifact in artifacts)
