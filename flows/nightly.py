@@ -14,8 +14,9 @@ from tasks.nightly import ACTION_NAMES, publish_night, run_action, send_queued
 
 
 def _run_name() -> str:
+    # A deployment's run gets its parameters as JSON: the moment may be an ISO string.
     now = flow_run.parameters.get("now") or utcnow()
-    return f"night-{now:%Y-%m-%d}"
+    return f"night-{str(now)[:10]}"
 
 
 @flow(name="nightly-reengagement", flow_run_name=_run_name)

@@ -139,3 +139,12 @@ def test_nightly_runs_a_night_as_of_a_given_moment(smtp_rt: Runtime) -> None:
     moment = utcnow() - timedelta(days=400)  # before the customer's last purchase: not lapsed
     night = nightly_reengagement(now=moment)
     assert night.done == 0
+
+
+def test_a_night_given_as_text_is_named_after_its_date(smtp_rt: Runtime) -> None:
+    # As a deployment run passes it: JSON, so an ISO string.
+    state = nightly_reengagement(now="2026-12-01T02:00:00+00:00", return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "night-2026-12-01"
