@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from amends import models
@@ -42,25 +42,36 @@ def suppress(db: Database, address: str, *, scope: Scope, reason: str) -> bool:
     """Record that ``address`` is not to be written to (``scope``); False if it was already."""
     address = normal_address(address)
     with db.session() as session:
-        if session.scalar(
-            select(models.Suppression.id).where(
-                models.Suppression.address == address, models.Suppression.scope == scope
-            )
-        ):
-            return False
-        add_suppression(session, address, scope=scope, reason=reason)
-    return True
+        return add_suppression(session, address, scope=scope, reason=reason)
 
 
-def add_suppression(session: Session, address: str, *, scope: Scope, reason: str) -> None:
+def add_suppression(session: Session, address: str, *, scope: Scope, reason: str) -> bool:
     """:func:`suppress`, in the caller's transaction, for an address already normal."""
-    exists = session.scalar(
+    known = session.scalar(
         select(models.Suppression.id).where(
             models.Suppression.address == address, models.Suppression.scope == scope
         )
     )
-    if not exists:
-        session.add(models.Suppression(address=address, scope=scope, reason=reason))
+    if known:
+        return False
+    session.add(models.Suppression(address=address, scope=scope, reason=reason))
+    return True
+
+
+def may_contact(*, marketing: bool) -> ColumnElement[bool]:
+    """:func:`withheld`'s rule as a SQL condition on a customer, for set-based queries: not
+    do-not-contact, not suppressed (for all mail; for marketing too, when ``marketing``), and,
+    for marketing, not barred from win-backs."""
+    customer = models.Customer
+    suppressed = exists().where(
+        models.Suppression.scope.in_(["all", "marketing"] if marketing else ["all"]),
+        or_(
+            models.Suppression.address == func.lower(customer.email),
+            models.Suppression.address == customer.phone,
+        ),
+    )
+    condition = and_(customer.do_not_contact.is_(False), ~suppressed)
+    return and_(condition, customer.winback_barred.is_(None)) if marketing else condition
 
 
 def withheld(

@@ -14,10 +14,9 @@ reminders first. Every message has a key, so running the night twice sends nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,13 +28,12 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    literal,
     or_,
     select,
 )
 from sqlalchemy.orm import Session
 
-from amends import models
+from amends import consent, models
 from amends.aftercare import WITHDRAWN
 from amends.catalogue import FORMS, case_context, customer_context, render_message
 from amends.domain import (
@@ -109,27 +107,15 @@ class Night:
 # --- the rules, as SQL conditions on a customer -------------------------------------------------
 
 
-def _may_contact(night: Night, *, marketing: bool) -> ColumnElement[bool]:
-    """Not do-not-contact, not barred, not suppressed (from marketing too, for an offer)."""
-    customer = models.Customer
-    scopes = ["all", "marketing"] if marketing else ["all"]
-    suppressed = exists().where(
-        models.Suppression.scope.in_(scopes),
-        or_(
-            models.Suppression.address == func.lower(customer.email),
-            models.Suppression.address == customer.phone,
-        ),
-    )
-    return and_(
-        customer.do_not_contact.is_(False),
-        customer.winback_barred.is_(None),
-        ~suppressed,
-    )
+def _may_contact(*, marketing: bool) -> ColumnElement[bool]:
+    """Consent (:func:`amends.consent.may_contact`), and more: the nightly run never writes to
+    a customer barred from win-backs (abusive, lost), even about a case (issue 6)."""
+    return and_(consent.may_contact(marketing=marketing), models.Customer.winback_barred.is_(None))
 
 
 def _under_cap(night: Night) -> ColumnElement[bool]:
     """Fewer nightly messages in the cap's window than the cap allows."""
-    cap = night.rt.policy.nightly.frequency_cap
+    cap = night.figures.frequency_cap
     recent = (
         select(func.count(models.Message.id))
         .where(
@@ -235,21 +221,6 @@ def _write_about_cases(
         drafting.queue(session, report)
 
 
-def _queue(night: Night, session: Session, drafts: Sequence[Draft]) -> set[str]:
-    """Queue the drafts; the keys of those that were new."""
-    settings = night.rt.settings
-    added = queue_drafts(
-        session,
-        drafts,
-        sender_email=settings.sender_email,
-        automatic=night.rt.channels,
-        at=night.now,
-    )
-    if not added:
-        return set()
-    return set(session.scalars(select(models.Message.key).where(models.Message.id.in_(added))))
-
-
 @dataclass
 class _Drafting:
     """Drafts of one batch, one per customer, with any letters they need written."""
@@ -259,7 +230,6 @@ class _Drafting:
     kind: MessageKind
     drafts: list[Draft] = field(default_factory=list)
     refs: dict[str, str] = field(default_factory=dict)  # key -> customer ref
-    files: list[Path] = field(default_factory=list)
     customers: set[int] = field(default_factory=set)
 
     def add(
@@ -281,7 +251,6 @@ class _Drafting:
         if channel is ReplyChannel.LETTER:
             name = key.replace(":", "-") + ".html"
             attachment = write_attachment(settings.letters_dir / name, rendered.body.encode())
-            self.files.append(attachment)
         self.customers.add(customer.id)
         self.refs[key] = customer.ref
         self.drafts.append(
@@ -300,11 +269,20 @@ class _Drafting:
         )
 
     def queue(self, session: Session, report: ActionReport) -> None:
+        """Queue the batch's drafts; note those that were new (not queued by an earlier run)."""
+        settings, night = self.night.rt.settings, self.night
         try:
-            added = _queue(self.night, session, self.drafts)
+            added = queue_drafts(
+                session,
+                self.drafts,
+                sender_email=settings.sender_email,
+                automatic=night.rt.channels,
+                at=night.now,
+            )
         except BaseException:
-            for path in self.files:
-                path.unlink(missing_ok=True)
+            for draft in self.drafts:
+                if draft.attachment is not None:
+                    draft.attachment.unlink(missing_ok=True)
             raise
         for draft in self.drafts:
             if draft.key in added:
@@ -314,17 +292,21 @@ class _Drafting:
 # --- the actions --------------------------------------------------------------------------------
 
 
+def reminder_key(case_id: Any, number: Any, sequence: Any) -> Any:
+    """The key of a check-in's reminder, one per version of the check-in. Given strings, a
+    string; given SQL string expressions, the same key as a SQL expression."""
+    return "case-" + case_id + ":checkin-" + number + ":reminder:" + sequence
+
+
 def remind_checkins(night: Night, progress: Progress | None = None) -> ActionReport:
     """A reminder before each check-in (seed 004), on the reply channel where it can go."""
     report = ActionReport("remind_checkins", "Check-in reminders")
     horizon = night.now + timedelta(hours=night.figures.reminder_hours_before)
-    key = (
-        literal("case-")
-        + cast(models.Case.id, String)
-        + literal(":checkin-")
-        + cast(models.CheckIn.number, String)
-        + literal(":reminder:")
-        + cast(models.CheckIn.sequence, String)
+    # The key in SQL, for the check "reminded already": the same function as in Python.
+    key = reminder_key(
+        cast(models.Case.id, String),
+        cast(models.CheckIn.number, String),
+        cast(models.CheckIn.sequence, String),
     )
     query = (
         select(models.CheckIn, models.Case, models.Customer, models.Incident)
@@ -337,7 +319,7 @@ def remind_checkins(night: Night, progress: Progress | None = None) -> ActionRep
             models.CheckIn.starts_at <= horizon,
             models.Case.state != CaseState.CLOSED,
             ~exists().where(models.Message.key == key),
-            _may_contact(night, marketing=False),
+            _may_contact(marketing=False),
             _under_cap(night),
         )
     )
@@ -361,7 +343,7 @@ def remind_checkins(night: Night, progress: Progress | None = None) -> ActionRep
                 now=night.now,
             )
             drafting.add(
-                f"case-{case.id}:checkin-{checkin.number}:reminder:{checkin.sequence}",
+                reminder_key(str(case.id), str(checkin.number), str(checkin.sequence)),
                 customer,
                 channel,
                 context,
@@ -387,7 +369,7 @@ def update_progress(night: Night, progress: Progress | None = None) -> ActionRep
             ~exists().where(
                 models.Message.case_id == models.Case.id, models.Message.created_at > since
             ),
-            _may_contact(night, marketing=False),
+            _may_contact(marketing=False),
             _under_cap(night),
         )
     )
@@ -418,7 +400,7 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
                 models.Message.case_id == models.Case.id,
                 models.Message.kind == MessageKind.THANK_YOU,
             ),
-            _may_contact(night, marketing=False),
+            _may_contact(marketing=False),
             _under_cap(night),
         )
     )
@@ -445,7 +427,7 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
         .limit(1)
         .scalar_subquery()
     )
-    query = select(customer, misses, last_channel).where(
+    query = select(customer, last_channel).where(
         or_(
             customer.last_purchase_on < cutoff,
             and_(customer.last_purchase_on.is_(None), customer.last_contact_on < cutoff),
@@ -462,7 +444,7 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
             models.Message.kind == MessageKind.WINBACK_OFFER,
             models.Message.created_at >= night.now - timedelta(days=figures.winback_every_days),
         ),
-        _may_contact(night, marketing=True),
+        _may_contact(marketing=True),
         _under_cap(night),
     )
     currency = night.rt.policy.currency
@@ -470,7 +452,7 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
     for session, rows in _batches(night, query, customer.id, progress):
         report.candidates += len(rows)
         drafting = _Drafting(night, Stage.REENGAGE, MessageKind.WINBACK_OFFER)
-        for row, _, last in rows:
+        for row, last in rows:
             channel = _channel(MessageKind.WINBACK_OFFER, row, row.preferred_channel, last)
             if channel is None:
                 continue

@@ -84,17 +84,17 @@ def queue_drafts(
     sender_email: str,
     automatic: Collection[ReplyChannel],
     at: datetime | None = None,
-) -> list[int]:
+) -> set[str]:
     """Add messages to the outbox in one statement, in the caller's transaction, leaving out any
     whose key is there already (a re-run, or another run at the same moment); those on a channel
-    without an adapter go to staff. Returns the ids of the messages added.
+    without an adapter go to staff. Returns the keys of the messages added.
 
     Args:
         at: When they count as queued (the nightly run's moment, which its windows and its
             frequency cap measure from); now by default.
     """
     if not drafts:
-        return []
+        return set()
     at = at or models.utcnow()
     rows = [
         {
@@ -123,10 +123,10 @@ def queue_drafts(
     added = session.execute(
         dialect.insert(models.Message)
         .on_conflict_do_nothing(index_elements=["key"])
-        .returning(models.Message.id, models.Message.status),
+        .returning(models.Message.id, models.Message.key, models.Message.status),
         rows,
     ).all()
-    for_staff = [id_ for id_, status in added if status is MessageStatus.AWAITING_STAFF]
+    for_staff = [id_ for id_, _, status in added if status is MessageStatus.AWAITING_STAFF]
     if for_staff:
         rows = session.execute(
             select(models.Message, models.Customer)
@@ -140,15 +140,8 @@ def queue_drafts(
                 hand_message_to_staff(session, message)
                 continue
             message.status = MessageStatus.SUPPRESSED
-            if message.kind not in MARKETING_KINDS:
-                _hand_to_staff(
-                    session,
-                    message,
-                    f"{spoken(message.kind).capitalize()} by {message.channel.value} not "
-                    f"delivered: {withheld[message.id]}. Decide whether the customer must still "
-                    "hear about their case, and how.",
-                )
-    return [id_ for id_, _ in added]
+            _refer_withheld(session, message, withheld[message.id])
+    return {key for _, key, _ in added}
 
 
 def queue_message(
@@ -447,21 +440,31 @@ def _send(
 
 
 def _withhold(db: Database, claimed: _Claimed) -> DeliveryOutcome:
-    """Keep a message from an address that may not be written to. Marketing just stops; a
-    service message about a case goes to staff, who decide whether and how to reach them."""
-    message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
-    text = f"{spoken(kind).capitalize()} by {channel.value} not sent: {claimed.withheld}."
+    """Keep a message from an address that may not be written to."""
+    reason = claimed.withheld or ""
     with db.session() as session:
-        if (
-            _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED)
-            and not claimed.outgoing.marketing
-        ):
-            _hand_to_staff(
-                session,
-                claimed,
-                f"{text} Decide whether the customer must still hear about their case, and how.",
-            )
-    return DeliveryOutcome(message_id, MessageStatus.SUPPRESSED, channel, kind, claimed.withheld)
+        text = _withheld_text(claimed, reason)
+        if _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED):
+            _refer_withheld(session, claimed, reason)
+    return DeliveryOutcome(
+        claimed.id, MessageStatus.SUPPRESSED, claimed.channel, claimed.kind, reason
+    )
+
+
+def _withheld_text(message: _Claimed | models.Message, reason: str) -> str:
+    return f"{spoken(message.kind).capitalize()} by {message.channel.value} not sent: {reason}."
+
+
+def _refer_withheld(session: Session, message: _Claimed | models.Message, reason: str) -> None:
+    """Marketing kept back just stops; a service message about a case goes to staff, who decide
+    whether and how to reach the customer."""
+    if message.kind not in MARKETING_KINDS:
+        _hand_to_staff(
+            session,
+            message,
+            f"{_withheld_text(message, reason)} Decide whether the customer must still hear "
+            "about their case, and how.",
+        )
 
 
 def _resettle(session: Session, case_id: int) -> None:

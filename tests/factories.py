@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
-from amends.domain import Incident
+from amends.domain import STAGES, Incident
+from amends.intake import open_case
+from amends.outbox import drain
+from amends.recovery import run_stage
+from amends.runtime import Runtime
 
 
 def incident_data(**changes: Any) -> dict[str, Any]:
@@ -48,3 +53,13 @@ def incident_data(**changes: Any) -> dict[str, Any]:
 
 def make_incident(**changes: Any) -> Incident:
     return Incident.model_validate(incident_data(**changes))
+
+
+def recover(rt: Runtime, **changes: Any) -> int:
+    """File an incident (``changes`` as for :func:`incident_data`), run its six stages and send
+    its mail, as the flow does, without Prefect; returns the case's id."""
+    case_id = open_case(rt, make_incident(**changes))
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    return case_id

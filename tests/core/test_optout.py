@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from loopback import serving
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -28,13 +28,8 @@ def endpoint(rt: Runtime) -> Iterator[str]:
             "unsubscribe_url": "https://acme.example/unsubscribe",
         }
     )
-    server = optout_server(settings, rt.db, port=0)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(optout_server(settings, rt.db, port=0)) as url:
+        yield url
 
 
 def suppressions(rt: Runtime) -> list[tuple[str, str]]:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
-from factories import make_incident
+from factories import recover
 from sqlalchemy import select
 
 from amends import models
 from amends.consent import suppress
-from amends.domain import STAGES, Stage
+from amends.domain import Stage
 from amends.errors import AmendsError, NotFound
 from amends.imports import import_customers
-from amends.intake import open_case
 from amends.mentions import PublicPost, record_posts
 from amends.nightly import run_night
-from amends.outbox import drain
 from amends.privacy import ERASED, export, forget, mask
 from amends.recovery import run_stage
 from amends.runtime import Runtime
@@ -40,14 +38,6 @@ PERSONAL = ("Rodolfo", "rk@example.com", "+34612345678", "Calle Mayor", "Cleanin
 )
 def test_mask_hides_addresses_and_numbers_and_nothing_else(text: str, masked: str) -> None:
     assert mask(text) == masked
-
-
-def recover(rt: Runtime, **changes: object) -> int:
-    case_id = open_case(rt, make_incident(**changes))
-    for stage in STAGES:
-        run_stage(rt, case_id, stage)
-    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
-    return case_id
 
 
 def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 from factories import make_incident
+from loopback import serving
 from pydantic import SecretStr
 
 from amends.casebook import case_outcome
@@ -54,12 +54,8 @@ class Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def gateway() -> Iterator[str]:
     Receiver.received, Receiver.answer = [], 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Receiver)) as url:
+        yield f"{url}/hook"
 
 
 def message() -> Outgoing:

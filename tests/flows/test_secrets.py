@@ -3,7 +3,6 @@ the artifacts, the files amends writes, or the case's errors."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from factories import make_incident
+from loopback import serving
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogWorker
@@ -115,12 +115,8 @@ class Rejecting(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def rejecting_gateway() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Rejecting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Rejecting)) as url:
+        yield f"{url}/hook"
 
 
 def test_webhook_and_optout_secrets_are_found_nowhere(rt: Runtime, rejecting_gateway: str) -> None:
