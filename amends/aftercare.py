@@ -80,8 +80,10 @@ def record_checkin(
             step.event(
                 Stage.REENGAGE,
                 "checkin_held",
-                f"Check-in {checkin.number} held."
-                + (f" Feedback: {checkin.feedback}" if checkin.feedback else ""),
+                # The feedback is the customer's words: on the check-in, not in the timeline
+                # that the case's artifact shows.
+                f"Check-in {checkin.number} held"
+                + ("; feedback recorded." if checkin.feedback else "."),
                 actor=actor,
             )
             moved_to = None
@@ -236,6 +238,13 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
             checkin.status = CheckinStatus.CANCELLED
             checkin.sequence += 1
         _close_record_asks(session, case.id, [c.number for c in remaining])
+        if remaining:
+            step.event(
+                Stage.REENGAGE,
+                "checkins_cancelled",
+                "Check-ins cancelled: " + ", ".join(str(c.number) for c in remaining) + ".",
+                actor=actor,
+            )
         if remaining and _invited_by_email(step):
             queue_for_case(
                 step,
@@ -262,3 +271,97 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
         case.state = CaseState.CLOSED
         case.closed_at = models.utcnow()
         return len(remaining)
+
+
+NOTE_LIMIT = 1000
+ANSWER_LIMIT = 1000
+
+
+def add_note(rt: Runtime, ref: str, text: str, *, actor: str) -> int:
+    """Add a staff note to a case's timeline, open or closed. Returns the case's number.
+
+    Raises:
+        NotFound: no such case.
+        InvalidInput: no name or no text; the text is longer than ``NOTE_LIMIT`` characters or
+            not a single line of plain text.
+    """
+    actor, text = staff_line(actor, "who wrote it", 60), staff_line(text, "note", NOTE_LIMIT)
+    if not actor or not text:
+        raise InvalidInput('name who writes the note (--by NAME) and give its text ("...")')
+    with rt.db.session() as session:
+        case = find_case(session, ref)
+        session.add(models.CaseEvent(case_id=case.id, kind="note", text=text, actor=actor))
+        return case.id
+
+
+@dataclass(frozen=True)
+class ExitAnswersRecord:
+    """What recording a leaving customer's answers did."""
+
+    customer_ref: str
+    incident_ref: str | None  # the latest case, whose timeline notes it
+
+
+def record_exit_answers(
+    rt: Runtime,
+    customer_ref: str,
+    *,
+    actor: str,
+    why: str = "",
+    went_to: str = "",
+    second_chance: str = "",
+    stay: str = "",
+) -> ExitAnswersRecord:
+    """Keep a leaving customer's answers to the exit questions (why they left, where they went,
+    what would earn a second chance, what would have kept them), for the report's themes.
+
+    Raises:
+        NotFound: no such customer.
+        InvalidInput: no name or no answer at all; an answer is longer than ``ANSWER_LIMIT``
+            characters or not a single line of plain text.
+    """
+    actor = staff_line(actor, "who recorded it", 120)
+    answers = {
+        field: staff_line(value, field.replace("_", "-"), ANSWER_LIMIT) or None
+        for field, value in (
+            ("why", why),
+            ("went_to", went_to),
+            ("second_chance", second_chance),
+            ("stay", stay),
+        )
+    }
+    if not actor:
+        raise InvalidInput("name who recorded the answers (--by NAME)")
+    if not any(answers.values()):
+        raise InvalidInput("give at least one answer: --why, --where, --second-chance or --stay")
+    with rt.db.session() as session:
+        customer = session.scalar(
+            select(models.Customer).where(models.Customer.ref == customer_ref)
+        )
+        if customer is None:
+            raise NotFound(f"no customer {customer_ref!r}")
+        case = session.scalar(
+            select(models.Case)
+            .where(models.Case.customer_id == customer.id)
+            .order_by(models.Case.id.desc())
+            .limit(1)
+        )
+        session.add(
+            models.ExitAnswers(
+                customer_id=customer.id,
+                case_id=case.id if case else None,
+                recorded_by=actor,
+                **answers,
+            )
+        )
+        if case is not None:
+            # The words stay with the answers: the timeline reaches the case's artifact.
+            session.add(
+                models.CaseEvent(
+                    case_id=case.id,
+                    kind="exit_answers",
+                    text="The customer's answers to the exit questions were recorded.",
+                    actor=actor,
+                )
+            )
+        return ExitAnswersRecord(customer.ref, case.incident.ref if case else None)

@@ -99,6 +99,15 @@ def request_approval(
         ),
         due_at=due,
     )
+    session.add(
+        models.CaseEvent(
+            case_id=case.id,
+            stage=Stage.EMPOWER,
+            kind="approval_asked",
+            text=f"A manager is asked to approve {offer.wanted:.2f} {offer.currency} (frontline "
+            f"limit {offer.frontline_limit:.2f}) by {due:%Y-%m-%d %H:%M} UTC.",
+        )
+    )
     return approval
 
 
@@ -261,6 +270,15 @@ def time_out(rt: Runtime, case_id: int) -> bool:
         if not timed_out:
             return False
         request = find_request(session, case_id)
+        session.add(
+            models.CaseEvent(
+                case_id=case_id,
+                stage=Stage.EMPOWER,
+                kind="approval_timed_out",
+                text="No manager answered in time: the run went on with the frontline offer of "
+                f"{request.frontline_limit:.2f} {request.currency}.",
+            )
+        )
         _close_action(session, case_id)  # the approve_offer ask, replaced by the escalation
         add_action(
             session,

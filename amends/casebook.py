@@ -346,5 +346,17 @@ def case_markdown(outcome: CaseOutcome) -> str:
             ]
             or ["Nothing."]
         ),
+        "",
+        # Every line, masked; the customer's own words (feedback, exit answers) are never in
+        # the timeline, only a mention that they were recorded.
+        "## Timeline",
+        "",
+        "| when (UTC) | stage | what | who |",
+        "|---|---|---|---|",
+        *[
+            f"| {e.at:%Y-%m-%d %H:%M} | {spoken(e.stage) if e.stage else ''} | {md(e.text)} | "
+            f"{md(e.actor)} |"
+            for e in outcome.timeline
+        ],
     ]
     return "\n".join(lines) + "\n"

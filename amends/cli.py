@@ -879,7 +879,12 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     for action in waiting:
         out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
     if timeline:
-        events = Table("when (UTC)", "stage", "what", title="Timeline", title_justify="left")
+        events = Table("when (UTC)", "stage", "what", "who", title="Timeline", title_justify="left")
         for event in outcome.timeline:
-            events.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", spoken(event.stage), escape(event.text))
+            events.add_row(
+                f"{event.at:%Y-%m-%d %H:%M:%S}",
+                spoken(event.stage),
+                escape(event.text),
+                escape(event.actor),
+            )
         out.print(events)

@@ -310,6 +310,23 @@ class CaseEvent(Base):
     actor: Mapped[str] = mapped_column(String(60), default="amends")
 
 
+class ExitAnswers(Base):
+    """What a customer who left said to the exit questions (seeds 002 and 004), in staff's
+    words: for the marketing team's themes, never for artifacts."""
+
+    __tablename__ = "exit_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))  # their latest, if any
+    why: Mapped[str | None] = mapped_column(Text)  # why they left
+    went_to: Mapped[str | None] = mapped_column(Text)  # where they went instead
+    second_chance: Mapped[str | None] = mapped_column(Text)  # what would win them back
+    stay: Mapped[str | None] = mapped_column(Text)  # what would have made them stay
+    recorded_by: Mapped[str] = mapped_column(String(120))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Mention(Base):
     """A public post about the business, as a listening source recorded it."""
 

@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -127,6 +128,7 @@ def queue_drafts(
         rows,
     ).all()
     for_staff = [id_ for id_, _, status in added if status is MessageStatus.AWAITING_STAFF]
+    withheld: dict[int, str] = {}
     if for_staff:
         rows = session.execute(
             select(models.Message, models.Customer)
@@ -141,7 +143,46 @@ def queue_drafts(
                 continue
             message.status = MessageStatus.SUPPRESSED
             _refer_withheld(session, message, withheld[message.id])
+    _note_queued(session, drafts, added, withheld, at)
     return {key for _, key, _ in added}
+
+
+def _note_queued(
+    session: Session,
+    drafts: Sequence[Draft],
+    added: Sequence[Any],
+    withheld: dict[int, str],
+    at: datetime,
+) -> None:
+    """One line on each case's timeline for each message added to it, whoever queued it (a
+    stage, the nightly run, a late approval)."""
+    by_key = {d.key: d for d in drafts}
+    events = []
+    for id_, key, status in added:
+        draft = by_key[key]
+        if draft.case_id is None:
+            continue
+        verb = (
+            "withheld"
+            if id_ in withheld
+            else "queued"
+            if status is MessageStatus.QUEUED
+            else "waiting for staff"
+        )
+        events.append(
+            {
+                "case_id": draft.case_id,
+                "at": at,
+                "stage": draft.stage,
+                "kind": "message",
+                "text": f"{spoken(draft.kind).capitalize()} by {draft.channel.value} {verb}"
+                + (f" ({draft.attachment.name})" if draft.attachment else "")
+                + ".",
+                "actor": "amends",
+            }
+        )
+    if events:
+        session.execute(insert(models.CaseEvent), events)
 
 
 def queue_message(

@@ -89,6 +89,12 @@ def export(db: Database, ref: str) -> dict[str, Any]:
             "offers": of_cases(models.Offer),
             "checkins": of_cases(models.CheckIn),
             "timeline": of_cases(models.CaseEvent),
+            "exit_answers": [
+                _row(answers)
+                for answers in session.scalars(
+                    select(models.ExitAnswers).where(models.ExitAnswers.customer_id == customer.id)
+                )
+            ],
             "public_posts": [
                 _row(post)
                 for post in session.scalars(select(models.Mention).where(_their_posts(customer)))
@@ -184,6 +190,11 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
         )
         session.execute(
             update(models.Approval).where(models.Approval.case_id.in_(cases)).values(reason=None)
+        )
+        session.execute(
+            update(models.ExitAnswers)
+            .where(models.ExitAnswers.customer_id == customer.id)
+            .values(why=None, went_to=None, second_chance=None, stay=None)
         )
         customer.ref = f"forgotten-{customer.id}"
         customer.name = FORGOTTEN_NAME

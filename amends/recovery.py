@@ -25,7 +25,6 @@ from amends.domain import (
     Decision,
     Incident,
     MessageKind,
-    MessageStatus,
     ReplyChannel,
     Stage,
     StageStatus,
@@ -369,6 +368,13 @@ def _reengage(step: Step) -> Outcome:
     ]
     step.session.add_all(checkins)
     step.session.flush()
+    step.event(
+        Stage.REENGAGE,
+        "checkins_scheduled",
+        f"{len(checkins)} check-ins scheduled: "
+        + ", ".join(t.strftime("%Y-%m-%d %H:%M") for t in times)
+        + f" ({zone}).",
+    )
 
     # The invitation follows the apology, never precedes it: by email only when the apology
     # went by email; otherwise the person who calls, writes or visits agrees the dates.
@@ -476,18 +482,9 @@ def queue_for_case(
         in_reply_to=in_reply_to,
         due_at=case.first_response_due,
     )
-    message = queue_message(
+    return queue_message(
         step.session, draft, sender_email=settings.sender_email, automatic=rt.channels
     )
-    verb = "queued" if message.status is MessageStatus.QUEUED else "waiting for staff"
-    step.event(
-        stage,
-        "message",
-        f"{spoken(kind).capitalize()} by {channel.value} {verb}"
-        + (f" ({attachment.name})" if attachment else "")
-        + ".",
-    )
-    return message
 
 
 def meeting(checkin: models.CheckIn, summary: str, business: str, incident_ref: str) -> Meeting:

@@ -24,6 +24,7 @@ from amends.domain import (
     MessageStatus,
     ReplyChannel,
     Stage,
+    spoken,
 )
 from amends.errors import AmendsError, NotFound
 
@@ -188,6 +189,7 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
             if message.status is MessageStatus.AWAITING_STAFF:  # the person delivered it
                 message.status = MessageStatus.SENT
                 message.sent_at = action.done_at
+                text += f" The {spoken(message.kind)} by {message.channel.value} was delivered."
             elif message.status is MessageStatus.FAILED:  # the person took over from it
                 message.status = MessageStatus.HANDLED
         if action.case_id is not None:
@@ -205,6 +207,14 @@ def settle(session: Session, case: models.Case) -> None:
     case.state = _state_for(session, case)
     if case.state is CaseState.CLOSED and case.closed_at is None:
         case.closed_at = models.utcnow()
+        session.add(
+            models.CaseEvent(
+                case_id=case.id,
+                at=case.closed_at,
+                kind="case_closed",
+                text="Case closed: nothing is left to do.",
+            )
+        )
 
 
 def _state_for(session: Session, case: models.Case) -> CaseState:

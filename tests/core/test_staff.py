@@ -37,11 +37,13 @@ def test_closing_the_last_action_closes_a_smoothed_over_case(rt: Runtime) -> Non
     outcome = case_outcome(rt.db, case_id)
     assert outcome.messages[0].status == "sent" and outcome.messages[0].sent_at is not None
     assert outcome.state == "closed"
-    last = outcome.timeline[-1]
-    assert (last.actor, last.text) == (
+    done, closed = outcome.timeline[-2:]
+    assert (done.actor, done.text) == (
         "dana",
-        "Done: call back. Spoke to Rodolfo; he accepted the apology.",
+        "Done: call back. Spoke to Rodolfo; he accepted the apology. The apology by phone was "
+        "delivered.",
     )
+    assert (closed.kind, closed.actor) == ("case_closed", "amends")
     with pytest.raises(AmendsError, match="already done"):
         complete_action(rt.db, call.id, note="", actor="dana")
 
