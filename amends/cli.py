@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -226,6 +226,116 @@ def cases(
             spoken(line.state),
         )
     out.print(table)
+
+
+@app.command()
+@friendly
+def report(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="First day, YYYY-MM-DD in the business time zone; a week ago by default."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day, included (YYYY-MM-DD); up to now by default.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the CSV files and chart; AMENDS_HOME/reports/<period>."),
+    ] = None,
+    verbose: VerboseFlag = False,
+) -> None:
+    """Report a period's complaints, as the weekly recovery-report deployment does.
+
+    Complaints by channel and category, the share that was our fault, time to first response
+    and to resolution (median, 90th percentile), service-level breaches, recovery rate,
+    customers lost, compensation spent against revenue kept, repeat failures, and the feedback
+    themes with their quotes for the marketing team. Writes CSV files and a chart.
+    """
+    from amends.reporting import parse_day, report_period
+
+    first = parse_day(since, "--since") if since else None
+    last = parse_day(until, "--until") if until else None
+    report_period(_runtime().settings.business_timezone, since=first, until=last)  # refuse early
+    _prepare_prefect(verbose)
+    from flows.report import ReportRequest, recovery_report
+
+    run = recovery_report(ReportRequest(since=first, until=last, output=output))
+    _print_report(run.report, run.files)
+
+
+def _print_report(report: Any, files: dict[str, Path]) -> None:
+    from amends.reporting import figures
+
+    p = report.period
+    out.print(
+        f"[bold]Recovery report[/] {p.since:%Y-%m-%d %H:%M} to {p.until:%Y-%m-%d %H:%M} UTC",
+        highlight=False,
+    )
+    if not report.complaints:
+        out.print("No complaints in this period.")
+    table = Table("figure", Column("value", justify="right"))
+    for row in figures(report):
+        table.add_row(row["figure"], str(row["value"]))
+    out.print(table)
+    for title, counts in (("By channel", report.by_channel), ("By category", report.by_category)):
+        if counts:
+            out.print(f"[bold]{title}[/]: " + ", ".join(f"{c.name} {c.complaints}" for c in counts))
+    if report.repeat_customers:
+        out.print("[bold]Repeat failures[/]: " + escape(", ".join(report.repeat_customers)))
+    for theme in report.themes:
+        out.print(f"[bold]{theme.name}[/] ({theme.count})", highlight=False)
+        for quote in theme.quotes:
+            out.print(
+                f"  {escape(quote.customer_ref)} ({quote.source}): {escape(quote.text)}",
+                highlight=False,
+            )
+    out.print("Files: " + ", ".join(str(path) for path in files.values()), highlight=False)
+
+
+@app.command()
+@friendly
+def note(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    text: Annotated[str, typer.Argument(help="The note, in a line (at most 1000 characters).")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+) -> None:
+    """Add a note to a case's timeline (open or closed): what you did, heard or decided."""
+    from amends.aftercare import add_note
+
+    case_id = add_note(_runtime(), ref, text, actor=by)
+    out.print(f"Noted on case {case_id}.")
+
+
+@app.command("exit-answers")
+@friendly
+def exit_answers(
+    customer: Annotated[str, typer.Argument(help="The customer's ref.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the record.")],
+    why: Annotated[str, typer.Option(help="Why they left.")] = "",
+    where: Annotated[str, typer.Option(help="Where they went instead.")] = "",
+    second_chance: Annotated[str, typer.Option(help="What would earn us a second chance.")] = "",
+    stay: Annotated[str, typer.Option(help="What would have made them stay.")] = "",
+) -> None:
+    """Record a leaving customer's answers to the exit questions, for the report's themes.
+
+    The answers are the customer's words: they reach `amends report` and its CSV for staff,
+    never the Prefect artifacts.
+    """
+    from amends.aftercare import record_exit_answers
+
+    record = record_exit_answers(
+        _runtime(),
+        customer,
+        actor=by,
+        why=why,
+        went_to=where,
+        second_chance=second_chance,
+        stay=stay,
+    )
+    noted = f"; noted on case {record.incident_ref}" if record.incident_ref else ""
+    out.print(f"Exit answers of {record.customer_ref} recorded{noted}.", markup=False)
 
 
 @app.command()

@@ -38,7 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import and_, distinct, exists, func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from amends import models
@@ -282,7 +282,7 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
             ).where(models.Offer.case_id.in_(cases), models.Offer.status == "offered")
         ).one()
 
-        theirs = select(distinct(models.Incident.customer_id)).where(in_period)
+        theirs = select(models.Incident.customer_id).where(in_period)
         repeat = session.scalars(
             select(models.Customer.ref)
             .join(models.Incident, models.Incident.customer_id == models.Customer.id)
@@ -526,6 +526,7 @@ def draw_chart(report: Report, path: Path) -> Path:
 
     matplotlib.use("Agg")  # no display: files only
     from matplotlib import pyplot
+    from matplotlib.ticker import MaxNLocator
 
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4), dpi=100)
     try:
@@ -533,6 +534,7 @@ def draw_chart(report: Report, path: Path) -> Path:
         if names:
             left.barh(names[::-1], [c.complaints for c in report.by_category][::-1])
             left.set_xlabel("complaints")
+            left.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             left.text(0.5, 0.5, "no complaints", ha="center", va="center")
             left.set_axis_off()

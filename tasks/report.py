@@ -1,14 +1,32 @@
-"""Report: track the case until it is closed, and summarise it in the run's artifact."""
+"""Report: track the case until it is closed and summarise it in the run's artifact; and the
+recovery report over a period, as artifacts and files."""
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from datetime import date
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NONE
+from pydantic import BaseModel
 
 from amends.casebook import CaseOutcome, case_markdown, case_outcome
 from amends.domain import Stage
 from amends.recovery import StageResult
+from amends.reporting import (
+    Report,
+    build_report,
+    figures,
+    report_folder,
+    report_markdown,
+    report_period,
+    write_report_files,
+)
 from tasks._runtime import task_runtime
 from tasks._stage import run_and_log
 
@@ -35,3 +53,66 @@ def publish_case_summary(case_id: int) -> CaseOutcome:
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
     return outcome
+
+
+# --- the recovery report ----------------------------------------------------------------------
+
+REPORT_KEY = "recovery-report"
+
+
+class ReportRun(BaseModel):
+    """A report as the flow made it: its figures and the files written beside it."""
+
+    report: Report
+    files: dict[str, Path]
+
+
+@task(name="build-recovery-report", cache_policy=NONE)
+def build_recovery_report(
+    since: date | None, until: date | None, output: Path | None = None
+) -> ReportRun:
+    """Compute the period's figures and write its CSV files and chart (AMENDS_HOME/reports/
+    <period>/ unless ``output`` says otherwise)."""
+    rt = task_runtime()
+    period = report_period(rt.settings.business_timezone, since=since, until=until)
+    report = build_report(rt, period)
+    files = write_report_files(report, report_folder(rt, period, output))
+    get_run_logger().info(
+        "%s: %d complaints, %d won back of %d pursued; files in %s",
+        period.label,
+        report.complaints,
+        report.won_back,
+        report.pursued,
+        files["figures"].parent,
+    )
+    return ReportRun(report=report, files=files)
+
+
+@task(name="publish-recovery-report", cache_policy=NONE)
+def publish_recovery_report(run: ReportRun) -> None:
+    """Leave the report as artifacts: its markdown, the figures and theme counts as tables, and
+    the chart. No customer's words or references: the UI is often shared."""
+    report, chart = run.report, run.files["chart"]
+    period = report.period.label.replace("_", " to ")
+    create_markdown_artifact(
+        key=REPORT_KEY,
+        markdown=report_markdown(report, chart=str(chart)),
+        description=f"Recovery report, {period}",
+    )
+    create_table_artifact(
+        key=f"{REPORT_KEY}-figures",
+        table=figures(report),
+        description=f"The recovery report's figures, {period}",
+    )
+    create_table_artifact(
+        key=f"{REPORT_KEY}-themes",
+        table=[{"theme": t.name, "count": t.count} for t in report.themes]
+        or [{"theme": "no feedback recorded", "count": 0}],
+        description=f"Feedback themes for marketing, {period} (quotes: the CSV, for staff)",
+    )
+    # A file:// URL shows only where the browser runs on the machine that wrote the file.
+    create_image_artifact(
+        image_url=chart.resolve().as_uri(),
+        key=f"{REPORT_KEY}-chart",
+        description=f"Complaints by category; compensation against revenue kept, {period}",
+    )
