@@ -511,3 +511,102 @@ def test_forget_asks_first(rt: Runtime) -> None:
         assert session.scalars(select(models.Customer.name)).one() == "Rodolfo K."
     gone = amends("forget", "C-42", "--yes")
     assert gone.exit_code == 0 and "C-42 is forgotten" in gone.stdout
+
+
+def test_a_case_s_timeline_tells_each_step_when_and_who(rt: Runtime) -> None:
+    from amends.casebook import case_markdown, case_outcome
+
+    recovered(rt)
+    noted = amends("note", "INC-1001", "Called Rodolfo; he sounded calmer", "--by", "Ana")
+    assert noted.exit_code == 0, noted.output
+    amends("checkin", "INC-1001", "--held", "--feedback", "The new crew is great", "--by", "Ana")
+    amends("close", "INC-1001", "--by", "Ben", "--reason", "customer is happy")
+    outcome = case_outcome(rt.db, "INC-1001")
+    kinds = [event.kind for event in outcome.timeline]
+    for kind in (
+        "opened", "stage_completed", "message", "checkins_scheduled", "note", "checkin_held",
+        "checkins_cancelled", "case_closed",
+    ):  # fmt: skip
+        assert kind in kinds
+    assert kinds[0] == "opened" and kinds[-1] == "case_closed"
+    who = {event.kind: event.actor for event in outcome.timeline}
+    assert (who["note"], who["checkin_held"], who["case_closed"]) == ("Ana", "Ana", "Ben")
+    shown = amends("case", "INC-1001")
+    assert "Called Rodolfo; he sounded calmer" in shown.stdout and "Ben" in shown.stdout
+    # The artifact's timeline has the staff's note, and not the customer's feedback.
+    markdown = case_markdown(outcome)
+    assert "## Timeline" in markdown and "Called Rodolfo; he sounded calmer" in markdown
+    assert "new crew is great" not in markdown
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["INC-1001", "Line\x1bone", "--by", "Ana"], "note must be a single line"),
+        (["INC-1001", "x" * 1001, "--by", "Ana"], "note is longer than 1000 characters"),
+        (["INC-1001", "  ", "--by", "Ana"], "give its text"),
+        (["INC-404", "Hello", "--by", "Ana"], "no case for 'INC-404'"),
+    ],
+)  # fmt: skip
+def test_a_bad_note_is_one_line_and_writes_nothing(
+    rt: Runtime, args: list[str], message: str
+) -> None:
+    recovered(rt)
+    result = amends("note", *args)
+    assert result.exit_code == 1 and message in result.output
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).where(models.CaseEvent.kind == "note")) == 0
+
+
+def test_exit_answers_are_kept_for_the_report(rt: Runtime) -> None:
+    recovered(rt)
+    result = amends(
+        "exit-answers", "C-42", "--why", "Too many missed visits", "--where", "CleanCo",
+        "--stay", "A call when the crew is late", "--by", "Ana",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "noted on case INC-1001" in result.stdout
+    with rt.db.session() as session:
+        answers = session.scalars(select(models.ExitAnswers)).one()
+        assert (answers.why, answers.went_to, answers.second_chance, answers.recorded_by) == (
+            "Too many missed visits",
+            "CleanCo",
+            None,
+            "Ana",
+        )
+    for args, message in (
+        (["C-42", "--by", "Ana"], "give at least one answer"),
+        (["C-404", "--why", "x", "--by", "Ana"], "no customer 'C-404'"),
+        (["C-42", "--why", "a\nb", "--by", "Ana"], "why must be a single line"),
+    ):
+        refused = amends("exit-answers", *args)
+        assert refused.exit_code == 1 and message in refused.output
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count(models.ExitAnswers.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "last week"], "--since 'last week' is not a date (YYYY-MM-DD)"),
+        (["--since", "2026-11-10", "--until", "2026-11-01"], "is after --until 2026-11-01"),
+        (["--since", "2999-01-01"], "--since 2999-01-01 is in the future"),
+        (["--until", "11/30/2026"], "--until '11/30/2026' is not a date"),
+    ],
+)  # fmt: skip
+def test_a_bad_report_period_is_one_line(rt: Runtime, args: list[str], message: str) -> None:
+    result = amends("report", *args)
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_report_shows_the_figures_and_the_quotes_to_staff(rt: Runtime, tmp_path: Path) -> None:
+    recovered(rt)
+    amends("checkin", "INC-1001", "--held", "--feedback", "The new crew is great", "--by", "Ana")
+    result = amends("report", "--since", "2026-11-20", "--output", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "complaints" in result.stdout and "email 1" in result.stdout
+    assert "C-42 (checkin): The new crew is great" in result.stdout
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["breakdown.csv", "chart.png", "feedback.csv", "figures.csv"]
