@@ -234,7 +234,8 @@ def report(
     since: Annotated[
         str | None,
         typer.Option(
-            help="First day, YYYY-MM-DD in the business time zone; a week ago by default."
+            help="First day, YYYY-MM-DD in the business time zone; by default the week up to "
+            "--until or now."
         ),
     ] = None,
     until: Annotated[

@@ -77,11 +77,11 @@ def seed(rt: Runtime) -> None:
             category: Category,
             fault: Fault,
             received: datetime,
-            decision: Decision | None = None,
+            decision: Decision | None,
             *,
-            sent: list[datetime] = (),  # type: ignore[assignment]
-            closed: datetime | None = None,
-            offer: tuple[float, str] | None = None,
+            sent: list[datetime],
+            closed: datetime | None,
+            offer: tuple[float, str] | None,
         ) -> models.Case:
             nonlocal number
             number += 1
@@ -152,81 +152,31 @@ def seed(rt: Runtime) -> None:
                 )
             )
 
-        one = case(
-            "A",
-            Channel.EMAIL,
-            Category.SERVICE_FAILURE,
-            Fault.OURS,
-            at(11, 2, 9),
-            Decision.RECOVER,
-            sent=[at(11, 2, 13)],
-            closed=at(11, 10, 9),
-            offer=(300, "offered"),
-        )
-        two = case(
-            "B",
-            Channel.PHONE,
-            Category.LATE_DELIVERY,
-            Fault.SHARED,
-            at(11, 3, 10),
-            Decision.RECOVER,
-            sent=[at(11, 5, 9), at(11, 4, 16)],
-            closed=at(11, 20, 10),
-            offer=(200, "offered"),
-        )
-        case(
-            "C",
-            Channel.EMAIL,
-            Category.BILLING,
-            Fault.CUSTOMER,
-            at(11, 1, 23),
-            Decision.SMOOTH_OVER,
-            sent=[at(11, 2, 1)],
-            closed=at(11, 2, 11),
-        )
-        four = case(
-            "D",
-            Channel.SOCIAL,
-            Category.SERVICE_FAILURE,
-            Fault.OURS,
-            at(11, 5, 12),
-            Decision.RECOVER,
-            sent=[at(11, 5, 13)],
-            closed=at(11, 7, 12),
-            offer=(150, "offered"),
-        )
+        e, f, o = Channel, Category, Fault
+        made, recover = "offered", Decision.RECOVER
+        # The docstring's table, row by row: who, channel, category, fault, received, decision,
+        # messages sent, closed, offer.
+        rows = [
+            ("A", e.EMAIL, f.SERVICE_FAILURE, o.OURS, at(11, 2, 9), recover,
+             [at(11, 2, 13)], at(11, 10, 9), (300, made)),
+            ("B", e.PHONE, f.LATE_DELIVERY, o.SHARED, at(11, 3, 10), recover,
+             [at(11, 5, 9), at(11, 4, 16)], at(11, 20, 10), (200, made)),
+            ("C", e.EMAIL, f.BILLING, o.CUSTOMER, at(11, 1, 23), Decision.SMOOTH_OVER,
+             [at(11, 2, 1)], at(11, 2, 11), None),
+            ("D", e.SOCIAL, f.SERVICE_FAILURE, o.OURS, at(11, 5, 12), recover,
+             [at(11, 5, 13)], at(11, 7, 12), (150, made)),
+            ("A", e.EMAIL, f.QUALITY, o.OURS, at(11, 6, 9), Decision.LOST,
+             [at(11, 6, 21)], None, (999, "proposed")),
+            ("E", e.CHAT, f.LATE_DELIVERY, o.OURS, at(11, 7, 15), recover, [], None, (100, made)),
+            ("E", e.EMAIL, f.OTHER, o.OURS, at(10, 20, 10), recover,
+             [], at(10, 21, 10), (500, made)),
+            ("C", e.EMAIL, f.OTHER, o.OURS, at(11, 8, 23), None, [], None, None),
+            ("B", e.EMAIL, f.OTHER, o.OURS, at(11, 15, 10), None, [], None, None),
+        ]  # fmt: skip
+        one, two, _, four, *_ = [
+            case(*row[:6], sent=row[6], closed=row[7], offer=row[8]) for row in rows
+        ]
         s.add(models.CaseEvent(case_id=four.id, kind=WITHDRAWN, text="Left", at=at(11, 7, 12)))
-        case(
-            "A",
-            Channel.EMAIL,
-            Category.QUALITY,
-            Fault.OURS,
-            at(11, 6, 9),
-            Decision.LOST,
-            sent=[at(11, 6, 21)],
-            offer=(999, "proposed"),
-        )
-        case(
-            "E",
-            Channel.CHAT,
-            Category.LATE_DELIVERY,
-            Fault.OURS,
-            at(11, 7, 15),
-            Decision.RECOVER,
-            offer=(100, "offered"),
-        )
-        case(
-            "E",
-            Channel.EMAIL,
-            Category.OTHER,
-            Fault.OURS,
-            at(10, 20, 10),
-            Decision.RECOVER,
-            closed=at(10, 21, 10),
-            offer=(500, "offered"),
-        )
-        case("C", Channel.EMAIL, Category.OTHER, Fault.OURS, at(11, 8, 23))
-        case("B", Channel.EMAIL, Category.OTHER, Fault.OURS, at(11, 15, 10))
 
         checkin(one, 1, at(11, 3, 10), "The crew was late again but the manager called me")
         checkin(two, 1, at(11, 6, 10), "Thank you, much better now")
