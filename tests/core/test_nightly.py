@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from amends import models
 from amends.aftercare import close_case, record_checkin
+from amends.casebook import case_outcome
 from amends.channels import RecordingAdapter
 from amends.domain import STAGES
 from amends.intake import open_case
@@ -224,6 +225,9 @@ def test_a_checkin_reminder_goes_before_each_checkin_once(
     (reminder,) = recorder.delivered
     assert reminder.subject.startswith("Reminder: our check-in on")
     assert not reminder.marketing
+    # The night's message is on the case's timeline, at the night's moment.
+    queued = [e for e in case_outcome(rt.db, case_id).timeline if e.kind == "message"]
+    assert (queued[-1].text, queued[-1].at) == ("Checkin reminder by email queued.", eve)
     again = night(rt, eve + timedelta(hours=1))["remind_checkins"]
     assert (again.candidates, again.done) == (0, 0)  # the key in SQL finds it reminded
     # Two days before is the policy's horizon: the second check-in is not due yet.

@@ -11,6 +11,7 @@ from factories import recover
 from sqlalchemy import select
 
 from amends import models
+from amends.aftercare import record_exit_answers
 from amends.consent import suppress
 from amends.domain import Stage
 from amends.errors import AmendsError, NotFound
@@ -42,11 +43,13 @@ def test_mask_hides_addresses_and_numbers_and_nothing_else(text: str, masked: st
 
 def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None:
     recover(rt)
+    record_exit_answers(rt, "C-42", actor="dana", why="Prices went up")
     data = json.loads(json.dumps(export(rt.db, "C-42")))
     assert data["customer"]["email"] == "rk@example.com"
     assert [i["ref"] for i in data["incidents"]] == ["INC-1001"]
     assert {m["kind"] for m in data["messages"]} == {"apology", "checkin_invitation"}
     assert len(data["checkins"]) == 7 and data["timeline"] and data["offers"]
+    assert [a["why"] for a in data["exit_answers"]] == ["Prices went up"]
     with pytest.raises(NotFound):
         export(rt.db, "C-404")
 
@@ -55,6 +58,7 @@ def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: 
     case_id = recover(rt)
     recover(rt, ref="INC-1002", channel="letter", complaint_message_id=None, severity="low")
     suppress(rt.db, "rk@example.com", scope="marketing", reason="opt_out")
+    record_exit_answers(rt, "C-42", actor="dana", stay="Rodolfo: if the Cleaning crew missed less")
     mail = tmp_path / "mail"
     mail.mkdir()
     (mail / "1.eml").write_text("To: rk@example.com\n\nSorry, Rodolfo")

@@ -100,6 +100,8 @@ def test_approved_in_the_resume_form(smtp_rt: Runtime, mail_catcher: MailCatcher
     assert (outcome.approval.approver, outcome.approval.reason) == ("Maria", "Loyal")
     assert "1,765.00" in apology_html(mail_catcher)
     assert any(e.kind == "approval" and e.actor == "Maria" for e in outcome.timeline)
+    kinds = [e.kind for e in outcome.timeline]
+    assert kinds.index("approval_asked") < kinds.index("approval")
     assert [a.status for a in outcome.staff_actions if a.kind == "approve_offer"] == ["done"]
 
 
@@ -160,6 +162,7 @@ def test_a_timeout_goes_on_with_the_frontline_offer_and_escalates(
     assert "1,000.00" in apology_html(mail_catcher)
     overdue = [a for a in outcome.staff_actions if a.kind == "approval_overdue"]
     assert [(a.role, a.status) for a in overdue] == [("manager", "open")]
+    assert "approval_timed_out" in [e.kind for e in outcome.timeline]
     assert outcome.state == "awaiting_staff"
 
     # A late approval still counts, and the better offer goes to the customer.
