@@ -472,6 +472,7 @@ QUOTE_COLUMNS = ["theme", "source", "customer_ref", "recorded_at", "text"]
 
 
 def breakdown(report: Report) -> list[dict[str, Any]]:
+    """The complaints by channel, category and fault, as rows for ``breakdown.csv``."""
     return [
         {"dimension": dimension, "name": c.name, "complaints": c.complaints}
         for dimension, counts in (
@@ -484,6 +485,7 @@ def breakdown(report: Report) -> list[dict[str, Any]]:
 
 
 def quote_rows(report: Report) -> list[dict[str, Any]]:
+    """Every quote under each of its themes, as rows for ``feedback.csv`` (staff only)."""
     return [
         {
             "theme": theme.name,
