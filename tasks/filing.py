@@ -4,6 +4,8 @@ machine picks up, or as an event that the deployment's trigger turns into a run 
 
 from __future__ import annotations
 
+import logging
+
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.events import Event, emit_event
@@ -76,8 +78,15 @@ def file_by_event(incident: Incident) -> Event:
         resource={"prefect.resource.id": f"amends.incident.{incident.ref}"},
         payload={"incident": incident.model_dump(mode="json")},
     )
-    # Events go out from a background thread: send it before the command exits.
-    EventsWorker.drain_all(timeout=10)
+    # Events go out from a background thread: send it before the command exits, without the
+    # thread's "still processing" warning (that it is sending) on the terminal.
+    quiet = logging.getLogger(EventsWorker.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        EventsWorker.drain_all(timeout=10)
+    finally:
+        quiet.setLevel(level)
     if event is None:
         raise ConfigurationError("the Prefect events client is not configured to send events")
     return event
