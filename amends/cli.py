@@ -697,7 +697,8 @@ def unsubscribe(
 @app.command()
 @friendly
 def serve(verbose: VerboseFlag = False) -> None:
-    """Serve the incident and nightly deployments from this process, until Ctrl+C.
+    """Serve amends' deployments (incident, nightly, mentions, weekly report) from this
+    process, until Ctrl+C.
 
     For a small business without a work pool. Needs a Prefect server (PREFECT_API_URL); the
     nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set,

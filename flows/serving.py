@@ -1,4 +1,4 @@
-"""amends' deployments, served from one process: for a small business without a work pool.
+"""amends' four deployments, served from one process: for a small business without a work pool.
 
 ``amends serve`` (or ``python deployments/serve.py``) runs this; ``deployments/prefect.yaml``
 declares the same deployments for a Prefect server with a process work pool.

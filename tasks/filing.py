@@ -57,10 +57,14 @@ def file_by_deployment(incident: Incident) -> FlowRun:
             as_subflow=False,
         )
     except ObjectNotFound:
-        raise ConfigurationError(
-            f"no deployment {DEPLOYMENT} on the Prefect server at {url}: run "
-            "`prefect deploy --all --prefect-file deployments/prefect.yaml`"
-        ) from None
+        raise _no_deployment(url) from None
+
+
+def _no_deployment(url: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"no deployment {DEPLOYMENT} on the Prefect server at {url}: run "
+        "`prefect deploy --all --prefect-file deployments/prefect.yaml`"
+    )
 
 
 def file_by_event(incident: Incident) -> Event:
@@ -68,11 +72,18 @@ def file_by_event(incident: Incident) -> Event:
     recover-incident deployment's trigger starts a run with it.
 
     Raises:
-        ConfigurationError: no Prefect server, or the event could not be sent.
+        ConfigurationError: no Prefect server, or no such deployment on it.
     """
+    from prefect.client.orchestration import get_client
     from prefect.events.worker import EventsWorker
 
-    prefect_server()
+    url = prefect_server()
+    # Without the deployment (and its trigger) the event would start nothing, silently.
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            raise _no_deployment(url) from None
     event = emit_event(
         INCIDENT_FILED,
         resource={"prefect.resource.id": f"amends.incident.{incident.ref}"},

@@ -84,8 +84,11 @@ def test_bad_input_gets_the_same_line_and_nothing_is_handed_over(
     assert _incidents(rt) == 0
 
 
-def test_without_the_deployment_it_says_how_to_deploy(rt: Runtime, incident_file: Path) -> None:
-    result = runner.invoke(app, ["incident", str(incident_file), "--via-deployment"])
+@pytest.mark.parametrize("via", ["--via-deployment", "--via-event"])
+def test_without_the_deployment_it_says_how_to_deploy(
+    rt: Runtime, incident_file: Path, via: str
+) -> None:
+    result = runner.invoke(app, ["incident", str(incident_file), via])
     assert result.exit_code == 1
     assert "no deployment recover-incident/recover-incident on the Prefect server" in result.output
     assert "prefect deploy --all --prefect-file deployments/prefect.yaml" in result.output
