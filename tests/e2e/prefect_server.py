@@ -163,6 +163,11 @@ class PrefectServer:
             query["flows"] = {"name": {"any_": [flow_name]}}
         return self.api("POST", "/flow_runs/filter", **query)
 
+    def events(self, name: str) -> int:
+        """How many events of that name the server has recorded."""
+        query = {"filter": {"event": {"name": [name]}}, "limit": 1}
+        return self.api("POST", "/events/filter", **query)["total"]
+
     def wait_for_runs(self, flow_name: str, count: int, timeout: float = 600) -> list[dict]:
         """Wait until ``count`` runs of the flow are finished; returns them."""
         deadline = time.monotonic() + timeout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import json
 import re
+import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 INCIDENTS = 5  # the last one through the event; each gets an apology and an invitation
 WORKERS = ("one", "two")
+ACQUIRED = "prefect.concurrency-limit.acquired"
 
 
 def _incident_files(folder: Path) -> list[Path]:
@@ -121,3 +123,9 @@ def test_two_workers_share_the_work_and_each_message_goes_out_once(tmp_path: Pat
             email.message_from_bytes(path.read_bytes())["Message-ID"] for path in catcher.messages()
         )
         assert received == Counter(message_id for _, _, message_id in messages)
+
+        # Each send took a slot of the shared rate limit (events are recorded a moment later).
+        deadline = time.monotonic() + 30
+        while server.events(ACQUIRED) < len(messages) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert server.events(ACQUIRED) == len(messages)
