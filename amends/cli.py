@@ -152,17 +152,39 @@ def incident(
     ],
     as_json: JsonFlag = False,
     verbose: VerboseFlag = False,
+    via_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--via-deployment",
+            help="Hand it to the recover-incident deployment on the Prefect server "
+            "(PREFECT_API_URL), for a worker to run, instead of running it here.",
+        ),
+    ] = False,
+    via_event: Annotated[
+        bool,
+        typer.Option(
+            "--via-event",
+            help="Emit an amends.incident.filed event instead; the deployment's trigger "
+            "starts the run.",
+        ),
+    ] = False,
 ) -> None:
     """Run one incident through the recover-incident flow.
 
     Filing the same incident again resumes its case; nothing is repeated or sent twice. Exits
     with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
+    With --via-deployment or --via-event it exits 0 once the server has the run or the event.
     """
     from amends.intake import check_can_file, parse_incident
 
+    if via_deployment and via_event:
+        raise fail("choose one of --via-deployment and --via-event")
     parsed = parse_incident(_read_incident(file))
     check_can_file(_runtime(), parsed)  # refuse before Prefect starts a run
     _prepare_prefect(verbose)
+    if via_deployment or via_event:
+        _file_remotely(parsed, by_event=via_event, as_json=as_json)
+        return
     from amends.demo import run_answering_approval
 
     with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
@@ -181,6 +203,26 @@ def incident(
             highlight=False,
         )
         raise typer.Exit(EXIT_QUEUED)
+
+
+def _file_remotely(parsed: Incident, *, by_event: bool, as_json: bool) -> None:
+    """Hand the incident to the Prefect server and say where to watch it."""
+    from prefect.utilities.urls import url_for
+
+    from tasks.filing import file_by_deployment, file_by_event
+
+    if by_event:
+        event = file_by_event(parsed)
+        report = {"event": event.event, "event_id": str(event.id)}
+        line = f"Incident {parsed.ref} filed as event {event.id}; the deployment's trigger runs it."
+    else:
+        run = file_by_deployment(parsed)
+        report = {"flow_run_id": str(run.id), "flow_run_name": run.name, "url": url_for(run)}
+        line = f"Flow run {run.name} ({run.id}) scheduled: {report['url']}"
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -766,7 +808,8 @@ def unsubscribe(
 @app.command()
 @friendly
 def serve(verbose: VerboseFlag = False) -> None:
-    """Serve the incident and nightly deployments from this process, until Ctrl+C.
+    """Serve amends' deployments (incident, nightly, mentions, weekly report) from this
+    process, until Ctrl+C.
 
     For a small business without a work pool. Needs a Prefect server (PREFECT_API_URL); the
     nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set,

@@ -635,8 +635,13 @@ def drain(
     case_id: int | None = None,
     due_only: bool = True,
     on_each: Callable[[DeliveryOutcome], None] | None = None,
+    before_send: Callable[[ReplyChannel], None] | None = None,
 ) -> DrainReport:
     """Deliver every queued message that is due (one case's, or all), once each.
+
+    Args:
+        before_send: Called with the channel before each message goes to its adapter, and
+            may wait: a provider's rate limit (the tasks pass a Prefect one for email).
 
     Raises:
         ConfigurationError: the sender cannot work at all (bad login, refused sender); the
@@ -658,6 +663,14 @@ def drain(
             pending = pending[CLAIM_BATCH:]
             claimed_at = time.monotonic()
             for position, claimed in enumerate(batch):
+                if before_send is not None and not claimed.withheld and claimed.channel in adapters:
+                    # Waited for before the claim's age is checked, so a long wait gives the
+                    # rest back rather than send on an old claim.
+                    try:
+                        before_send(claimed.channel)
+                    except BaseException:
+                        _release(db, batch[position:])
+                        raise
                 if position and time.monotonic() - claimed_at > young:
                     _release(db, batch[position:])
                     pending = [m.id for m in batch[position:]] + pending

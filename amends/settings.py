@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     smtp_ssl: bool = False
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
+    smtp_rate_limit: str = Field(
+        default="amends-smtp",
+        max_length=100,
+        description="Prefect global concurrency limit (with slot decay) each email send takes a "
+        "slot of, to keep to the mail provider's pace; none is taken while it does not exist. "
+        "Empty: never look for one.",
+    )
     # Webhook channels: a URL turns the channel on; one secret signs every call.
     webhook_sms_url: str | None = None
     webhook_chat_url: str | None = None

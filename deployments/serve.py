@@ -8,7 +8,8 @@ or from the shell:
     prefect deployment run recover-incident/recover-incident \
         --params "{\"incident\": $(cat incident.json)}"
 
-The nightly-reengagement deployment runs on its own at 02:00 in AMENDS_BUSINESS_TIMEZONE.
+The nightly-reengagement deployment runs on its own at 02:00 and recovery-report on Mondays at
+07:00, in AMENDS_BUSINESS_TIMEZONE; monitor-mentions every 15 minutes.
 """
 
 from __future__ import annotations

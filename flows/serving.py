@@ -1,4 +1,4 @@
-"""amends' deployments, served from one process: for a small business without a work pool.
+"""amends' four deployments, served from one process: for a small business without a work pool.
 
 ``amends serve`` (or ``python deployments/serve.py``) runs this; ``deployments/prefect.yaml``
 declares the same deployments for a Prefect server with a process work pool.
@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 
 from amends.settings import Settings
 from flows.incident import recover_incident
+from flows.monitor import monitor_mentions
 from flows.nightly import nightly_reengagement
+from flows.report import recovery_report
 
 # Two in the morning, business time: after the day's activity is imported, before anyone works.
 NIGHTLY_CRON = "0 2 * * *"
+# Public mentions are answered within the quarter hour.
+MONITOR_EVERY_SECONDS = 15 * 60
+# Monday 07:00, business time: the week's report is there when the week starts.
+REPORT_CRON = "0 7 * * 1"
 
 
 def deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The incident deployment (triggered per incident) and the nightly one (on its cron, in
-    the business's time zone)."""
+    """The incident deployment (triggered per incident), the nightly and weekly ones (on their
+    crons, in the business's time zone) and the mentions monitor (every quarter hour).
+    ``deployments/prefect.yaml`` declares the same, plus the incident event's trigger."""
     return [
         recover_incident.to_deployment(
             name="recover-incident",
@@ -32,6 +39,18 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
             description="Check-ins, progress updates, thank-you notes and win-back offers.",
             tags=["amends"],
             schedule=Cron(NIGHTLY_CRON, timezone=settings.business_timezone),
+        ),
+        monitor_mentions.to_deployment(
+            name="monitor-mentions",
+            description="Look for public mentions of the business and answer the angry ones.",
+            tags=["amends"],
+            schedule=Interval(MONITOR_EVERY_SECONDS),
+        ),
+        recovery_report.to_deployment(
+            name="recovery-report",
+            description="The week's recoveries, for the people who run the business.",
+            tags=["amends"],
+            schedule=Cron(REPORT_CRON, timezone=settings.business_timezone),
         ),
     ]
 

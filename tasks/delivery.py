@@ -12,6 +12,7 @@ from prefect.states import State
 from amends.errors import DeliveryPending
 from amends.outbox import DeliveryOutcome, DrainReport, drain
 from amends.privacy import mask
+from tasks._pacing import email_pace
 from tasks._runtime import task_runtime
 
 
@@ -65,6 +66,7 @@ def deliver_messages(case_id: int) -> DrainReport:
         case_id=case_id,
         due_only=False,
         on_each=log,
+        before_send=email_pace(rt.settings),
     )
     if report.requeued:
         logger.warning(

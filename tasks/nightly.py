@@ -15,6 +15,7 @@ from amends.models import utcnow
 from amends.nightly import ACTIONS, ActionReport, Night, NightReport, Progress
 from amends.outbox import DeliveryOutcome, DrainReport, drain, queued_messages
 from amends.privacy import mask
+from tasks._pacing import email_pace
 from tasks._runtime import task_runtime
 
 ACTION_NAMES = tuple(action.__name__ for action in ACTIONS)
@@ -80,6 +81,7 @@ def send_queued() -> DrainReport:
         rt.channels,
         claim_timeout=timedelta(seconds=rt.settings.claim_timeout_seconds),
         on_each=each,
+        before_send=email_pace(rt.settings),
     )
     get_run_logger().info(
         "sent %d; %d to retry; %d failed; %d to staff",

@@ -163,6 +163,25 @@ def test_a_bad_login_keeps_the_mail_queued(rt: Runtime) -> None:
     )
 
 
+def test_before_send_is_called_once_per_message_sent_and_can_stop_the_drain(
+    rt: Runtime, recorder: RecordingAdapter
+) -> None:
+    case_id, _ = queued_apology(rt)
+    adapters = {ReplyChannel.EMAIL: recorder}
+
+    def full(channel: ReplyChannel) -> None:
+        raise TimeoutError("no slot of the rate limit")
+
+    with pytest.raises(TimeoutError):
+        drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), before_send=full)
+    (message,) = case_outcome(rt.db, case_id).messages
+    assert (message.status, message.attempts) == ("queued", 0)  # given back, not half-sent
+    paced: list[ReplyChannel] = []
+    report = drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), before_send=paced.append)
+    assert report.sent == len(recorder.delivered) == 1
+    assert paced == [ReplyChannel.EMAIL]
+
+
 def test_a_message_for_a_channel_not_installed_here_goes_to_staff(rt: Runtime) -> None:
     case_id, _ = queued_apology(rt)
     report = drain(rt.db, {}, claim_timeout=timedelta(minutes=10))

@@ -6,6 +6,7 @@ import email
 from datetime import date, timedelta
 from email import policy as email_policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -117,21 +118,33 @@ def test_amends_nightly_refuses_a_moment_it_cannot_read(
         assert session.scalars(select(models.Message)).all() == []
 
 
-def test_the_served_and_the_declared_nightly_deployment_agree() -> None:
-    settings = Settings(business_timezone="America/New_York")
-    served = {d.name: d for d in deployments(settings)}
-    assert set(served) == {"recover-incident", "nightly-reengagement"}
-    (schedule,) = served["nightly-reengagement"].schedules
-    assert schedule.schedule.cron == NIGHTLY_CRON
-    assert schedule.schedule.timezone == "America/New_York"
+def _as_declared(schedule: Any) -> dict[str, Any]:
+    if hasattr(schedule, "cron"):
+        return {"cron": schedule.cron, "timezone": schedule.timezone}
+    return {"interval": int(schedule.interval.total_seconds())}
 
+
+def test_the_served_and_the_declared_deployments_agree() -> None:
+    served = {d.name: d for d in deployments(Settings(business_timezone="Europe/Madrid"))}
     declared = yaml.safe_load(
         (Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text()
     )
-    nightly = next(d for d in declared["deployments"] if d["name"] == "nightly-reengagement")
-    assert nightly["entrypoint"] == "flows/nightly.py:nightly_reengagement"
-    assert nightly["schedules"] == [{"cron": NIGHTLY_CRON, "timezone": "Europe/Madrid"}]
-    assert not served["recover-incident"].schedules
+    declared = {d["name"]: d for d in declared["deployments"]}
+    assert set(served) == set(declared) == {
+        "recover-incident", "nightly-reengagement", "monitor-mentions", "recovery-report"
+    }  # fmt: skip
+    for name, deployment in declared.items():
+        assert [_as_declared(s.schedule) for s in served[name].schedules] == deployment.get(
+            "schedules", []
+        ), name
+    assert declared["nightly-reengagement"]["schedules"][0]["cron"] == NIGHTLY_CRON
+
+
+def test_served_schedules_keep_the_business_time_zone() -> None:
+    served = {d.name: d for d in deployments(Settings(business_timezone="America/New_York"))}
+    for name in ("nightly-reengagement", "recovery-report"):
+        (schedule,) = served[name].schedules
+        assert schedule.schedule.timezone == "America/New_York"
 
 
 def test_nightly_runs_a_night_as_of_a_given_moment(smtp_rt: Runtime) -> None:

@@ -1,0 +1,103 @@
+"""Filing an incident from anywhere: to the recover-incident deployment, which a worker on any
+machine picks up, or as an event that the deployment's trigger turns into a run (see
+``deployments/prefect.yaml``)."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.events import Event, emit_event
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
+
+from amends.domain import Incident
+from amends.errors import ConfigurationError
+
+DEPLOYMENT = "recover-incident/recover-incident"
+INCIDENT_FILED = "amends.incident.filed"
+
+
+def prefect_server() -> str:
+    """The configured Prefect server's API URL, once it answers.
+
+    Raises:
+        ConfigurationError: no server is configured, or it does not answer.
+    """
+    from prefect.client.orchestration import get_client
+
+    url = get_current_settings().api.url
+    if not url:
+        raise ConfigurationError(
+            "no Prefect server configured: set PREFECT_API_URL, e.g. "
+            "http://127.0.0.1:4200/api (`prefect server start` runs one)"
+        )
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        raise ConfigurationError(f"the Prefect server at {url} does not answer: {problem}")
+    return url
+
+
+def file_by_deployment(incident: Incident) -> FlowRun:
+    """Hand the incident to the recover-incident deployment and return its flow run at once
+    (scheduled; a worker runs it).
+
+    Raises:
+        ConfigurationError: no Prefect server, or no such deployment on it.
+    """
+    url = prefect_server()
+    try:
+        return run_deployment(
+            DEPLOYMENT,
+            parameters={"incident": incident.model_dump(mode="json")},
+            flow_run_name=incident.ref,
+            timeout=0,
+            as_subflow=False,
+        )
+    except ObjectNotFound:
+        raise _no_deployment(url) from None
+
+
+def _no_deployment(url: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"no deployment {DEPLOYMENT} on the Prefect server at {url}: run "
+        "`prefect deploy --all --prefect-file deployments/prefect.yaml`"
+    )
+
+
+def file_by_event(incident: Incident) -> Event:
+    """Emit the ``amends.incident.filed`` event with the incident as its payload; the
+    recover-incident deployment's trigger starts a run with it.
+
+    Raises:
+        ConfigurationError: no Prefect server, or no such deployment on it.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.events.worker import EventsWorker
+
+    url = prefect_server()
+    # Without the deployment (and its trigger) the event would start nothing, silently.
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            raise _no_deployment(url) from None
+    event = emit_event(
+        INCIDENT_FILED,
+        resource={"prefect.resource.id": f"amends.incident.{incident.ref}"},
+        payload={"incident": incident.model_dump(mode="json")},
+    )
+    # Events go out from a background thread: send it before the command exits, without the
+    # thread's "still processing" warning (that it is sending) on the terminal.
+    quiet = logging.getLogger(EventsWorker.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        EventsWorker.drain_all(timeout=10)
+    finally:
+        quiet.setLevel(level)
+    if event is None:
+        raise ConfigurationError("the Prefect events client is not configured to send events")
+    return event

@@ -1,0 +1,229 @@
+"""A real Prefect server on PostgreSQL, with process workers, for the end-to-end tests.
+
+Every process runs in its own session (process group) and is killed with its children when the
+``with`` block ends, even on failure; every database is created fresh on the test PostgreSQL
+(127.0.0.1:5432 unless AMENDS_TEST_POSTGRES_URL says otherwise) and dropped afterwards. The
+processes get an environment of their own: the test session's (tests/conftest.py) has no
+PREFECT_API_URL and points PREFECT_HOME at the test harness.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from amends.mailcatcher import free_port
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+POSTGRES_URL = os.environ.get(
+    "AMENDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+# No telemetry (there is no network here), and only warnings on the terminal.
+QUIET = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database; yields its SQLAlchemy URL (psycopg) and drops it after.
+
+    Skips when PostgreSQL is not reachable, except under CI, where it fails.
+    """
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'create database "{name}"'))
+    except Exception as error:  # any failure to connect means: not here
+        admin.dispose()
+        problem = f"PostgreSQL not reachable at {POSTGRES_URL}: {type(error).__name__}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI must run the end-to-end tests)")
+        pytest.skip(problem)
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without any Prefect or amends setting, plus ``values``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "AMENDS_")) or k == "AMENDS_TEST_POSTGRES_URL"
+    }
+    env.update(QUIET, **values)
+    return env
+
+
+def start(command: list[str], env: dict[str, str], log: Path, cwd: Path = REPOSITORY) -> Any:
+    """Start a process in its own session, its output in ``log``."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started by :func:`start`, and whatever it started in its group."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+
+
+@dataclass
+class PrefectServer:
+    """A running server: its API URL, and the environment its clients and workers use."""
+
+    api_url: str
+    home: Path
+    env: dict[str, str]
+    logs: Path
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run a command (``prefect``, ``amends``: from this virtual environment) against the
+        server, from the repository root; returns its output, fails the test on an error."""
+        command = [str(BIN / args[0]), *args[1:]]
+        done = subprocess.run(
+            command, env=env or self.env, cwd=REPOSITORY, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def deploy(self, pool: str = "amends") -> None:
+        """Create the process work pool and deploy every deployment in deployments/prefect.yaml."""
+        self.run("prefect", "work-pool", "create", pool, "--type", "process")
+        self.run("prefect", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+
+    def worker(self, name: str, env: dict[str, str], pool: str = "amends", limit: int = 2) -> Any:
+        """Start ``prefect worker start`` in a process of its own; stopped with the server. The
+        worker polls every second, and runs at most ``limit`` flow runs at once."""
+        worker_env = {
+            **self.env,
+            "AMENDS_CHECKOUT": str(REPOSITORY),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "PREFECT_LOGGING_LEVEL": "INFO",  # its log names the runs it submits
+            **env,
+        }
+        command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name]
+        process = start([*command, "--limit", str(limit)], worker_env, self.worker_log(name))
+        self._stack.callback(stop, process)
+        return process
+
+    def worker_log(self, name: str) -> Path:
+        return self.logs / f"worker-{name}.log"
+
+    def kill_unfinished_runs(self) -> None:
+        """Kill the process of every flow run not finished (after a failure)."""
+        for run in self.flow_runs():
+            pid = (run.get("infrastructure_pid") or "").rpartition(":")[2]
+            if run["state_type"] not in TERMINAL and pid.isdigit():
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+    def api(self, method: str, path: str, **json: Any) -> Any:
+        """Call the server's REST API; returns the decoded answer."""
+        answer = httpx.request(method, f"{self.api_url}{path}", json=json or None, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def flow_runs(self, flow_name: str | None = None) -> list[dict[str, Any]]:
+        """Every flow run (of one flow), with its state."""
+        query: dict[str, Any] = {"limit": 200}
+        if flow_name:
+            query["flows"] = {"name": {"any_": [flow_name]}}
+        return self.api("POST", "/flow_runs/filter", **query)
+
+    def events(self, name: str) -> int:
+        """How many events of that name the server has recorded."""
+        query = {"filter": {"event": {"name": [name]}}, "limit": 1}
+        return self.api("POST", "/events/filter", **query)["total"]
+
+    def wait_for_runs(self, flow_name: str, count: int, timeout: float = 600) -> list[dict]:
+        """Wait until ``count`` runs of the flow are finished; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.flow_runs(flow_name)
+            finished = [r for r in runs if r["state_type"] in TERMINAL]
+            if len(finished) >= count:
+                return finished
+            if time.monotonic() > deadline:
+                states = sorted(f"{r['name']}: {r['state_type']}" for r in runs)
+                raise AssertionError(f"{flow_name}: {len(finished)} of {count} done: {states}")
+            time.sleep(1)
+
+
+@contextmanager
+def prefect_server(tmp_path: Path, startup_timeout: float = 180) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a fresh PostgreSQL database, PREFECT_HOME in ``tmp_path``;
+    yields once /api/health answers. Stops the server, its workers and drops its database."""
+    logs = tmp_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with fresh_database("prefect_e2e") as database_url, ExitStack() as stack:
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}/api"
+        home = tmp_path / "prefect-home"
+        server_env = clean_env(
+            PREFECT_HOME=str(home),
+            PREFECT_SERVER_DATABASE_CONNECTION_URL=make_url(database_url)
+            .set(drivername="postgresql+asyncpg")
+            .render_as_string(hide_password=False),
+        )
+        command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        process = start([str(BIN / command[0]), *command[1:]], server_env, logs / "server.log")
+        stack.callback(stop, process)
+        _wait_healthy(api_url, process, logs / "server.log", startup_timeout)
+        server = PrefectServer(
+            api_url=api_url,
+            home=home,
+            env=clean_env(PREFECT_HOME=str(home), PREFECT_API_URL=api_url),
+            logs=logs,
+        )
+        # Workers stop before the server (an ExitStack unwinds last-in first-out), and the
+        # runs still going before them: a worker may start a run in a session of its own.
+        stack.enter_context(server._stack)
+        stack.callback(server.kill_unfinished_runs)
+        yield server
+
+
+def _wait_healthy(api_url: str, process: Any, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the Prefect server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the Prefect server was not healthy in {timeout} s:\n{log.read_text()}")
