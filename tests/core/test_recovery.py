@@ -163,6 +163,7 @@ def test_a_public_post_found_by_the_monitor_gets_a_public_reply(rt: Runtime) -> 
                 posted_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
             )
         ],
+        rt.policy.listening,
     )
     outcome = case_outcome(rt.db, recover(rt, make_incident()))
     assert outcome.stages[2].summary.startswith("1 public post found")
