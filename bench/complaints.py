@@ -60,7 +60,8 @@ def main() -> int:
         f"labelled tweets: {s['tp'] + s['fp'] + s['fn'] + s['tn']}, complaints: {s['tp'] + s['fn']}"
     )
     print(
-        f"true positives {s['tp']}, false positives {s['fp']}, false negatives {s['fn']}, true negatives {s['tn']}"
+        f"true positives {s['tp']}, false positives {s['fp']}, "
+        f"false negatives {s['fn']}, true negatives {s['tn']}"
     )
     print(f"precision {s['precision']:.2f}  recall {s['recall']:.2f}  F1 {s['f1']:.2f}")
     return 0

@@ -8,7 +8,6 @@ import csv
 from pathlib import Path
 
 import pytest
-from prefect import get_client
 from sqlalchemy import func, select
 
 from amends import models
