@@ -311,7 +311,7 @@ class Feed:
 
         response = _get(self.spec, self.spec.location)
         parsed = feedparser.parse(response.content)
-        if parsed.bozo and not parsed.entries:
+        if not parsed.entries and (parsed.bozo or not parsed.version):
             raise SourceError(f"{self.spec.name}: {self.spec.location} is not an RSS or Atom feed")
         fetched = Fetched()
         title = str(parsed.feed.get("title") or self.spec.name)
@@ -518,7 +518,7 @@ def social_ref(platform: str, handle: str) -> str:
     """The customer ref for an author amends only knows by handle: readable, and the same on
     every run (``SOC-twitter-rk-1a2b3c``)."""
     digest = hashlib.sha256(f"{platform}:{handle_key(handle)}".encode()).hexdigest()[:6]
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", handle.lstrip("@")).strip("-._")[:40]
+    readable = re.sub(r"[^a-z0-9._-]+", "-", handle_key(handle)[1:]).strip("-._")[:40]
     return f"SOC-{platform}-{readable}-{digest}" if readable else f"SOC-{platform}-{digest}"
 
 
