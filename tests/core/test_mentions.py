@@ -172,19 +172,26 @@ def test_the_shared_twitter_sample_loads_whole() -> None:
 def test_bad_rows_are_refused_by_line_and_the_rest_kept(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
-    (drop / "export.jsonl").write_text(
-        "\n".join(
-            [
-                json.dumps({"id": "1", "author": "ann", "text": "late again", "created_at": "2026-11-20T10:00:00Z"}),
-                "not json",
-                json.dumps([1, 2]),
-                json.dumps({"id": "2", "author": "bob", "text": "x\x00y\x1b[31m", "created_at": "2026-11-20T10:00:00+01:00"}),
-                json.dumps({"id": "3", "author": "cy", "text": "z" * 50_000, "created_at": "yesterday"}),
-                json.dumps({"id": "4", "user": {"screen_name": "dee"}, "text": "w" * 50_000, "created_at": "Wed Oct 04 13:59:33 +0000 2017", "platform": "twitter"}),
-            ]
+
+    def row(n: str, author: str, text: str, when: str, **extra: object) -> str:
+        return json.dumps({"id": n, "author": author, "text": text, "created_at": when, **extra})
+
+    lines = [
+        row("1", "ann", "late again", "2026-11-20T10:00:00Z"),
+        "not json",
+        json.dumps([1, 2]),
+        row("2", "bob", "x\x00y\x1b[31m", "2026-11-20T10:00:00+01:00"),
+        row("3", "cy", "z" * 50_000, "yesterday"),
+        json.dumps(
+            {
+                "id": "4",
+                "user": {"screen_name": "dee"},  # the shape of Twitter's own API
+                "text": "w" * 50_000,
+                "created_at": "Wed Oct 04 13:59:33 +0000 2017",
+            }
         ),
-        encoding="utf-8",
-    )  # fmt: skip
+    ]
+    (drop / "export.jsonl").write_text("\n".join(lines), encoding="utf-8")
     (drop / "notes.txt").write_text("not an export")
     fetched = fetch(SourceSpec(name="drop", kind="file", location=str(drop)))
     assert [p.external_id for p in fetched.posts] == ["1", "2", "4"]
@@ -230,7 +237,8 @@ RSS = textwrap.dedent(
           <guid isPermaLink="false">review-101</guid>
           <dc:creator>Ann L.</dc:creator>
           <pubDate>Fri, 20 Nov 2026 10:00:00 +0000</pubDate>
-          <description>&lt;p&gt;The crew &lt;b&gt;never&lt;/b&gt; came &amp;amp; nobody called.&lt;/p&gt;</description>
+          <description>&lt;p&gt;The crew &lt;b&gt;never&lt;/b&gt; came &amp;amp; nobody
+            called.&lt;/p&gt;</description>
         </item>
         <item>
           <title>No date on this one</title>
@@ -304,8 +312,10 @@ def web() -> Iterator[str]:
         yield url
 
 
-def route(path: str, body: str | bytes, kind: str = "application/json", code: int = 200, **headers: str) -> None:  # fmt: skip
-    Server.routes[path] = (code, kind, body.encode() if isinstance(body, str) else body, headers)
+def route(
+    path: str, body: str, kind: str = "application/json", code: int = 200, **headers: str
+) -> None:
+    Server.routes[path] = (code, kind, body.encode(), headers)
 
 
 def test_rss_and_atom_feeds_are_read(web: str) -> None:
@@ -328,7 +338,9 @@ def test_rss_and_atom_feeds_are_read(web: str) -> None:
         ("/page.rss", "<html><body>Hello</body></html>", 200, "not an RSS or Atom feed"),
     ],
 )
-def test_a_feed_that_cannot_be_read_fails_its_source(web: str, path: str, body: str, code: int, message: str) -> None:  # fmt: skip
+def test_a_feed_that_cannot_be_read_fails_its_source(
+    web: str, path: str, body: str, code: int, message: str
+) -> None:
     route(path, body, "text/html", code)
     with pytest.raises(SourceError, match=message):
         fetch(SourceSpec(name="reviews", kind="feed", location=f"{web}{path}"))
@@ -337,7 +349,8 @@ def test_a_feed_that_cannot_be_read_fails_its_source(web: str, path: str, body: 
 def test_a_mastodon_hashtag_timeline_is_read_page_by_page(web: str) -> None:
     reply = status(
         2,
-        '<span class="h-card"><a href="https://mastodon.social/@acme">@<span>acme</span></a></span> late again',
+        '<span class="h-card"><a href="https://mastodon.social/@acme">@<span>acme</span>'
+        "</a></span> late again",
         in_reply_to_id="108999",
         in_reply_to_account_id="77",
         mentions=[{"id": "77", "username": "acme", "acct": "acme@mastodon.social"}],
@@ -361,7 +374,8 @@ def test_a_mastodon_hashtag_timeline_is_read_page_by_page(web: str) -> None:
 
 
 def test_mastodon_search_and_its_failures(web: str) -> None:
-    route("/api/v2/search?q=acme+cleaning&type=statuses&limit=40", json.dumps({"statuses": [status(5, "meh"), "junk"]}))  # fmt: skip
+    found = json.dumps({"statuses": [status(5, "meh"), "junk"]})
+    route("/api/v2/search?q=acme+cleaning&type=statuses&limit=40", found)
     fetched = fetch(SourceSpec(name="s", kind="mastodon", location=web, query="acme cleaning"))
     assert len(fetched.posts) == 1 and fetched.refused == ["s page 1 status 2: not a status"]
     route("/api/v1/timelines/tag/broken?limit=40", "{not json", "application/json")
@@ -374,7 +388,9 @@ def test_mastodon_search_and_its_failures(web: str) -> None:
 # --- plugins ---------------------------------------------------------------------------------
 
 
-def test_a_source_plugin_registers_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_source_plugin_registers_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "acme_listening.py").write_text(
         "from amends.listening import Fetched\n"
         "class Reviews:\n"
