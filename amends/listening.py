@@ -317,7 +317,9 @@ class Feed:
         title = str(parsed.feed.get("title") or self.spec.name)
         platform = self.spec.platform or SocialPlatform.OTHER
         for number, entry in enumerate(parsed.entries, start=1):
-            stamp = entry.get("published_parsed") or entry.get("updated_parsed")
+            # Read the keys themselves: feedparser maps a missing one to the other, with a
+            # warning.
+            stamp = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
             words = " ".join(
                 part
                 for part in (
