@@ -511,3 +511,18 @@ def test_forget_asks_first(rt: Runtime) -> None:
         assert session.scalars(select(models.Customer.name)).one() == "Rodolfo K."
     gone = amends("forget", "C-42", "--yes")
     assert gone.exit_code == 0 and "C-42 is forgotten" in gone.stdout
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None:
+    threads = "/work/shared/data/twitter_support_threads_93.csv"
+    args = ["monitor", "--file", threads, "--handle", "@AppleSupport", "--max-incidents", "0"]
+    result = amends(*args, "--feed", "http://127.0.0.1:9/reviews.rss")
+    assert result.exit_code == 3, result.output  # read what it could, and says what it could not
+    assert "Complaints only about the business" in result.stdout
+    assert "feed-1" in result.stdout and "cannot read http://127.0.0.1:9" in result.stderr
+    again = json.loads(amends(*args, "--json").stdout)
+    with open(threads, encoding="utf-8", newline="") as handle:
+        theirs = sum(1 for row in csv.DictReader(handle) if row["author_id"] != "AppleSupport")
+    assert (again["recorded"]["new"], again["recorded"]["seen_before"]) == (0, theirs)
+    assert again["opened"] == [] and again["pending"] > 0  # left for a later run
