@@ -40,14 +40,14 @@ from sqlalchemy import func, select
 from amends import models
 from amends.db import Database
 from amends.domain import CaseState, Incident, SocialPlatform, Stage, spoken
-from amends.errors import ConfigurationError, SourceError
+from amends.errors import ConfigurationError, ImportFileError, SourceError
+from amends.imports import read_text
 from amends.intake import describe
 from amends.mentions import MAX_TEXT, PublicPost, Recorded, handle_key
 from amends.policy import ListeningFigures
 from amends.rendering import plain_text
 from amends.settings import Settings
 
-MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_RESPONSE_BYTES = 5 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -201,15 +201,9 @@ class FileDrop:
 
     def _rows(self, path: Path, fetched: Fetched) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise SourceError(f"{path.name} is larger than {MAX_FILE_BYTES:,} bytes")
-            raw = path.read_bytes()
-        except OSError as error:
-            raise SourceError(f"{self.spec.name}: cannot read {path}: {error.strerror}") from None
-        try:
-            source = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            fetched.refused.append(f"{path.name}: not UTF-8 text")
+            source = read_text(path)
+        except ImportFileError as error:  # this file: the others in the folder are read
+            fetched.refused.append(str(error))
             return
         if path.suffix.lower() == ".csv":
             yield from self._csv_rows(path.name, source, fetched)
