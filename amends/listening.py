@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 from amends import models
 from amends.db import Database
 from amends.domain import CaseState, Incident, SocialPlatform, Stage, spoken
-from amends.errors import ConfigurationError, ImportFileError, SourceError
+from amends.errors import ConfigurationError, ImportFileError, InvalidIncident, SourceError
 from amends.imports import read_text
 from amends.intake import describe
 from amends.mentions import MAX_TEXT, PublicPost, Recorded, handle_key
@@ -269,8 +269,11 @@ def _permalink(platform: str, handle: str, external_id: str) -> str:
 # --- network sources -----------------------------------------------------------------------------
 
 
-def _get(spec: SourceSpec, url: str, params: dict[str, Any] | None = None) -> httpx.Response:
-    """One GET, at most :data:`MAX_RESPONSE_BYTES` read; any failure is a SourceError."""
+def _get(
+    spec: SourceSpec, url: str, params: dict[str, Any] | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """One GET: the body (at most :data:`MAX_RESPONSE_BYTES`) and the ``Link`` header's links;
+    any failure is a SourceError."""
     try:
         with (
             httpx.Client(timeout=spec.timeout_seconds, follow_redirects=True) as client,
@@ -285,8 +288,7 @@ def _get(spec: SourceSpec, url: str, params: dict[str, Any] | None = None) -> ht
                     raise SourceError(
                         f"{spec.name}: {url} sent more than {MAX_RESPONSE_BYTES:,} bytes"
                     )
-            response._content = bytes(body)
-            return response
+            return bytes(body), response.links
     except httpx.HTTPError as error:
         raise SourceError(
             f"{spec.name}: cannot read {url}: {error or type(error).__name__}"
@@ -303,8 +305,8 @@ class Feed:
     def fetch(self) -> Fetched:
         import feedparser
 
-        response = _get(self.spec, self.spec.location)
-        parsed = feedparser.parse(response.content)
+        body, _ = _get(self.spec, self.spec.location)
+        parsed = feedparser.parse(body)
         if not parsed.entries and (parsed.bozo or not parsed.version):
             raise SourceError(f"{self.spec.name}: {self.spec.location} is not an RSS or Atom feed")
         fetched = Fetched()
@@ -327,7 +329,7 @@ class Feed:
                 f"{self.spec.name} entry {number}",
                 {
                     "platform": platform,
-                    "handle": _handle(entry.get("author") or title),
+                    "handle": _handle(_feed_author(entry) or title),
                     "url": link,
                     "text": clean_text(words),
                     "posted_at": datetime.fromtimestamp(timegm(stamp), UTC) if stamp else None,
@@ -336,6 +338,13 @@ class Feed:
                 },
             )
         return fetched
+
+
+def _feed_author(entry: Any) -> str | None:
+    """The entry author's name; never the address RSS puts in ``<author>``: the handle goes
+    out in a public reply."""
+    name = (entry.get("author_detail") or {}).get("name") or entry.get("author")
+    return None if not name or "@" in str(name) else str(name)
 
 
 @dataclass
@@ -358,9 +367,9 @@ class Mastodon:
         fetched, page = Fetched(), 0
         while url and page < spec.pages:
             page += 1
-            response = _get(spec, url, params)
+            body, links = _get(spec, url, params)
             try:
-                data = response.json()
+                data = json.loads(body)
             except (ValueError, RecursionError):
                 raise SourceError(f"{spec.name}: {url} did not answer JSON") from None
             statuses = data.get("statuses") if isinstance(data, dict) else data
@@ -372,7 +381,9 @@ class Mastodon:
                     fetched.refused.append(f"{where}: not a status")
                     continue
                 fetched.add(where, self._post(status))
-            url, params = response.links.get("next", {}).get("url"), None
+            url, params = links.get("next", {}).get("url"), None
+            if url and httpx.URL(url).host != httpx.URL(base).host:
+                break  # pages come from the same server, never from wherever a header points
         return fetched
 
     def _post(self, status: dict[str, Any]) -> dict[str, Any]:
@@ -614,7 +625,10 @@ def answer_complaint(db: Database, mention_id: int, figures: ListeningFigures) -
                 "social": {"platform": mention.platform, "handle": mention.handle},
             },
         }
-        return Incident.model_validate(data)
+        try:
+            return Incident.model_validate(data)
+        except ValidationError as error:  # a customer record the intake would refuse
+            raise InvalidIncident(f"{incident_ref(mention_id)}: {describe(error)}") from None
 
 
 def link_mention(db: Database, mention_id: int, case_id: int) -> None:

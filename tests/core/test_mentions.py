@@ -244,6 +244,18 @@ RSS = textwrap.dedent(
           <title>No date on this one</title>
           <link>https://reviews.example/acme/r/102</link>
         </item>
+        <item>
+          <title>Late</title>
+          <link>https://reviews.example/acme/r/103</link>
+          <author>bob@example.com (Bob)</author>
+          <pubDate>Fri, 20 Nov 2026 11:00:00 +0000</pubDate>
+        </item>
+        <item>
+          <title>Late too</title>
+          <link>https://reviews.example/acme/r/104</link>
+          <author>cy@example.com</author>
+          <pubDate>Fri, 20 Nov 2026 12:00:00 +0000</pubDate>
+        </item>
       </channel>
     </rss>
     """
@@ -322,8 +334,10 @@ def test_rss_and_atom_feeds_are_read(web: str) -> None:
     route("/acme.rss", RSS, "application/rss+xml")
     route("/forum.atom", ATOM, "application/atom+xml")
     rss = fetch(SourceSpec(name="reviews", kind="feed", location=f"{web}/acme.rss"))
-    (review,) = rss.posts
+    review, *others = rss.posts
     assert (review.handle, review.external_id) == ("@Ann L.", "review-101")
+    # RSS puts an address in <author>: a handle goes out in a public reply, an address never.
+    assert [p.handle for p in others] == ["@Bob", "@Reviews of Acme Cleaning"]
     assert review.text == "Never showed up The crew never came & nobody called."
     assert review.posted_at == datetime(2026, 11, 20, 10, tzinfo=UTC)
     assert rss.refused == ["reviews entry 2: posted_at: Input should be a valid datetime"]
@@ -375,8 +389,10 @@ def test_a_mastodon_hashtag_timeline_is_read_page_by_page(web: str) -> None:
 
 def test_mastodon_search_and_its_failures(web: str) -> None:
     found = json.dumps({"statuses": [status(5, "meh"), "junk"]})
-    route("/api/v2/search?q=acme+cleaning&type=statuses&limit=40", found)
-    fetched = fetch(SourceSpec(name="s", kind="mastodon", location=web, query="acme cleaning"))
+    elsewhere = '<http://10.0.0.1/api/v2/search?page=2>; rel="next"'  # never followed
+    route("/api/v2/search?q=acme+cleaning&type=statuses&limit=40", found, Link=elsewhere)
+    spec = SourceSpec(name="s", kind="mastodon", location=web, query="acme cleaning", pages=5)
+    fetched = fetch(spec)
     assert len(fetched.posts) == 1 and fetched.refused == ["s page 1 status 2: not a status"]
     route("/api/v1/timelines/tag/broken?limit=40", "{not json", "application/json")
     with pytest.raises(SourceError, match="did not answer JSON"):
