@@ -7,13 +7,14 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from amends.errors import AmendsError
-from amends.listening import MonitorReport, SourceSpec, configured_sources, count_pending
-from amends.listening import pending_complaints as pending
+from amends.listening import MonitorReport, SourceSpec
 from amends.privacy import mask
 from flows.incident import recover_incident
-from tasks._runtime import task_runtime
 from tasks.monitor import (
+    complaints_to_answer,
+    complaints_waiting,
     link_mention,
+    plan_listening,
     prepare_answer,
     publish_mentions,
     read_source,
@@ -60,11 +61,7 @@ def monitor_mentions(request: MonitorRequest | None = None) -> MonitorReport:
         request: Sources, handles and the cap; the settings' when empty.
     """
     request = request or MonitorRequest()
-    rt = task_runtime()
-    specs = request.sources if request.sources is not None else configured_sources(rt.settings)
-    handles = request.handles if request.handles is not None else rt.settings.social_handles
-    cap = request.max_incidents
-    cap = rt.policy.listening.max_incidents_per_run if cap is None else cap
+    specs, handles, cap = plan_listening(request.sources, request.handles, request.max_incidents)
 
     sources, posts = [], []
     for spec in specs:
@@ -73,7 +70,7 @@ def monitor_mentions(request: MonitorRequest | None = None) -> MonitorReport:
         posts.extend(read)
     run = MonitorReport(sources=sources, recorded=record_mentions(posts, handles))
     logger = get_run_logger()
-    for mention_id in pending(rt.db, cap):
+    for mention_id in complaints_to_answer(cap):
         try:
             answer = prepare_answer(mention_id)
             if isinstance(answer, int):
@@ -87,6 +84,6 @@ def monitor_mentions(request: MonitorRequest | None = None) -> MonitorReport:
             continue
         link_mention(mention_id, outcome.case_id)
         run.opened.append(answer.ref)
-    run.pending = count_pending(rt.db)
+    run.pending = complaints_waiting()
     publish_mentions(run)
     return run

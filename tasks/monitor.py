@@ -9,7 +9,16 @@ from prefect.cache_policies import NONE
 
 from amends.domain import Incident, Stage
 from amends.errors import SourceError
-from amends.listening import MonitorReport, SourceReport, SourceSpec, answer_complaint, fetch
+from amends.listening import (
+    MonitorReport,
+    SourceReport,
+    SourceSpec,
+    answer_complaint,
+    configured_sources,
+    count_pending,
+    fetch,
+    pending_complaints,
+)
 from amends.listening import link_mention as link_core
 from amends.mentions import PublicPost, Recorded, record_posts
 from amends.privacy import mask
@@ -22,6 +31,20 @@ from tasks._stage import run_and_log
 def monitor(case_id: int) -> StageResult:
     """Look for public complaints by this customer about this business."""
     return run_and_log(Stage.MONITOR, case_id)
+
+
+@task(name="plan-listening", cache_policy=NONE)
+def plan_listening(
+    sources: list[SourceSpec] | None, handles: list[str] | None, cap: int | None
+) -> tuple[list[SourceSpec], list[str], int]:
+    """The run's sources, the business's handles and the cap: as given, else the settings'
+    and the policy's."""
+    rt = task_runtime()
+    return (
+        configured_sources(rt.settings) if sources is None else sources,
+        rt.settings.social_handles if handles is None else handles,
+        rt.policy.listening.max_incidents_per_run if cap is None else cap,
+    )
 
 
 @task(name="read-source", cache_policy=NONE, task_run_name="read-{spec.name}")
@@ -63,6 +86,18 @@ def prepare_answer(mention_id: int) -> Incident | int:
     """The incident a complaint post opens, or the open case of its author it joins."""
     rt = task_runtime()
     return answer_complaint(rt.db, mention_id, rt.policy.listening)
+
+
+@task(name="complaints-to-answer", cache_policy=NONE)
+def complaints_to_answer(cap: int) -> list[int]:
+    """The oldest complaints no case answers yet, at most ``cap``."""
+    return pending_complaints(task_runtime().db, cap)
+
+
+@task(name="complaints-waiting", cache_policy=NONE)
+def complaints_waiting() -> int:
+    """How many complaints are left for the next run."""
+    return count_pending(task_runtime().db)
 
 
 @task(name="link-mention", cache_policy=NONE)
