@@ -399,6 +399,85 @@ def case(
 
 @app.command()
 @friendly
+def monitor(
+    files: Annotated[
+        list[Path] | None,
+        typer.Option("--file", help="A social-listening export (CSV or JSON Lines) or a folder."),
+    ] = None,
+    feeds: Annotated[
+        list[str] | None, typer.Option("--feed", help="An RSS or Atom feed URL.")
+    ] = None,
+    mastodon: Annotated[
+        str | None, typer.Option(help="A Mastodon server's URL, with --query.")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="For --mastodon: a #hashtag, or words to search.")
+    ] = None,
+    handles: Annotated[
+        list[str] | None,
+        typer.Option("--handle", help="The business's own handle; AMENDS_SOCIAL_HANDLES if none."),
+    ] = None,
+    max_incidents: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Incidents to open in this run; the policy's max_incidents_per_run."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+    verbose: VerboseFlag = False,
+) -> None:
+    """Read public mentions and answer the complaints, as the monitor-mentions deployment does.
+
+    With no source given, reads those of AMENDS_LISTENING_SOURCES, or the drop folder
+    AMENDS_HOME/listening. Every post is kept once; each complaint opens a social incident
+    whose recovery replies in the same channel (at most --max-incidents a run: the rest wait
+    for the next). Exits with 3 when a source could not be read (the others were).
+    """
+    from dataclasses import asdict
+
+    from amends.listening import SourceSpec
+
+    specs = [
+        SourceSpec(name=f"file-{n}", kind="file", location=str(path))
+        for n, path in enumerate(files or [], start=1)
+    ] + [
+        SourceSpec(name=f"feed-{n}", kind="feed", location=u) for n, u in enumerate(feeds or [], 1)
+    ]
+    if mastodon:
+        if not query:
+            raise fail("--mastodon needs --query: a #hashtag, or words to search")
+        specs.append(SourceSpec(name="mastodon", kind="mastodon", location=mastodon, query=query))
+    _prepare_prefect(verbose)
+    from flows.monitor import MonitorRequest, monitor_mentions
+
+    request = MonitorRequest(
+        sources=specs or None, handles=handles or None, max_incidents=max_incidents
+    )
+    with err.status("Listening…", spinner="dots"):
+        run = monitor_mentions(request)
+    if as_json:
+        out.print_json(json.dumps(asdict(run), default=str))
+    else:
+        table = Table("figure", Column("count", justify="right"))
+        for row in run.counts():
+            table.add_row(str(row["figure"]), str(row["count"]))
+        out.print(table)
+        sources = Table("source", "kind", Column("posts", justify="right"), "refused", "error")
+        for row in run.by_source():
+            sources.add_row(
+                *(escape(str(row[k])) for k in ("source", "kind", "posts", "refused", "error"))
+            )
+        out.print(sources)
+        if run.opened:
+            out.print("Opened: " + ", ".join(run.opened) + ". See them with `amends case REF`.")
+    for source in run.failing:
+        err.print(f"[bold yellow]warning:[/] {escape(source.error or '')}", highlight=False)
+    if run.failing:
+        raise typer.Exit(EXIT_QUEUED)
+
+
+@app.command()
+@friendly
 def demo(
     home: Annotated[
         Path | None,

@@ -75,7 +75,7 @@ def run_demo(
         )
         rt = Runtime.from_settings(settings)
         use_runtime(rt)
-        record_posts(rt.db, sample_posts())
+        record_posts(rt.db, sample_posts(), rt.policy.listening, rt.settings.social_handles)
         already = len(catcher.messages())
         incidents = sample_incidents()
         err.print(

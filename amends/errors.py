@@ -78,3 +78,7 @@ class ConfigurationError(AmendsError):
 
 class ImportFileError(AmendsError):
     """A CSV file cannot be imported at all: unreadable, not UTF-8, or the wrong columns."""
+
+
+class SourceError(AmendsError):
+    """A mention source cannot be read (unreachable, refused, not a feed): the others go on."""

@@ -171,7 +171,7 @@ def _valid_rows(
     report: ImportReport,
 ) -> list[tuple[int, Any]]:
     """Every row that validates, with its line number; the others go to ``report.refused``."""
-    text = _read_text(path)
+    text = read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [name.strip() for name in reader.fieldnames or []]
     if not header:
@@ -222,7 +222,12 @@ def _parse_row(
         return describe(error), None
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A UTF-8 file (a byte-order mark allowed) of at most :data:`MAX_IMPORT_BYTES`.
+
+    Raises:
+        ImportFileError: too large, unreadable, or not UTF-8 (naming the line).
+    """
     try:
         if path.stat().st_size > MAX_IMPORT_BYTES:
             raise ImportFileError(f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")

@@ -328,10 +328,18 @@ class ExitAnswers(Base):
 
 
 class Mention(Base):
-    """A public post about the business, as a listening source recorded it."""
+    """A public post about the business, as a listening source recorded it.
+
+    Every post is kept, complaint or not, for the reports; only a complaint that is no
+    duplicate opens an incident (``case_id`` is then the case that answers it).
+    """
 
     __tablename__ = "mentions"
-    __table_args__ = (UniqueConstraint("platform", "url"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "url"),
+        UniqueConstraint("platform", "external_id"),
+        Index("ix_mentions_complaint_case_id", "complaint", "case_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -340,6 +348,19 @@ class Mention(Base):
     text: Mapped[str] = mapped_column(Text)
     posted_at: Mapped[datetime]
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # Where it was read, and its id there (a tweet id, a status id, a feed entry's id).
+    source: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    in_reply_to: Mapped[str | None] = mapped_column(String(200))
+    # Written to the business (a mention of its handle, a reply to it), or only about it.
+    addressed: Mapped[bool] = mapped_column(Boolean, default=False)
+    complaint: Mapped[bool] = mapped_column(Boolean, default=False)
+    sentiment: Mapped[float] = mapped_column(Float, default=0.0)  # VADER compound, -1..+1
+    # A repost, or the same words by the same author again: kept, never answered twice.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("mentions.id"))
+    repost: Mapped[bool] = mapped_column(Boolean, default=False)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    recorded_at: Mapped[datetime | None] = mapped_column(default=utcnow)
 
 
 class Suppression(Base):

@@ -5,6 +5,7 @@ The default ships as ``amends/policy.yaml``; ``AMENDS_POLICY_FILE`` replaces it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated
@@ -190,6 +191,29 @@ class NightlyFigures(_Section):
     frequency_cap: FrequencyCap
 
 
+class ListeningFigures(_Section):
+    """How the monitor-mentions flow tells a complaint, and what it opens for one."""
+
+    negative_score: float = Field(ge=-1, le=0)
+    cue_unless_above: float = Field(ge=-1, le=1)
+    complaint_cues: list[str] = Field(max_length=500)
+    max_incidents_per_run: int = Field(ge=0, le=10_000)
+    fault: Fault
+    high_severity_score: float = Field(ge=-1, le=0)
+    days_before_incident: float = Field(ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _cues_compile(self) -> ListeningFigures:
+        for cue in self.complaint_cues:
+            try:
+                re.compile(cue)
+            except re.error as error:
+                raise ValueError(
+                    f"listening.complaint_cues: {cue!r} is not a pattern ({error})"
+                ) from None
+        return self
+
+
 class Policy(_Section):
     """A business's recovery policy."""
 
@@ -203,6 +227,7 @@ class Policy(_Section):
     checkins: CheckinFigures
     service_levels: ServiceLevels
     nightly: NightlyFigures
+    listening: ListeningFigures
 
     @model_validator(mode="after")
     def _every_channel_mirrored(self) -> Policy:

@@ -106,7 +106,7 @@ def _their_posts(customer: models.Customer) -> Any:
     """Their public posts: linked to one of their cases, or under their handle (in any case,
     as the monitor stage matches it)."""
     cases = select(models.Case.id).where(models.Case.customer_id == customer.id)
-    linked = models.Mention.case_id.in_(cases)
+    linked = models.Mention.case_id.in_(cases) | (models.Mention.customer_id == customer.id)
     if not customer.social_handle:
         return linked
     return linked | (

@@ -8,7 +8,7 @@ has an outcome is never run again. Running a case twice therefore repeats nothin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -263,21 +263,37 @@ def _monitor(step: Step) -> Outcome:
             "No social account on file: nothing to look for.",
             {"posts": []},
         )
+    # Plausibly about this incident: a complaint, not a repost or a repeat, posted from a
+    # little before the incident on, and not answered by another case.
+    since = step.incident.received_at - timedelta(
+        days=step.rt.policy.listening.days_before_incident
+    )
+    handle = customer.social_handle.lower()
     posts = list(
         step.session.scalars(
             select(models.Mention)
             .where(
                 models.Mention.platform == customer.social_platform,
-                func.lower(models.Mention.handle) == customer.social_handle.lower(),
+                func.lower(models.Mention.handle).in_([handle, "@" + handle.lstrip("@")]),
                 (models.Mention.case_id.is_(None)) | (models.Mention.case_id == step.case.id),
+                models.Mention.complaint.is_(True),
+                models.Mention.duplicate_of.is_(None),
+                models.Mention.repost.is_(False),
+                models.Mention.posted_at >= since,
             )
             .order_by(models.Mention.posted_at)
         )
     )
     for post in posts:
         post.case_id = step.case.id
+        post.customer_id = customer.id
     found = [
-        {"url": post.url, "text": post.text, "posted_at": post.posted_at.isoformat()}
+        {
+            "url": post.url,
+            "text": post.text,
+            "posted_at": post.posted_at.isoformat(),
+            "external_id": post.external_id,
+        }
         for post in posts
     ]
     where = f"{customer.social_platform} as {customer.social_handle}"
@@ -317,8 +333,16 @@ def _follow_up(step: Step) -> Outcome:
         queued.append(queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel))
     # A public complaint gets a short public reply that invites a private talk (seed 003)...
     if channel is ReplyChannel.SOCIAL or posts:
+        # In the thread of the latest post found, where the network has one.
+        thread = next((p["url"] for p in reversed(posts) if len(p["url"]) <= 255), None)
         queued.append(
-            queue_for_case(step, Stage.FOLLOW_UP, MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL)
+            queue_for_case(
+                step,
+                Stage.FOLLOW_UP,
+                MessageKind.PUBLIC_REPLY,
+                ReplyChannel.SOCIAL,
+                in_reply_to=thread,
+            )
         )
     # ...and on a network that allows it, the apology itself follows in private.
     if (
@@ -430,6 +454,7 @@ def queue_for_case(
     key: str | None = None,
     about: list[models.CheckIn] | None = None,
     calendar: tuple[CalendarMethod, list[models.CheckIn]] | None = None,
+    in_reply_to: str | None = None,
 ) -> models.Message:
     """Render a message for the case's customer and queue it, in the step's transaction.
 
@@ -437,6 +462,7 @@ def queue_for_case(
         key: What makes it unique; by default one per case, stage, kind and channel.
         about: The check-ins the message speaks of.
         calendar: An iCalendar REQUEST or CANCEL of these check-ins, attached.
+        in_reply_to: What the message answers: a public post's URL, for a public reply.
     """
     rt, case, customer, incident = step.rt, step.case, step.customer, step.incident
     settings = rt.settings
@@ -444,7 +470,7 @@ def queue_for_case(
         step.session, case, settings, checkins=[c.starts_at for c in about or []]
     )
     rendered = render_message(rt.templates, kind, channel, customer.locale, context)
-    subject, in_reply_to = rendered.subject, None
+    subject = rendered.subject
     if channel is ReplyChannel.EMAIL and kind is MessageKind.APOLOGY:
         in_reply_to = incident.complaint_message_id
         if incident.complaint_subject:

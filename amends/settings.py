@@ -8,10 +8,10 @@ PostgreSQL and the ``AMENDS_SMTP_*`` variables at a real mail server for product
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from amends.domain import TimeZone
 
@@ -79,13 +79,30 @@ class Settings(BaseSettings):
         description="Where `amends serve` answers opt-out links, on 127.0.0.1 (put your https "
         "proxy in front, at AMENDS_UNSUBSCRIBE_URL).",
     )
+    social_handles: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="The business's own handles, comma-separated (@acme,@acme@mastodon.social):"
+        " a post that mentions or replies to one is addressed to the business.",
+    )
+    listening_sources: Path | None = Field(
+        default=None,
+        description="A YAML file of mention sources; the drop folder AMENDS_HOME/listening when "
+        "empty.",
+    )
     business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
     business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(
         default="warm", description="How messages greet and sign off: warm or formal."
     )
 
-    @field_validator("home", "templates_dir", "policy_file")
+    @field_validator("social_handles", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("home", "templates_dir", "policy_file", "listening_sources")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -93,6 +110,11 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'amends.db'}"
+
+    @property
+    def listening_dir(self) -> Path:
+        """The drop folder of social-listening exports (CSV, JSON Lines) read by default."""
+        return self.home / "listening"
 
     @property
     def mail_dir(self) -> Path:

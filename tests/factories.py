@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from amends.domain import STAGES, Incident
@@ -11,6 +12,9 @@ from amends.intake import open_case
 from amends.outbox import drain
 from amends.recovery import run_stage
 from amends.runtime import Runtime
+
+# Real public complaint data, in ../shared beside the repository (as CI and every checkout have it).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def incident_data(**changes: Any) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+from amends.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 @contextmanager
@@ -19,3 +23,30 @@ def serving(server: HTTPServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+SECRET = "webhook-secret-for-tests"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A gateway that checks amends' signature, then answers as told."""
+
+    received: ClassVar[list[dict]] = []
+    answer = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        genuine = verify(
+            SECRET, body, self.headers[SIGNATURE_HEADER], self.headers[TIMESTAMP_HEADER]
+        )
+        status = self.answer if genuine else 401
+        if genuine and status == 200:
+            Receiver.received.append(json.loads(body))
+        payload = json.dumps({"id": f"gw-{len(Receiver.received)}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass

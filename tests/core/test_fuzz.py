@@ -7,6 +7,9 @@ import csv
 import io
 import itertools
 import json
+from collections.abc import Iterator
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,15 @@ import pytest
 from factories import incident_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loopback import serving
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from amends import models
-from amends.errors import AmendsError, ImportFileError, InvalidIncident
+from amends.errors import AmendsError, ImportFileError, InvalidIncident, SourceError
 from amends.imports import ACTIVITY_COLUMNS, CUSTOMER_COLUMNS, import_activity, import_customers
 from amends.intake import open_case, parse_incident
+from amends.listening import SourceSpec, fetch
 from amends.mentions import PublicPost, record_posts
 from amends.runtime import Runtime
 
@@ -214,8 +219,8 @@ def test_any_public_post_is_a_mention_or_a_validation_error(
         assert error.errors()
         return
     # A valid post is stored (on PostgreSQL too), once.
-    assert record_posts(rt.db, [valid]) in (0, 1)
-    assert record_posts(rt.db, [valid]) == 0
+    assert record_posts(rt.db, [valid], rt.policy.listening).new in (0, 1)
+    assert record_posts(rt.db, [valid], rt.policy.listening).new == 0
 
 
 @pytest.mark.parametrize(
@@ -247,3 +252,166 @@ def test_header_injection_is_refused_at_intake(changes: dict[str, Any]) -> None:
     with pytest.raises(InvalidIncident) as refused:
         parse_incident(json.dumps(incident_data(**changes)))
     assert "single line" in str(refused.value) or "not a valid email" in str(refused.value)
+
+
+# --- public mentions: file drops, feeds, Mastodon's JSON ------------------------------------
+
+EXPORT_COLUMNS = [
+    "tweet_id",
+    "author_id",
+    "inbound",
+    "created_at",
+    "text",
+    "in_response_to_tweet_id",
+]
+GOOD_TWEET = {
+    "tweet_id": "1", "author_id": "115712", "inbound": "True",
+    "created_at": "Tue Oct 31 22:10:47 +0000 2017", "text": "@sprintcare is the worst",
+    "in_response_to_tweet_id": "",
+}  # fmt: skip
+
+
+def read_and_keep(rt: Runtime, spec: SourceSpec) -> None:
+    """Read a source and keep what it read: every post valid, refusals one line each, and a
+    second recording keeps nothing new."""
+    try:
+        fetched = fetch(spec)
+    except SourceError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    assert all(line and "\n" not in line for line in fetched.refused)
+    assert all(len(p.text) <= 10_000 for p in fetched.posts)
+    record_posts(rt.db, fetched.posts, rt.policy.listening, ["@acme"])
+    assert record_posts(rt.db, fetched.posts, rt.policy.listening, ["@acme"]).new == 0
+
+
+@FUZZ
+@given(
+    changes=st.lists(
+        st.tuples(st.sampled_from(EXPORT_COLUMNS), hostile_text.filter(lambda s: len(s) < 20_000)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_export_rows_with_one_bad_cell_each_are_kept_or_refused_by_line(
+    rt: Runtime, tmp_path: Path, changes: list[tuple[str, str]]
+) -> None:
+    n = next(EXAMPLES)
+    rows = [
+        [{**GOOD_TWEET, "tweet_id": f"{n}{i}", column: value}[c] for c in EXPORT_COLUMNS]
+        for i, (column, value) in enumerate(changes)
+    ]
+    path = tmp_path / "export.csv"
+    write_csv(path, EXPORT_COLUMNS, rows)
+    fetched = fetch(SourceSpec(name="fuzz", kind="file", location=str(path)))
+    assert len(fetched.posts) + len(fetched.refused) >= len(rows) - 1  # a stray quote may merge
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="file", location=str(path)))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=3000), suffix=st.sampled_from([".csv", ".jsonl"]))
+def test_any_dropped_file_is_read_or_refused_by_row(
+    rt: Runtime, tmp_path: Path, raw: bytes, suffix: str
+) -> None:
+    path = tmp_path / f"drop{suffix}"
+    path.write_bytes(raw)
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="file", location=str(path)))
+
+
+@FUZZ
+@given(lines=st.lists(json_values | hostile_text, max_size=5))
+def test_any_json_lines_are_posts_or_refused_by_line(
+    rt: Runtime, tmp_path: Path, lines: list[Any]
+) -> None:
+    path = tmp_path / "drop.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="file", location=str(path)))
+
+
+class Canned(BaseHTTPRequestHandler):
+    """Answers every GET with ``body``."""
+
+    body = b""
+    kind = "application/json"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", self.kind)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def canned() -> Iterator[str]:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Canned)) as url:
+        yield url
+
+
+statuses = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": json_values | hostile_text,
+            "created_at": st.sampled_from(["2026-11-20T10:00:00.000Z", "", "soon"]) | json_values,
+            "url": hostile_text | json_values,
+            "content": hostile_text | json_values,
+            "account": st.fixed_dictionaries({}, optional={"acct": hostile_text | json_values})
+            | json_values,
+            "mentions": st.lists(json_values) | json_values,
+            "reblog": json_values,
+            "in_reply_to_account_id": json_values,
+        },
+    )
+    | json_values,
+    max_size=4,
+)
+
+
+@FUZZ
+@given(answer=statuses | json_values)
+def test_any_mastodon_answer_is_statuses_or_a_clear_error(
+    rt: Runtime, canned: str, answer: Any
+) -> None:
+    Canned.body, Canned.kind = json.dumps(answer).encode(), "application/json"
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="mastodon", location=canned, query="#acme"))
+
+
+feed_text = hostile_text.filter(lambda s: len(s) < 5000)
+
+
+@FUZZ
+@given(
+    title=feed_text,
+    author=feed_text,
+    summary=feed_text,
+    date=st.sampled_from(["Fri, 20 Nov 2026 10:00:00 +0000", "2026-11-20T10:00:00Z", "", "nope"]),
+    garble=st.binary(max_size=200),
+)
+def test_any_feed_is_entries_or_a_clear_error(
+    rt: Runtime, canned: str, title: str, author: str, summary: str, date: str, garble: bytes
+) -> None:
+    item = (
+        f"<item><title>{escape(title)}</title><author>{escape(author)}</author>"
+        f"<link>https://reviews.example/{len(title)}</link><pubDate>{date}</pubDate>"
+        f"<description>{escape(summary)}</description></item>"
+    )
+    feed = (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{item}</channel></rss>'
+    )
+    Canned.body, Canned.kind = feed.encode("utf-8", "surrogatepass") + garble, "application/rss+xml"
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="feed", location=canned))
+
+
+def test_a_billion_laughs_feed_is_not_expanded(rt: Runtime, canned: str) -> None:
+    laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10 if i else "lol"}">' for i in range(10))
+    Canned.body = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{laughs}]><rss version="2.0"><channel>'
+        "<title>&l9;</title><item><title>&l9;</title><link>https://x.example/1</link>"
+        "<pubDate>Fri, 20 Nov 2026 10:00:00 +0000</pubDate></item></channel></rss>"
+    ).encode()
+    Canned.kind = "application/rss+xml"
+    read_and_keep(rt, SourceSpec(name="fuzz", kind="feed", location=canned))

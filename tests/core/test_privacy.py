@@ -110,6 +110,7 @@ def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime, tmp_path: P
                 posted_at="2026-11-20T10:00:00Z",
             )
         ],
+        rt.policy.listening,
     )
     forget(rt.db, "C-42")
     with rt.db.session() as session:

@@ -163,6 +163,7 @@ def test_a_public_post_found_by_the_monitor_gets_a_public_reply(rt: Runtime) -> 
                 posted_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
             )
         ],
+        rt.policy.listening,
     )
     outcome = case_outcome(rt.db, recover(rt, make_incident()))
     assert outcome.stages[2].summary.startswith("1 public post found")
@@ -319,3 +320,31 @@ def test_a_second_failure_after_a_recovery_is_lost(rt: Runtime) -> None:
     assert second.offer is None and second.checkins == []
     with rt.db.session() as session:
         assert session.scalar(select(models.Customer.winback_barred)) == "lost"
+
+
+def test_the_monitor_answers_only_complaints_around_or_after_the_incident(rt: Runtime) -> None:
+    def by_rk(n: int, text: str, posted_at: datetime) -> PublicPost:
+        url = f"https://twitter.example/rk/{n}"
+        return PublicPost(platform="twitter", handle="@rk", url=url, text=text, posted_at=posted_at)
+
+    record_posts(
+        rt.db,
+        [
+            by_rk(1, "Cleaners never came, again. Useless.", datetime(2026, 10, 1, tzinfo=UTC)),
+            by_rk(2, "Lovely sunny day at the beach", datetime(2026, 11, 20, 11, tzinfo=UTC)),
+            by_rk(3, "Still no cleaners. Worst service.", datetime(2026, 11, 20, 12, tzinfo=UTC)),
+        ],
+        rt.policy.listening,
+    )
+    outcome = case_outcome(rt.db, recover(rt, make_incident()))
+    assert outcome.stages[2].summary.startswith("1 public post found")
+    assert [m.kind for m in outcome.messages].count("public_reply") == 1
+    with rt.db.session() as session:
+        answered = session.scalars(
+            select(models.Mention.url).where(models.Mention.case_id.is_not(None))
+        )
+        assert list(answered) == ["https://twitter.example/rk/3"]  # in the reply's thread
+        reply = session.scalar(
+            select(models.Message.in_reply_to).where(models.Message.kind == "public_reply")
+        )
+    assert reply == "https://twitter.example/rk/3"

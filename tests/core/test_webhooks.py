@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from http.server import ThreadingHTTPServer
 
 import pytest
 from factories import make_incident
-from loopback import serving
+from loopback import SECRET, Receiver, serving
 from pydantic import SecretStr
 
 from amends.casebook import case_outcome
@@ -22,33 +20,7 @@ from amends.outbox import deliver, queued_messages
 from amends.recovery import run_stage
 from amends.runtime import Runtime
 from amends.settings import Settings
-from amends.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookAdapter, sign, verify
-
-SECRET = "webhook-secret-for-tests"
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """A gateway that checks amends' signature, then answers as told."""
-
-    received: ClassVar[list[dict]] = []
-    answer = 200
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        genuine = verify(
-            SECRET, body, self.headers[SIGNATURE_HEADER], self.headers[TIMESTAMP_HEADER]
-        )
-        status = self.answer if genuine else 401
-        if genuine and status == 200:
-            Receiver.received.append(json.loads(body))
-        payload = json.dumps({"id": f"gw-{len(Receiver.received)}"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
+from amends.webhooks import WebhookAdapter, sign, verify
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from email import policy as email_policy
 from pathlib import Path
 
 import pytest
-from factories import incident_data, make_incident
+from factories import SHARED_DATA, incident_data, make_incident
 from icalendar import Calendar
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -128,7 +128,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = amends("db", "upgrade")
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0005)" in again.stdout
+    assert "is up to date (revision 0006)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -610,3 +610,18 @@ def test_report_shows_the_figures_and_the_quotes_to_staff(rt: Runtime, tmp_path:
     assert "C-42 (checkin): The new crew is great" in result.stdout
     written = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert written == ["breakdown.csv", "chart.png", "feedback.csv", "figures.csv"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None:
+    threads = str(SHARED_DATA / "twitter_support_threads_93.csv")
+    args = ["monitor", "--file", threads, "--handle", "@AppleSupport", "--max-incidents", "0"]
+    result = amends(*args, "--feed", "http://127.0.0.1:9/reviews.rss")
+    assert result.exit_code == 3, result.output  # read what it could, and says what it could not
+    assert "Complaints only about the business" in result.stdout
+    assert "feed-1" in result.stdout and "cannot read http://127.0.0.1:9" in result.stderr
+    again = json.loads(amends(*args, "--json").stdout)
+    with open(threads, encoding="utf-8", newline="") as handle:
+        theirs = sum(1 for row in csv.DictReader(handle) if row["author_id"] != "AppleSupport")
+    assert (again["recorded"]["new"], again["recorded"]["seen_before"]) == (0, theirs)
+    assert again["opened"] == [] and again["pending"] > 0  # left for a later run

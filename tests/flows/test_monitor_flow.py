@@ -1,0 +1,166 @@
+"""The monitor-mentions flow over the shared Twitter customer-support data (real tweets), under
+the Prefect test harness: counts that an independent pass over the files agrees with, and a
+second run that keeps and opens nothing twice."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from factories import SHARED_DATA
+from loopback import SECRET, Receiver, serving
+from prefect import get_client
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from amends import models
+from amends.casebook import case_outcome
+from amends.channels import RecordingAdapter, webhook_channels
+from amends.domain import ReplyChannel
+from amends.imports import import_customers
+from amends.listening import SourceSpec, social_ref
+from amends.runtime import Runtime, use_runtime
+from amends.settings import Settings
+from flows.monitor import MonitorRequest, monitor_mentions
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+DATA = SHARED_DATA
+SAMPLE = DATA / "twitter_support_sample_5000.csv"
+THREADS = DATA / "twitter_support_threads_93.csv"
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def brands(*paths: Path) -> list[str]:
+    """The support accounts that answer in the data: the business, for these tests."""
+    return sorted({"@" + r["author_id"] for p in paths for r in rows(p) if r["inbound"] == "False"})
+
+
+def sources(*paths: Path) -> list[SourceSpec]:
+    return [SourceSpec(name=p.stem.replace("_", "-"), kind="file", location=str(p)) for p in paths]
+
+
+def count(rt: Runtime, model: type) -> int:
+    with rt.db.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_the_shared_twitter_data_once_and_again(rt: Runtime) -> None:
+    handles = brands(SAMPLE, THREADS)
+    request = MonitorRequest(sources=sources(SAMPLE, THREADS), handles=handles, max_incidents=3)
+    first = monitor_mentions(request)
+
+    # Independently of the loader: customers' tweets are the inbound rows, once each by id.
+    inbound = {r["tweet_id"] for p in (SAMPLE, THREADS) for r in rows(p) if r["inbound"] == "True"}
+    total = len(rows(SAMPLE)) + len(rows(THREADS))
+    recorded = first.recorded
+    assert recorded.read == total == 5093
+    assert recorded.own == total - len(inbound) - recorded.duplicates
+    assert recorded.new == len(inbound) == 2767
+    assert recorded.duplicates == 0  # no tweet repeated, no retweets, no same-author repeats
+    assert (recorded.complaints, recorded.complaints_addressed) == (1277, 919)
+    assert recorded.complaints_about == 358
+    assert [s.refused for s in first.sources] == [[], []]
+    assert len(first.opened) == 3
+    assert first.pending == 1277 - 3
+    assert count(rt, models.Case) == 3
+
+    again = monitor_mentions(request)
+    assert again.recorded.new == 0
+    assert again.recorded.seen_before == len(inbound)
+    assert count(rt, models.Mention) == len(inbound)
+    # The cap leaves the rest for later: the next three, never the first three again.
+    assert len(again.opened) == 3 and not set(again.opened) & set(first.opened)
+    assert count(rt, models.Case) == 6
+
+
+@pytest.fixture
+def social_rt(settings: Settings, recorder: RecordingAdapter) -> Iterator[Runtime]:
+    """A runtime whose social replies go to a signed-webhook gateway on loopback."""
+    Receiver.received, Receiver.answer = [], 200
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Receiver)) as url:
+        social = settings.model_copy(
+            update={"webhook_social_url": f"{url}/hook", "webhook_secret": SecretStr(SECRET)}
+        )
+        channels = {ReplyChannel.EMAIL: recorder, **webhook_channels(social)}
+        runtime = Runtime.from_settings(social, channels=channels)
+        use_runtime(runtime)
+        yield runtime
+        use_runtime(None)
+
+
+def export(path: Path) -> Path:
+    def tweet(n: int, author: str, text: str, **extra: object) -> str:
+        when = f"2026-11-2{n}T10:00:00Z"
+        return json.dumps(
+            {"id": str(n), "author": author, "text": text, "created_at": when, **extra}
+        )
+
+    lines = [
+        tweet(1, "ann", "@acme the crew never came, third time this month!!"),
+        tweet(2, "dee", "Acme left my office filthy again. Never again."),  # about us
+        tweet(3, "bob", "RT @ann: @acme the crew never came, third time this month!!"),
+        tweet(4, "cy", "@acme spotless today, thank you"),
+        tweet(5, "acme", "@ann We are sorry, please DM us", in_reply_to="1"),  # our own
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_complaints_are_answered_in_the_same_channel_once(
+    social_rt: Runtime, tmp_path: Path
+) -> None:
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "ref,name,email,social_platform,social_handle,annual_value\n"
+        "D-1,Dee Ross,dee@example.com,twitter,@dee,9000\n"
+    )
+    import_customers(social_rt.db, customers)
+    request = MonitorRequest(
+        sources=[
+            SourceSpec(
+                name="export",
+                kind="file",
+                location=str(export(tmp_path / "e.jsonl")),
+                platform="twitter",
+            ),
+            SourceSpec(name="reviews", kind="feed", location="http://127.0.0.1:9/feed.rss"),
+        ],
+        handles=["@acme"],
+    )
+    first = monitor_mentions(request)
+    assert [(s.name, s.posts, bool(s.error)) for s in first.sources] == [
+        ("export", 5, False),
+        ("reviews", 0, True),  # reported; the export was still read
+    ]
+    r = first.recorded
+    assert (r.new, r.own, r.duplicates, r.complaints, r.complaints_addressed) == (4, 1, 1, 2, 1)
+    assert len(first.opened) == 2 and first.pending == 0
+    cases = {
+        o.customer_ref: o for o in map(lambda ref: case_outcome(social_rt.db, ref), first.opened)
+    }
+    assert set(cases) == {"D-1", social_ref("twitter", "@ann")}  # the known customer by handle
+    # The public reply answers the post itself, on the network it was made on.
+    public = [m for m in Receiver.received if m["public"]]
+    assert {(m["recipient"], m["in_reply_to"]) for m in public} == {
+        ("twitter:@ann", "https://twitter.com/ann/status/1"),
+        ("twitter:@dee", "https://twitter.com/dee/status/2"),
+    }
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_latest_artifacts(limit=50)}
+    run = artifacts["monitor-mentions-run"].data
+    assert "reviews" in run and "cannot read" in run
+    assert "dee@example.com" not in run + str(artifacts["monitor-mentions"].data)
+
+    sent = len(Receiver.received)
+    again = monitor_mentions(request)
+    assert (again.recorded.new, again.recorded.seen_before, again.opened) == (0, 4, [])
+    assert count(social_rt, models.Case) == 2 and len(Receiver.received) == sent
