@@ -503,12 +503,13 @@ def _unanswered() -> Any:
 
 
 def pending_complaints(db: Database, limit: int | None = None) -> list[int]:
-    """Complaints no case answers yet, oldest first: what a run opens incidents for."""
+    """Complaints no case answers yet, oldest first, and those an earlier run could not open
+    after the rest: what a run opens incidents for."""
     with db.session() as session:
         query = (
             select(models.Mention.id)
             .where(*_unanswered())
-            .order_by(models.Mention.posted_at, models.Mention.id)
+            .order_by(models.Mention.answer_attempts, models.Mention.posted_at, models.Mention.id)
         )
         return list(session.scalars(query.limit(limit) if limit is not None else query))
 
@@ -629,6 +630,13 @@ def answer_complaint(db: Database, mention_id: int, figures: ListeningFigures) -
             return Incident.model_validate(data)
         except ValidationError as error:  # a customer record the intake would refuse
             raise InvalidIncident(f"{incident_ref(mention_id)}: {describe(error)}") from None
+
+
+def count_failed_answer(db: Database, mention_id: int) -> None:
+    """Note a run that could not open an incident for a complaint: it is tried again, behind
+    complaints never tried, so it cannot hold up the others."""
+    with db.session() as session:
+        session.get(models.Mention, mention_id).answer_attempts += 1
 
 
 def link_mention(db: Database, mention_id: int, case_id: int) -> None:

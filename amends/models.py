@@ -361,6 +361,9 @@ class Mention(Base):
     repost: Mapped[bool] = mapped_column(Boolean, default=False)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     recorded_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # Runs that could not open an incident for it: such a complaint waits behind the others, so
+    # it never takes the per-run cap from newer ones.
+    answer_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Suppression(Base):

@@ -14,6 +14,7 @@ from tasks.monitor import (
     complaints_to_answer,
     complaints_waiting,
     link_mention,
+    note_unopened,
     plan_listening,
     prepare_answer,
     publish_mentions,
@@ -81,6 +82,7 @@ def monitor_mentions(request: MonitorRequest | None = None) -> MonitorReport:
             # One complaint that cannot be filed stops neither the run nor the others.
             run.not_opened.append(f"{mention_id}: {error}")
             logger.warning("complaint %s not opened: %s", mention_id, mask(str(error)))
+            note_unopened(mention_id)
             continue
         link_mention(mention_id, outcome.case_id)
         run.opened.append(answer.ref)

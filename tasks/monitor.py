@@ -15,6 +15,7 @@ from amends.listening import (
     SourceSpec,
     answer_complaint,
     configured_sources,
+    count_failed_answer,
     count_pending,
     fetch,
     pending_complaints,
@@ -98,6 +99,12 @@ def complaints_to_answer(cap: int) -> list[int]:
 def complaints_waiting() -> int:
     """How many complaints are left for the next run."""
     return count_pending(task_runtime().db)
+
+
+@task(name="note-unopened-complaint", cache_policy=NONE)
+def note_unopened(mention_id: int) -> None:
+    """Put a complaint that could not be opened behind the others for the next run."""
+    count_failed_answer(task_runtime().db, mention_id)
 
 
 @task(name="link-mention", cache_policy=NONE)

@@ -26,6 +26,7 @@ from amends.listening import (
     SourceSpec,
     answer_complaint,
     configured_sources,
+    count_failed_answer,
     fetch,
     open_source,
     pending_complaints,
@@ -150,6 +151,16 @@ def test_a_known_customer_with_an_open_case_has_the_post_added_to_it(rt: Runtime
     (mention_id,) = pending_complaints(rt.db)
     assert answer_complaint(rt.db, mention_id, rt.policy.listening) == case_id
     assert pending_complaints(rt.db) == []
+
+
+def test_a_complaint_that_could_not_be_opened_waits_behind_the_others(rt: Runtime) -> None:
+    posts = [post("My parcel is lost and nobody answers!", handle=f"@c{n}", n=n) for n in (1, 2, 3)]
+    record_posts(rt.db, posts, rt.policy.listening)
+    first, second, third = pending_complaints(rt.db)
+    count_failed_answer(rt.db, first)
+    # A run with room for two takes the complaints never tried; the refused one is not lost.
+    assert pending_complaints(rt.db, 2) == [second, third]
+    assert pending_complaints(rt.db) == [second, third, first]
 
 
 # --- the file drop ---------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("customer_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("answer_attempts", sa.Integer(), nullable=False, server_default="0")
+        )
         batch.create_unique_constraint(
             "uq_mentions_platform_external_id", ["platform", "external_id"]
         )
@@ -62,7 +65,7 @@ def downgrade() -> None:
         batch.drop_constraint("fk_mentions_duplicate_of_mentions", type_="foreignkey")
         batch.drop_constraint("uq_mentions_platform_external_id", type_="unique")
         for column in (
-            "recorded_at", "customer_id", "repost", "duplicate_of", "sentiment", "complaint", "addressed",
+            "answer_attempts", "recorded_at", "customer_id", "repost", "duplicate_of", "sentiment", "complaint", "addressed",
             "in_reply_to", "external_id", "source",
         ):  # fmt: skip
             batch.drop_column(column)
