@@ -435,18 +435,27 @@ def monitor(
     """
     from dataclasses import asdict
 
+    from pydantic import ValidationError
+
+    from amends.intake import describe
     from amends.listening import SourceSpec
 
-    specs = [
-        SourceSpec(name=f"file-{n}", kind="file", location=str(path))
-        for n, path in enumerate(files or [], start=1)
-    ] + [
-        SourceSpec(name=f"feed-{n}", kind="feed", location=u) for n, u in enumerate(feeds or [], 1)
-    ]
-    if mastodon:
-        if not query:
-            raise fail("--mastodon needs --query: a #hashtag, or words to search")
-        specs.append(SourceSpec(name="mastodon", kind="mastodon", location=mastodon, query=query))
+    if mastodon and not query:
+        raise fail("--mastodon needs --query: a #hashtag, or words to search")
+    try:
+        specs = [
+            SourceSpec(name=f"file-{n}", kind="file", location=str(path))
+            for n, path in enumerate(files or [], start=1)
+        ] + [
+            SourceSpec(name=f"feed-{n}", kind="feed", location=u)
+            for n, u in enumerate(feeds or [], 1)
+        ]
+        if mastodon:
+            specs.append(
+                SourceSpec(name="mastodon", kind="mastodon", location=mastodon, query=query)
+            )
+    except ValidationError as error:
+        raise fail(f"a source is not right: {describe(error)}") from None
     _prepare_prefect(verbose)
     from flows.monitor import MonitorRequest, monitor_mentions
 

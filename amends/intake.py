@@ -154,8 +154,10 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
             models.CaseEvent(
                 case_id=case.id,
                 kind="opened",
+                # No summary: the timeline reaches the run's artifact, and the summary is the
+                # customer's own words when a public post opened the case.
                 text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
-                f"complaint: {incident.summary}); the reply goes by {reply.value}.",
+                f"complaint); the reply goes by {reply.value}.",
             )
         )
         return case.id

@@ -23,6 +23,7 @@ import html
 import io
 import json
 import re
+import time
 from calendar import timegm
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -274,25 +275,40 @@ def _get(
 ) -> tuple[bytes, dict[str, Any]]:
     """One GET: the body (at most :data:`MAX_RESPONSE_BYTES`) and the ``Link`` header's links;
     any failure is a SourceError."""
+    shown = _shown(url)
+    # A redirect could lead anywhere, loopback and cloud metadata included: it is refused.
+    deadline = time.monotonic() + spec.timeout_seconds * 3
     try:
         with (
-            httpx.Client(timeout=spec.timeout_seconds, follow_redirects=True) as client,
+            httpx.Client(timeout=spec.timeout_seconds, follow_redirects=False) as client,
             client.stream("GET", url, params=params, headers={"Accept": "*/*"}) as response,
         ):
             if response.status_code != 200:
-                raise SourceError(f"{spec.name}: {url} answered {response.status_code}")
+                raise SourceError(f"{spec.name}: {shown} answered {response.status_code}")
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise SourceError(
-                        f"{spec.name}: {url} sent more than {MAX_RESPONSE_BYTES:,} bytes"
+                        f"{spec.name}: {shown} sent more than {MAX_RESPONSE_BYTES:,} bytes"
                     )
+                if time.monotonic() > deadline:  # a trickle must not hold up the other sources
+                    raise SourceError(f"{spec.name}: {shown} is too slow; left for the next run")
             return bytes(body), response.links
     except httpx.HTTPError as error:
         raise SourceError(
-            f"{spec.name}: cannot read {url}: {error or type(error).__name__}"
+            f"{spec.name}: cannot read {shown}: {error or type(error).__name__}"
         ) from None
+
+
+def _shown(url: str) -> str:
+    """A source's URL as logs and artifacts show it: no credentials, no query (a token may
+    hide there)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "(an invalid URL)"
+    return str(parsed.copy_with(query=None, fragment=None, username=None, password=None))
 
 
 @dataclass
@@ -566,6 +582,9 @@ def answer_complaint(db: Database, mention_id: int, figures: ListeningFigures) -
     """
     with db.session() as session:
         mention = session.get(models.Mention, mention_id)
+        if mention.case_id is not None:
+            # Answered since the run listed it: its author's case linked it in its monitor stage.
+            return mention.case_id
         filed = session.scalar(
             select(models.Incident.payload).where(models.Incident.ref == incident_ref(mention_id))
         )

@@ -671,7 +671,8 @@ def drain(
                     except BaseException:
                         _release(db, batch[position:])
                         raise
-                if position and time.monotonic() - claimed_at > young:
+                # The first message too, after a rate limit's wait: its claim may be old by now.
+                if (position or before_send) and time.monotonic() - claimed_at > young:
                     _release(db, batch[position:])
                     pending = [m.id for m in batch[position:]] + pending
                     break

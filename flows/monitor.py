@@ -6,7 +6,6 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from amends.errors import AmendsError
 from amends.listening import MonitorReport, SourceSpec
 from amends.privacy import mask
 from flows.incident import recover_incident
@@ -78,8 +77,9 @@ def monitor_mentions(request: MonitorRequest | None = None) -> MonitorReport:
                 run.added_to_open_cases += 1
                 continue
             outcome = recover_incident(answer)
-        except AmendsError as error:
-            # One complaint that cannot be filed stops neither the run nor the others.
+        except Exception as error:
+            # One complaint that cannot be filed (refused, or its recovery failed) stops neither
+            # the run nor the others, and waits behind them for the next run.
             run.not_opened.append(f"{mention_id}: {error}")
             logger.warning("complaint %s not opened: %s", mention_id, mask(str(error)))
             note_unopened(mention_id)

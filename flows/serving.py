@@ -7,6 +7,7 @@ declares the same deployments for a Prefect server with a process work pool.
 from __future__ import annotations
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
@@ -45,6 +46,10 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
             description="Look for public mentions of the business and answer the angry ones.",
             tags=["amends"],
             schedule=Interval(MONITOR_EVERY_SECONDS),
+            # One run at a time: a slow run must not answer the same complaints as the next.
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
         ),
         recovery_report.to_deployment(
             name="recovery-report",

@@ -28,6 +28,7 @@ from amends.listening import (
     configured_sources,
     count_failed_answer,
     fetch,
+    link_mention,
     open_source,
     pending_complaints,
     social_ref,
@@ -151,6 +152,14 @@ def test_a_known_customer_with_an_open_case_has_the_post_added_to_it(rt: Runtime
     (mention_id,) = pending_complaints(rt.db)
     assert answer_complaint(rt.db, mention_id, rt.policy.listening) == case_id
     assert pending_complaints(rt.db) == []
+
+
+def test_a_post_its_author_s_case_already_answers_is_not_answered_again(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident())
+    record_posts(rt.db, [post("Lost parcel, nobody answers!", handle="@new")], rt.policy.listening)
+    (mention_id,) = pending_complaints(rt.db)
+    link_mention(rt.db, mention_id, case_id)  # as a case's monitor stage does, mid-run
+    assert answer_complaint(rt.db, mention_id, rt.policy.listening) == case_id
 
 
 def test_a_complaint_that_could_not_be_opened_waits_behind_the_others(rt: Runtime) -> None:
@@ -369,6 +378,14 @@ def test_a_feed_that_cannot_be_read_fails_its_source(
     route(path, body, "text/html", code)
     with pytest.raises(SourceError, match=message):
         fetch(SourceSpec(name="reviews", kind="feed", location=f"{web}{path}"))
+
+
+def test_a_feed_that_redirects_elsewhere_is_refused_and_its_token_never_shown(web: str) -> None:
+    # A redirect could point at loopback services or cloud metadata: never followed.
+    route("/feed.rss?token=s3cret", "", "text/html", 302, Location="http://169.254.169.254/x")
+    with pytest.raises(SourceError) as refused:
+        fetch(SourceSpec(name="reviews", kind="feed", location=f"{web}/feed.rss?token=s3cret"))
+    assert "answered 302" in str(refused.value) and "s3cret" not in str(refused.value)
 
 
 def test_a_mastodon_hashtag_timeline_is_read_page_by_page(web: str) -> None:

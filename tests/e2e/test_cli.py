@@ -612,6 +612,13 @@ def test_report_shows_the_figures_and_the_quotes_to_staff(rt: Runtime, tmp_path:
     assert written == ["breakdown.csv", "chart.png", "feedback.csv", "figures.csv"]
 
 
+def test_a_bad_monitor_source_is_one_line(rt: Runtime) -> None:
+    result = amends("monitor", "--feed", "https://reviews.example/" + "x" * 2000)
+    assert result.exit_code == 1
+    assert "a source is not right: location:" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None:
     threads = str(SHARED_DATA / "twitter_support_threads_93.csv")

@@ -54,7 +54,7 @@ def upgrade() -> None:
         batch.create_index("ix_mentions_customer_id", ["customer_id"])
         batch.create_index("ix_mentions_complaint_case_id", ["complaint", "case_id"])
     # Posts recorded before: what the monitor stage answered were complaints.
-    op.execute("UPDATE mentions SET complaint = true")
+    op.execute("UPDATE mentions SET complaint = (case_id IS NOT NULL)")
 
 
 def downgrade() -> None:
