@@ -125,9 +125,11 @@ def _prepare_prefect(verbose: bool) -> None:
 
 def run_incident(incident: Incident) -> CaseOutcome:
     """Run the recover-incident flow in this process and return the case's outcome."""
+    from flows.in_process import in_process_run
     from flows.incident import recover_incident
 
-    return recover_incident(incident)
+    with in_process_run():  # here, in the thread that runs the flow (it is a context variable)
+        return recover_incident(incident)
 
 
 def _read_incident(file: str) -> bytes:
@@ -545,6 +547,7 @@ def nightly(
         if moment > datetime.now(UTC) + timedelta(minutes=5):
             raise fail(f"--at {at} is in the future: a night can only be run for now or before")
     _prepare_prefect(verbose)
+    from flows.in_process import in_process_run
     from flows.nightly import nightly_reengagement
     from tasks.nightly import watching
 
@@ -557,7 +560,7 @@ def nightly(
                 steps[step] = bar.add_task(spoken(step).capitalize(), total=total)
             bar.update(steps[step], completed=done, total=total)
 
-        with watching(watch):
+        with watching(watch), in_process_run():
             night = nightly_reengagement(now=moment)
     table = Table("action", Column("candidates", justify="right"), Column("done", justify="right"))
     for report in night.actions:
