@@ -27,15 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]  # scratch.py, factories, e2e
 
-from factories import make_incident  # noqa: E402
-from prefect_server import (  # noqa: E402
+from e2e.prefect_server import (  # noqa: E402
     POSTGRES_ADMIN_URL,
     client_env,
     fresh_postgres_database,
     prefect_server,
 )
+from factories import make_incident  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
 from amends.domain import Incident  # noqa: E402

@@ -44,11 +44,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # A cold server runs its migrations first: ~11 s here, much more on a busy CI machine.
 SERVER_START_TIMEOUT = 180.0
 
-# Quiet and offline: no telemetry calls from a machine without internet.
+# Quiet and offline: no telemetry calls from a machine without internet, only warnings on the
+# terminal (the runs' logs still reach the API and the UI, as for a user).
 QUIET = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
 }
 
@@ -123,7 +124,7 @@ def fresh_postgres_database(prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def postgres_url(database: str, driver: str) -> str:
+def postgres_database_url(database: str, driver: str) -> str:
     """The test PostgreSQL server's URL for ``database`` with ``driver`` (psycopg, asyncpg)."""
     url = make_url(POSTGRES_ADMIN_URL).set(drivername=f"postgresql+{driver}", database=database)
     return url.render_as_string(hide_password=False)
@@ -188,7 +189,7 @@ def prefect_server(folder: Path, database: str) -> Iterator[PrefectServer]:
     home = folder / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
     env = client_env(f"http://127.0.0.1:{port}/api", home)
-    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = postgres_url(database, "asyncpg")
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = postgres_database_url(database, "asyncpg")
     args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with process_group(args, folder / "prefect-server.log", env) as log:
         server = PrefectServer(port=port, home=home, log=log)
