@@ -125,10 +125,15 @@ def _prepare_prefect(verbose: bool) -> None:
 
 def run_incident(incident: Incident) -> CaseOutcome:
     """Run the recover-incident flow in this process and return the case's outcome."""
+    from prefect import tags
+
     from flows.in_process import in_process_run
     from flows.incident import recover_incident
+    from tasks.intake import run_tags
 
-    with in_process_run():  # here, in the thread that runs the flow (it is a context variable)
+    # Here, in the thread that runs the flow: both are context variables. Tags given at the
+    # run's creation spare label-run a call to the API.
+    with in_process_run(), tags(*run_tags(incident)):
         return recover_incident(incident)
 
 

@@ -10,8 +10,9 @@ customer every run, after one warm-up of each). Prints both medians and their ra
 most 1.5). PostgreSQL is that of AMENDS_TEST_POSTGRES_URL (default 127.0.0.1:5432, database
 test).
 
-The flows run as ``amends incident`` runs them (flows/in_process.py); ``--heartbeat`` keeps
-Prefect's flow-run heartbeat on, as before that fix, to compare.
+The incident runs as ``amends incident`` runs it (``amends.cli.run_incident``), and the empty
+flow with the same settings (flows/in_process.py); ``--heartbeat`` calls both flows plainly,
+with Prefect's flow-run heartbeat on, as before the fixes, to compare.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ def measure(runs: int, heartbeat: bool) -> tuple[list[float], list[float], int]:
     """Seconds per run of the empty flow and of recover-incident; the number of cases filed."""
     from prefect import flow, task
     from prefect.cache_policies import NONE
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
+    from amends.cli import run_incident
     from flows.in_process import in_process_run
     from flows.incident import recover_incident
 
@@ -75,14 +79,22 @@ def measure(runs: int, heartbeat: bool) -> tuple[list[float], list[float], int]:
         for number in range(6):
             step(number)
 
-    settings = contextlib.nullcontext() if heartbeat else in_process_run()
+    # As `amends incident` runs it, or (--heartbeat) as it did before its fixes.
+    settings, recover = (
+        (contextlib.nullcontext(), recover_incident)
+        if heartbeat
+        else (in_process_run(), run_incident)
+    )
     empties, incidents = [], []
     with settings:
         empty()  # warm-up: first connections, imports, the flow's registration
-        recover_incident(incident(0))
+        recover(incident(0))
         for number in range(1, runs + 1):
             empties.append(timed(empty))
-            incidents.append(timed(lambda n=number: recover_incident(incident(n))))
+            incidents.append(timed(lambda n=number: recover(incident(n))))
+    # The runs' last logs and events, before the server stops.
+    APILogWorker.drain_all()
+    EventsWorker.drain_all()
     return empties, incidents, runs + 1
 
 
