@@ -125,9 +125,16 @@ def _prepare_prefect(verbose: bool) -> None:
 
 def run_incident(incident: Incident) -> CaseOutcome:
     """Run the recover-incident flow in this process and return the case's outcome."""
-    from flows.incident import recover_incident
+    from prefect import tags
 
-    return recover_incident(incident)
+    from flows.in_process import in_process_run
+    from flows.incident import recover_incident
+    from tasks.intake import run_tags
+
+    # Here, in the thread that runs the flow: both are context variables. Tags given at the
+    # run's creation spare label-run a call to the API.
+    with in_process_run(), tags(*run_tags(incident)):
+        return recover_incident(incident)
 
 
 def _read_incident(file: str) -> bytes:
@@ -786,6 +793,7 @@ def nightly(
         if moment > datetime.now(UTC) + timedelta(minutes=5):
             raise fail(f"--at {at} is in the future: a night can only be run for now or before")
     _prepare_prefect(verbose)
+    from flows.in_process import in_process_run
     from flows.nightly import nightly_reengagement
     from tasks.nightly import watching
 
@@ -798,7 +806,7 @@ def nightly(
                 steps[step] = bar.add_task(spoken(step).capitalize(), total=total)
             bar.update(steps[step], completed=done, total=total)
 
-        with watching(watch):
+        with watching(watch), in_process_run():
             night = nightly_reengagement(now=moment)
     table = Table("action", Column("candidates", justify="right"), Column("done", justify="right"))
     for report in night.actions:

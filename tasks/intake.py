@@ -19,15 +19,20 @@ def open_case(incident: Incident) -> int:
     return case_id
 
 
+def run_tags(incident: Incident) -> list[str]:
+    """The complaint's channel and severity as flow-run tags, so the UI can filter by them."""
+    return [f"channel:{incident.channel.value}", f"severity:{incident.severity.value}"]
+
+
 @task(name="label-run", cache_policy=NONE, retries=2, retry_delay_seconds=1)
 def label_run(incident: Incident) -> None:
-    """Tag the flow run with the complaint's channel and severity, so the UI can filter by them."""
+    """Tag the flow run with :func:`run_tags`, unless it was created with them (as
+    ``amends incident`` does, sparing a call to the API)."""
     run_id = flow_run.get_id()
     if run_id is None:
         return
-    tags = set(flow_run.get_tags()) | {
-        f"channel:{incident.channel.value}",
-        f"severity:{incident.severity.value}",
-    }
+    tags = set(flow_run.get_tags())
+    if tags.issuperset(run_tags(incident)):
+        return
     with get_client(sync_client=True) as client:
-        client.update_flow_run(run_id, tags=sorted(tags))
+        client.update_flow_run(run_id, tags=sorted(tags.union(run_tags(incident))))

@@ -1,4 +1,5 @@
-"""A real Prefect server on PostgreSQL, with process workers, for the end-to-end tests.
+"""A real Prefect server on PostgreSQL, with process workers, for the end-to-end tests and
+bench/incident.py.
 
 Every process runs in its own session (process group) and is killed with its children when the
 ``with`` block ends, even on failure; every database is created fresh on the test PostgreSQL
@@ -33,11 +34,12 @@ BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get(
     "AMENDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-# No telemetry (there is no network here), and only warnings on the terminal.
+# No telemetry (there is no network here), and only warnings on the terminal: the runs' logs
+# still reach the API and the UI, as for a user.
 QUIET = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -107,6 +109,11 @@ class PrefectServer:
     logs: Path
     _stack: ExitStack = field(default_factory=ExitStack)
 
+    @property
+    def url(self) -> str:
+        """The UI's root."""
+        return self.api_url.removesuffix("/api")
+
     def run(self, *args: str, env: dict[str, str] | None = None) -> str:
         """Run a command (``prefect``, ``amends``: from this virtual environment) against the
         server, from the repository root; returns its output, fails the test on an error."""
@@ -131,7 +138,9 @@ class PrefectServer:
             "AMENDS_CHECKOUT": str(REPOSITORY),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_LOGGING_LEVEL": "INFO",  # its log names the runs it submits
+            # Its log names the runs it submits.
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
             **env,
         }
         command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name]
@@ -141,6 +150,13 @@ class PrefectServer:
 
     def worker_log(self, name: str) -> Path:
         return self.logs / f"worker-{name}.log"
+
+    def worker_output(self, name: str, lines: int = 60) -> str:
+        """The end of a worker's output, for a failure message."""
+        log = self.worker_log(name)
+        return (
+            "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        )
 
     def kill_unfinished_runs(self) -> None:
         """Kill the process of every flow run not finished (after a failure)."""
@@ -194,6 +210,8 @@ def prefect_server(tmp_path: Path, startup_timeout: float = 180) -> Iterator[Pre
         home = tmp_path / "prefect-home"
         server_env = clean_env(
             PREFECT_HOME=str(home),
+            # The UI asks the API where the server says it is (its default is port 4200).
+            PREFECT_API_URL=api_url,
             PREFECT_SERVER_DATABASE_CONNECTION_URL=make_url(database_url)
             .set(drivername="postgresql+asyncpg")
             .render_as_string(hide_password=False),

@@ -77,6 +77,28 @@ def test_incident_json_output_has_the_documented_keys(smtp_rt: Runtime, tmp_path
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_an_incident_run_from_the_cli_carries_its_channel_and_severity_tags(
+    smtp_rt: Runtime, tmp_path: Path
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    path = tmp_path / "incident.json"
+    path.write_text(
+        json.dumps(incident_data(ref="INC-TAGS", complaint_message_id="<tags@customer.example>"))
+    )
+    result = amends("incident", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["INC-TAGS"]))
+        )
+    assert runs  # one per database this test runs on, in the session's one harness
+    for run in runs:
+        assert {"channel:email", "severity:high"} <= set(run.tags)
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_incident_from_standard_input(smtp_rt: Runtime) -> None:
     result = amends("incident", "-", "--json", input=json.dumps(incident_data(ref="INC-STDIN")))
     assert result.exit_code == 0, result.output

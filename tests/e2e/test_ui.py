@@ -1,0 +1,181 @@
+"""End to end, the way Prefect users run amends: a Prefect server on PostgreSQL, a process work
+pool with one worker, the deployments of deployments/prefect.yaml, an incident run triggered
+through the API, and the Prefect UI in headless Chromium showing the run, its parameters and
+its artifact.
+
+Needs PostgreSQL at 127.0.0.1:5432 and Debian's chromium at /usr/bin/chromium (.ci/run installs
+it). Takes about a minute. The screenshot of the run's page goes to test-output/ at the
+repository root (its path is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email import policy as email_policy
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from e2e.prefect_server import REPOSITORY, PrefectServer, fresh_database, prefect_server
+from factories import incident_data
+
+from amends.casebook import case_outcome, list_cases
+from amends.db import Database
+from amends.mailcatcher import MailCatcher
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+POOL = "amends"  # the work pool deployments/prefect.yaml names
+# A worker polls every ~15 s and a flow run's process imports Prefect first: give a slow CI
+# machine room.
+RUN_TIMEOUT = 300.0
+OUTPUT = REPOSITORY / "test-output"
+WORKER = "ui"
+
+
+@dataclass
+class Stack:
+    """A Prefect server with amends deployed and one worker, and where amends keeps its data."""
+
+    server: PrefectServer
+    amends_url: str
+    mail: MailCatcher
+
+    def worker_output(self) -> str:
+        return self.server.worker_output(WORKER)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, postgres_url: str) -> Iterator[Stack]:
+    """Everything started, in order, and stopped in reverse, whatever the test does.
+
+    ``postgres_url`` (conftest) is only asked for so that a missing PostgreSQL skips or fails
+    the way the other PostgreSQL tests do; a missing Chromium does the same.
+    """
+    if not CHROMIUM.exists():
+        problem = f"no browser at {CHROMIUM}: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{problem} (CI must run the end-to-end tests)")
+        pytest.skip(problem)
+    with (
+        fresh_database("amends_e2e_data") as amends_url,
+        prefect_server(tmp_path) as server,
+        MailCatcher(tmp_path / "mail") as mail,
+    ):
+        env = {
+            **server.env,
+            "AMENDS_DATABASE_URL": amends_url,
+            "AMENDS_HOME": str(tmp_path / "var"),
+            "AMENDS_SMTP_PORT": str(mail.port),
+        }
+        server.run("amends", "db", "upgrade", env=env)
+        server.deploy(POOL)
+        server.worker(WORKER, env, pool=POOL)
+        yield Stack(server=server, amends_url=amends_url, mail=mail)
+
+
+def run_incident_deployment(server: PrefectServer, parameters: dict) -> UUID:
+    """Start a run of the recover-incident deployment through the API; return its id."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings({PREFECT_API_URL: server.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        deployment = client.read_deployment_by_name("recover-incident/recover-incident")
+        run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        return run.id
+
+
+def wait_for_final_state(stack: Stack, run_id: UUID) -> str:
+    """Poll the run until it is final; return its state's name, or fail with the worker's
+    output."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline, state = time.monotonic() + RUN_TIMEOUT, None
+    with (
+        temporary_settings({PREFECT_API_URL: stack.server.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run_id).state
+            if state is not None and state.is_final():
+                return state.name
+            time.sleep(1)
+    pytest.fail(
+        f"flow run {run_id} was not finished after {RUN_TIMEOUT:.0f} s "
+        f"(state {state.name if state else 'unknown'}).\nWorker output:\n{stack.worker_output()}"
+    )
+
+
+def test_an_incident_run_through_the_deployment_shows_in_the_ui(stack: Stack) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    incident = incident_data()
+    run_id = run_incident_deployment(stack.server, {"incident": incident})
+    state = wait_for_final_state(stack, run_id)
+    assert state == "Completed", f"flow run {run_id} ended {state}:\n{stack.worker_output()}"
+
+    # The case, as the worker's run left it in amends' database, and its mail.
+    database = Database(stack.amends_url)
+    try:
+        (line,) = list_cases(database)
+        outcome = case_outcome(database, line.case_id)
+    finally:
+        database.dispose()
+    assert (outcome.incident_ref, outcome.customer_ref) == ("INC-1001", "C-42")
+    assert [stage.name for stage in outcome.stages][-1] == "reengage"
+    sent = [m for m in outcome.messages if m.status == "sent"]
+    assert sent, outcome.messages
+    caught = [
+        message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        for path in stack.mail.messages()
+    ]
+    assert len(caught) == len(sent)
+    assert {message["To"].addresses[0].addr_spec for message in caught} == {"rk@example.com"}
+
+    OUTPUT.mkdir(exist_ok=True)
+    screenshot = OUTPUT / f"e2e-flow-run-{run_id}.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            # The UI a browser lands on (3.8.8 redirects / to its V2 UI), at the run's page.
+            page.goto(f"{stack.server.url}/v2/runs/flow-run/{run_id}")
+            # The run, by its name (the incident's ref), finished.
+            expect(page.get_by_text("INC-1001", exact=True).first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+
+            page.get_by_role("tab", name="Parameters").click()
+            parameters = page.get_by_role("tabpanel")
+            expect(parameters.get_by_text(incident["summary"]).first).to_be_visible()
+            expect(parameters.get_by_text(incident["customer"]["ref"]).first).to_be_visible()
+
+            page.get_by_role("tab", name="Artifacts").click()
+            artifact = page.get_by_role("tabpanel").get_by_text(
+                f"case-{outcome.case_id}", exact=True
+            )
+            expect(artifact).to_be_visible()
+        finally:
+            # Also when a check fails: the picture shows what the UI showed instead.
+            print(f"page: {page.url}")
+            page.screenshot(path=str(screenshot), full_page=True)
+            browser.close()
+    print(f"screenshot: {screenshot}")
+    assert screenshot.stat().st_size > 0
