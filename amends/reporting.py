@@ -253,8 +253,8 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
         responded: list[float] = []
         resolved: list[float] = []
         response_breaches = resolution_breaches = 0
-        pursued = 0
-        won: dict[int, float] = {}
+        pursued = won_back = 0
+        won: dict[int, float] = {}  # customers won back: their annual value, counted once
         lost: set[int] = set()
         response_limit = timedelta(hours=levels.first_response_hours)
         resolution_limit = timedelta(days=levels.resolution_days)
@@ -272,6 +272,7 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
             if decision is Decision.RECOVER:
                 pursued += 1
                 if closed is not None and not gone and barred is None:
+                    won_back += 1
                     won[customer_id] = value
             if decision is Decision.LOST or (closed is not None and gone):
                 lost.add(customer_id)
@@ -307,8 +308,8 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
             first_response_breaches=response_breaches,
             resolution_breaches=resolution_breaches,
             pursued=pursued,
-            won_back=len(won),
-            recovery_rate=_share(len(won), pursued),
+            won_back=won_back,
+            recovery_rate=_share(won_back, pursued),
             customers_lost=len(lost),
             compensation_spent=round(float(offers[1]), 2),
             offers_made=offers[0],
@@ -434,7 +435,7 @@ def report_markdown(report: Report, chart: str | None = None) -> str:
             title,
             "",
             f"{r.complaints} complaints; {_rate_text(r.our_fault_share)} our fault. "
-            f"Of {r.pursued} customers pursued, {r.won_back} won back "
+            f"Of {r.pursued} cases pursued, {r.won_back} won back "
             f"({_rate_text(r.recovery_rate)}); {r.customers_lost} lost.",
             "",
             f"**Do the math:** {r.compensation_spent:.2f} {r.currency} spent on "
