@@ -88,7 +88,8 @@ def report_period(
     zone: str, *, since: date | None = None, until: date | None = None, now: datetime | None = None
 ) -> Period:
     """The period a report covers: from the start of ``since`` to the end of ``until`` (both
-    whole days in the business time zone ``zone``); by default the last 7 days up to now.
+    whole days in the business time zone ``zone``); by default the 7 whole days before today,
+    so that weekly reports neither overlap nor leave a gap, whenever in the day they run.
 
     Raises:
         InvalidInput: ``since`` is after ``until`` or in the future.
@@ -97,7 +98,8 @@ def report_period(
     now = now or models.utcnow()
     today = now.astimezone(tz).date()
     if since is None and until is None:
-        start, end = now - timedelta(days=DEFAULT_DAYS), now
+        start = datetime.combine(today - timedelta(days=DEFAULT_DAYS), time(), tz)
+        end = datetime.combine(today, time(), tz)
     else:
         since = since or (until or today) - timedelta(days=DEFAULT_DAYS - 1)
         if since > today:

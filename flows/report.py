@@ -17,8 +17,8 @@ class ReportRequest(BaseModel):
 
     since: date | None = Field(
         default=None,
-        description="First day (YYYY-MM-DD, business time zone); with neither day, the last "
-        "7 days up to now.",
+        description="First day (YYYY-MM-DD, business time zone); with neither day, the 7 "
+        "whole days before today.",
     )
     until: date | None = Field(
         default=None, description="Last day, included; up to now when empty."
@@ -37,7 +37,8 @@ def recovery_report(request: ReportRequest | None = None) -> ReportRun:
     marketing; as artifacts, CSV files and a chart.
 
     Args:
-        request: The period (the last 7 days by default, as the weekly schedule runs it).
+        request: The period (the 7 days before today by default, as the weekly schedule
+            runs it).
     """
     request = request or ReportRequest()
     run = build_recovery_report(request.since, request.until, request.output)

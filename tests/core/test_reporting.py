@@ -212,10 +212,12 @@ def test_the_period_is_whole_days_in_the_business_time_zone() -> None:
     period = the_week()
     assert (period.since, period.until) == (at(11, 1, 23), at(11, 8, 23))
     assert period.label == "2026-11-02_2026-11-08"
-    # Scheduled with no parameters: the last 7 days up to now.
+    # Scheduled with no parameters: the 7 whole days before today (the 30th, in Madrid), so
+    # that a run late in the day or on a daylight-saving week still covers the same days.
     default = report_period(ZONE, now=MADE)
-    assert (default.since, default.until) == (at(11, 23, 12), MADE)
-    assert default.label == "2026-11-23_2026-11-30"
+    assert (default.since, default.until) == (at(11, 22, 23), at(11, 29, 23))
+    assert default.label == "2026-11-23_2026-11-29"
+    assert report_period(ZONE, now=at(11, 30, 22)) == default
 
 
 @pytest.mark.parametrize(
