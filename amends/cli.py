@@ -284,7 +284,7 @@ def report(
         str | None,
         typer.Option(
             help="First day, YYYY-MM-DD in the business time zone; by default the week up to "
-            "--until or now."
+            "--until, or with neither day the 7 whole days before today."
         ),
     ] = None,
     until: Annotated[
