@@ -318,3 +318,29 @@ def test_an_empty_period(rt: Runtime, tmp_path: Path) -> None:
     ]
     assert files["breakdown"].read_text().splitlines() == ["dimension,name,complaints"]
     assert files["chart"].stat().st_size > 0
+
+
+def test_the_recovery_rate_counts_cases_and_revenue_kept_counts_customers(rt: Runtime) -> None:
+    # One customer let down twice in the week and won back twice: 2 of 2 cases recovered
+    # (100 %), and their 4,000 a year kept once, not twice.
+    with rt.db.session() as s:
+        customer = models.Customer(ref="C-R", name="Repeat", annual_value=4000)
+        s.add(customer)
+        s.flush()
+        for number, day in ((1, 3), (2, 5)):
+            s.add(
+                models.Case(
+                    incident=models.Incident(
+                        ref=f"INC-R{number}", customer_id=customer.id, channel=Channel.EMAIL,
+                        received_at=at(11, day, 9), summary="Let down",
+                        category=Category.SERVICE_FAILURE, severity=Severity.MEDIUM,
+                        fault=Fault.OURS, costs={}, payload={},
+                    ),
+                    customer_id=customer.id, state=CaseState.CLOSED, decision=Decision.RECOVER,
+                    reply_channel=ReplyChannel.EMAIL, first_response_due=at(11, day, 9),
+                    opened_at=at(11, day, 9), closed_at=at(11, day + 1, 9),
+                )
+            )  # fmt: skip
+    r = build_report(rt, the_week(), now=MADE)  # type: ignore[arg-type]
+    assert (r.pursued, r.won_back, r.recovery_rate, r.revenue_kept) == (2, 2, 1.0, 4000)
+    assert r.repeat_customers and r.customers_lost == 0
