@@ -44,7 +44,7 @@ from amends.domain import CaseState, Incident, SocialPlatform, Stage, spoken
 from amends.errors import ConfigurationError, ImportFileError, InvalidIncident, SourceError
 from amends.imports import read_text
 from amends.intake import describe
-from amends.mentions import MAX_TEXT, PublicPost, Recorded, handle_key
+from amends.mentions import MAX_TEXT, PublicPost, Recorded, handle_key, same_handle
 from amends.policy import ListeningFigures
 from amends.rendering import plain_text
 from amends.settings import Settings
@@ -555,12 +555,11 @@ def _summary(words: str) -> str:
 def _customer_for(session: Any, mention: models.Mention) -> models.Customer | None:
     if mention.customer_id is not None:
         return session.get(models.Customer, mention.customer_id)
-    key = handle_key(mention.handle)
     return session.scalar(
         select(models.Customer)
         .where(
             models.Customer.social_platform == mention.platform,
-            func.lower(models.Customer.social_handle).in_([key, key[1:]]),
+            same_handle(models.Customer.social_handle, mention.handle),
         )
         .order_by(models.Customer.id)
         .limit(1)

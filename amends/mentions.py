@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import func, select, tuple_
@@ -95,6 +96,13 @@ _REPOST = re.compile(r"^RT @([A-Za-z0-9_][\w.-]*(?:@[\w-]+(?:\.[\w-]+)+)?):?\s*"
 def handle_key(handle: str) -> str:
     """A handle as compared: lower case, one leading ``@``."""
     return "@" + handle.strip().lstrip("@").lower()
+
+
+def same_handle(column: Any, handle: str) -> Any:
+    """A SQL condition: ``column`` holds ``handle``, in any case, with or without its ``@``
+    (customers' handles come from the business's own records, posts' from the networks)."""
+    key = handle_key(handle)
+    return func.lower(column).in_([key, key[1:]])
 
 
 def _local(handle: str) -> str:

@@ -15,13 +15,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, func, inspect, select, update
+from sqlalchemy import String, cast, inspect, select, update
 
 from amends import models
 from amends.consent import add_suppression
 from amends.db import Database
 from amends.domain import Stage
 from amends.errors import NotFound
+from amends.mentions import same_handle
 
 ERASED = "(erased)"
 FORGOTTEN_NAME = "Forgotten customer"
@@ -111,7 +112,7 @@ def _their_posts(customer: models.Customer) -> Any:
         return linked
     return linked | (
         (models.Mention.platform == customer.social_platform)
-        & (func.lower(models.Mention.handle) == customer.social_handle.lower())
+        & same_handle(models.Mention.handle, customer.social_handle)
     )
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from amends.domain import (
     spoken,
 )
 from amends.empower import choose_offer
+from amends.mentions import same_handle
 from amends.outbox import Draft, message_id_for, message_key, queue_message, write_attachment
 from amends.runtime import Runtime
 from amends.staff import add_action, settle
@@ -268,13 +269,12 @@ def _monitor(step: Step) -> Outcome:
     since = step.incident.received_at - timedelta(
         days=step.rt.policy.listening.days_before_incident
     )
-    handle = customer.social_handle.lower()
     posts = list(
         step.session.scalars(
             select(models.Mention)
             .where(
                 models.Mention.platform == customer.social_platform,
-                func.lower(models.Mention.handle).in_([handle, "@" + handle.lstrip("@")]),
+                same_handle(models.Mention.handle, customer.social_handle),
                 (models.Mention.case_id.is_(None)) | (models.Mention.case_id == step.case.id),
                 models.Mention.complaint.is_(True),
                 models.Mention.duplicate_of.is_(None),

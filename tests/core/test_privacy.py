@@ -97,6 +97,31 @@ def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: 
         assert ERASED in {e.text for e in session.scalars(select(models.CaseEvent))}
 
 
+def test_their_posts_are_found_as_the_monitor_stage_finds_them(rt: Runtime) -> None:
+    # A post read before the customer was known (so linked to no one), under "@RK" on the
+    # network, while the business's records say "rk": the same person.
+    record_posts(
+        rt.db,
+        [
+            PublicPost(
+                platform="twitter",
+                handle="@RK",
+                url="https://twitter.example/rk/2",
+                text="Lovely sunny morning in the office today.",
+                posted_at="2026-11-21T10:00:00Z",
+            )
+        ],
+        rt.policy.listening,
+    )
+    recover(rt)
+    with rt.db.session() as session:
+        session.execute(models.Customer.__table__.update().values(social_handle="rk"))
+        assert session.scalars(select(models.Mention.customer_id)).all() == [None]
+    assert [p["url"] for p in export(rt.db, "C-42")["public_posts"]] == [
+        "https://twitter.example/rk/2"
+    ]
+
+
 def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime, tmp_path: Path) -> None:
     case_id = recover(rt)
     record_posts(
