@@ -22,8 +22,8 @@ from rich.table import Column, Table
 from amends.errors import AmendsError
 
 if TYPE_CHECKING:
-    from amends.casebook import CaseOutcome
     from amends.domain import Incident
+    from amends.reporting.casebook import CaseOutcome
     from amends.runtime import Runtime
 
 P = ParamSpec("P")
@@ -127,9 +127,9 @@ def run_incident(incident: Incident) -> CaseOutcome:
     """Run the recover-incident flow in this process and return the case's outcome."""
     from prefect import tags
 
-    from flows.in_process import in_process_run
-    from flows.incident import recover_incident
-    from tasks.intake import run_tags
+    from amends.flows.in_process import in_process_run
+    from amends.flows.incident import recover_incident
+    from amends.tasks.intake import run_tags
 
     # Here, in the thread that runs the flow: both are context variables. Tags given at the
     # run's creation spare label-run a call to the API.
@@ -138,7 +138,7 @@ def run_incident(incident: Incident) -> CaseOutcome:
 
 
 def _read_incident(file: str) -> bytes:
-    from amends.intake import MAX_INCIDENT_BYTES
+    from amends.recovery.intake import MAX_INCIDENT_BYTES
 
     if file == "-":
         return sys.stdin.buffer.read(MAX_INCIDENT_BYTES + 1)
@@ -182,7 +182,7 @@ def incident(
     with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
     With --via-deployment or --via-event it exits 0 once the server has the run or the event.
     """
-    from amends.intake import check_can_file, parse_incident
+    from amends.recovery.intake import check_can_file, parse_incident
 
     if via_deployment and via_event:
         raise fail("choose one of --via-deployment and --via-event")
@@ -216,7 +216,7 @@ def _file_remotely(parsed: Incident, *, by_event: bool, as_json: bool) -> None:
     """Hand the incident to the Prefect server and say where to watch it."""
     from prefect.utilities.urls import url_for
 
-    from tasks.filing import file_by_deployment, file_by_event
+    from amends.tasks.filing import file_by_deployment, file_by_event
 
     if by_event:
         event = file_by_event(parsed)
@@ -242,8 +242,8 @@ def cases(
     limit: Annotated[int, typer.Option(help="How many cases, newest first.", min=1)] = 50,
 ) -> None:
     """List cases with their stage and state."""
-    from amends.casebook import CaseLine, list_cases
     from amends.domain import spoken
+    from amends.reporting.casebook import CaseLine, list_cases
 
     rt = _runtime()
     lines = list_cases(rt.db, limit=limit)
@@ -251,7 +251,7 @@ def cases(
         out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
         return
     if as_csv:
-        from amends.spreadsheet import write_csv
+        from amends.reporting.spreadsheet import write_csv
 
         rows = [line.model_dump(mode="json") for line in lines]
         write_csv(rows, list(CaseLine.model_fields), sys.stdout)
@@ -303,20 +303,20 @@ def report(
     customers lost, compensation spent against revenue kept, repeat failures, and the feedback
     themes with their quotes for the marketing team. Writes CSV files and a chart.
     """
-    from amends.reporting import parse_day, report_period
+    from amends.reporting.report import parse_day, report_period
 
     first = parse_day(since, "--since") if since else None
     last = parse_day(until, "--until") if until else None
     report_period(_runtime().settings.business_timezone, since=first, until=last)  # refuse early
     _prepare_prefect(verbose)
-    from flows.report import ReportRequest, recovery_report
+    from amends.flows.report import ReportRequest, recovery_report
 
     run = recovery_report(ReportRequest(since=first, until=last, output=output))
     _print_report(run.report, run.files)
 
 
 def _print_report(report: Any, files: dict[str, Path]) -> None:
-    from amends.reporting import figures
+    from amends.reporting.report import figures
 
     p = report.period
     out.print(
@@ -352,7 +352,7 @@ def note(
     by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
 ) -> None:
     """Add a note to a case's timeline (open or closed): what you did, heard or decided."""
-    from amends.aftercare import add_note
+    from amends.nightly.aftercare import add_note
 
     case_id = add_note(_runtime(), ref, text, actor=by)
     out.print(f"Noted on case {case_id}.")
@@ -373,7 +373,7 @@ def exit_answers(
     The answers are the customer's words: they reach `amends report` and its CSV for staff,
     never the Prefect artifacts.
     """
-    from amends.aftercare import record_exit_answers
+    from amends.nightly.aftercare import record_exit_answers
 
     record = record_exit_answers(
         _runtime(),
@@ -395,7 +395,7 @@ def case(
     as_json: JsonFlag = False,
 ) -> None:
     """Show one case: decision and reasons, stages, messages, offer, check-ins and timeline."""
-    from amends.casebook import case_outcome
+    from amends.reporting.casebook import case_outcome
 
     outcome = case_outcome(_runtime().db, ref)
     if as_json:
@@ -444,8 +444,8 @@ def monitor(
 
     from pydantic import ValidationError
 
-    from amends.intake import describe
-    from amends.listening import SourceSpec
+    from amends.listening.sources import SourceSpec
+    from amends.recovery.intake import describe
 
     if mastodon and not query:
         raise fail("--mastodon needs --query: a #hashtag, or words to search")
@@ -464,7 +464,7 @@ def monitor(
     except ValidationError as error:
         raise fail(f"a source is not right: {describe(error)}") from None
     _prepare_prefect(verbose)
-    from flows.monitor import MonitorRequest, monitor_mentions
+    from amends.flows.monitor import MonitorRequest, monitor_mentions
 
     request = MonitorRequest(
         sources=specs or None, handles=handles or None, max_incidents=max_incidents
@@ -532,7 +532,7 @@ def mailcatcher(
     """
     import time
 
-    from amends.mailcatcher import MailCatcher
+    from amends.delivery.mailcatcher import MailCatcher
     from amends.settings import Settings
 
     settings = Settings()
@@ -560,9 +560,9 @@ def preview(
     ] = None,
 ) -> None:
     """Show a message as it would go out, before it does."""
-    from amends.casebook import find_case
-    from amends.catalogue import FORMS, case_context, render_message, sample_context
     from amends.domain import MessageKind, ReplyChannel
+    from amends.messages.catalogue import FORMS, case_context, render_message, sample_context
+    from amends.reporting.casebook import find_case
 
     if kind not in set(MessageKind):
         raise fail(f"no message kind {kind!r}; the kinds: {', '.join(k.value for k in FORMS)}")
@@ -592,7 +592,7 @@ def preview(
 def templates_check() -> None:
     """Render every message kind, channel and locale with sample data; exit 1 on any problem,
     a missing translation included."""
-    from amends.catalogue import FORMS, LOCALES, check_templates
+    from amends.messages.catalogue import FORMS, LOCALES, check_templates
 
     rt = _runtime()
     problems = check_templates(rt.templates, rt.settings)
@@ -618,12 +618,12 @@ def send(
     """
     from datetime import timedelta
 
-    from amends.models import utcnow
-    from amends.outbox import drain, queued_messages
+    from amends.delivery.outbox import drain, queued_messages
+    from amends.storage.models import utcnow
 
     rt = _runtime()
     if rt.settings.smtp_block:  # credentials kept in Prefect: read them the tasks' way
-        from tasks._runtime import task_runtime
+        from amends.tasks._runtime import task_runtime
 
         rt = task_runtime()
     total = len(queued_messages(rt.db, due_by=None if now else utcnow()))
@@ -658,7 +658,7 @@ def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from amends.domain import spoken
-    from amends.staff import open_actions
+    from amends.recovery.staff import open_actions
 
     lines = open_actions(_runtime().db)
     if as_json:
@@ -687,7 +687,7 @@ def actions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def actions_show(action_id: Annotated[int, typer.Argument(help="The action's id.")]) -> None:
     """Show one action, with the script, letter or message a person delivers."""
     from amends.domain import spoken
-    from amends.staff import find_action
+    from amends.recovery.staff import find_action
 
     line = find_action(_runtime().db, action_id)
     out.print(
@@ -711,7 +711,7 @@ def actions_done(
     by: Annotated[str, typer.Option(help="Who did it.")] = "staff",
 ) -> None:
     """Record that an action was done, with a note on the case's timeline."""
-    from amends.staff import complete_action
+    from amends.recovery.staff import complete_action
 
     line = complete_action(_runtime().db, action_id, note=note, actor=by)
     where = f"incident {line.incident_ref}" if line.incident_ref else line.customer_name
@@ -737,9 +737,9 @@ def approve(
     The answer is recorded on the case; the run paused for it resumes within seconds. After the
     run's wait timed out, a raised offer is sent to the customer.
     """
-    from amends.approvals import decide
-    from amends.casebook import find_case
     from amends.domain import spoken
+    from amends.recovery.approvals import decide
+    from amends.reporting.casebook import find_case
 
     if decline and amount is not None:
         raise fail("--amount and --decline contradict each other: choose one")
@@ -793,9 +793,9 @@ def nightly(
         if moment > datetime.now(UTC) + timedelta(minutes=5):
             raise fail(f"--at {at} is in the future: a night can only be run for now or before")
     _prepare_prefect(verbose)
-    from flows.in_process import in_process_run
-    from flows.nightly import nightly_reengagement
-    from tasks.nightly import watching
+    from amends.flows.in_process import in_process_run
+    from amends.flows.nightly import nightly_reengagement
+    from amends.tasks.nightly import watching
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=err, transient=True) as bar:
@@ -842,7 +842,7 @@ def checkin(
     A missed check-in moves to the next working day after the policy's pause, and the customer
     gets the updated calendar invitation; after repeated misses a person is asked to call.
     """
-    from amends.aftercare import record_checkin
+    from amends.nightly.aftercare import record_checkin
 
     if held == missed:
         raise fail("say how it went: --held or --missed")
@@ -876,7 +876,7 @@ def close(
     The customer's calendar gets the cancellation too, and the nightly run sends the thank-you
     note.
     """
-    from amends.aftercare import close_case
+    from amends.nightly.aftercare import close_case
 
     cancelled = close_case(_runtime(), ref, reason=reason, actor=by, resolved=not withdrawn)
     out.print(f"Case {ref} closed; {cancelled} check-in(s) cancelled.", markup=False)
@@ -892,7 +892,7 @@ def unsubscribe(
     ] = False,
 ) -> None:
     """Stop win-back offers to an address (or, with --all, every nightly message)."""
-    from amends.consent import suppress
+    from amends.delivery.consent import suppress
 
     scope = "all" if everything else "marketing"
     new = suppress(_runtime().db, address, scope=scope, reason="opt_out")
@@ -920,7 +920,7 @@ def serve(verbose: VerboseFlag = False) -> None:
         )
     import threading
 
-    from amends.optout import PATH, optout_server
+    from amends.delivery.optout import PATH, optout_server
 
     rt = _runtime()
     optout = None
@@ -930,7 +930,7 @@ def serve(verbose: VerboseFlag = False) -> None:
         host, port = optout.server_address[:2]
         out.print(f"Opt-out links answered at http://{host}:{port}{PATH}", highlight=False)
     _prepare_prefect(verbose)
-    from flows.serving import serve_all
+    from amends.flows.serving import serve_all
 
     try:
         serve_all(rt.settings)
@@ -986,11 +986,11 @@ def policy_check(
     file: Annotated[Path, typer.Argument(help="The policy file (YAML) to check.")],
 ) -> None:
     """Check a policy file, and show what it decides and offers for the sample incidents."""
-    from amends.assess import assess
     from amends.demo import sample_incidents
     from amends.domain import spoken
-    from amends.empower import choose_offer
-    from amends.policy import load_policy
+    from amends.recovery.assess import assess
+    from amends.recovery.empower import choose_offer
+    from amends.recovery.policy import load_policy
 
     policy = load_policy(file)
     table = Table(
@@ -1028,7 +1028,7 @@ def import_customers(file: ImportFile) -> None:
     Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
     the same file again changes nothing. Exits with 1 when some rows were refused.
     """
-    from amends.imports import import_customers as run
+    from amends.storage.imports import import_customers as run
 
     _report_import(file, run)
 
@@ -1042,7 +1042,7 @@ def import_activity(file: ImportFile) -> None:
     Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
     the same file again changes nothing. Exits with 1 when some rows were refused.
     """
-    from amends.imports import import_activity as run
+    from amends.storage.imports import import_activity as run
 
     _report_import(file, run)
 
@@ -1068,8 +1068,8 @@ def _report_import(file: Path, run: Callable) -> None:
 @friendly
 def db_upgrade() -> None:
     """Apply pending migrations to the database (AMENDS_DATABASE_URL, else the data folder's)."""
-    from amends.db import Database
     from amends.settings import Settings
+    from amends.storage.db import Database
 
     settings = Settings()
     database = Database(settings.sqlalchemy_url)

@@ -20,15 +20,15 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
-from amends import models
-from amends.approvals import PENDING, ApprovalRequest, decide, find_request
-from amends.casebook import CaseOutcome
+from amends.delivery.mailcatcher import MailCatcher
 from amends.domain import Incident, spoken
-from amends.intake import validate_incident
-from amends.mailcatcher import MailCatcher
-from amends.mentions import PublicPost, record_posts
+from amends.listening.mentions import PublicPost, record_posts
+from amends.recovery.approvals import PENDING, ApprovalRequest, decide, find_request
+from amends.recovery.intake import validate_incident
+from amends.reporting.casebook import CaseOutcome
 from amends.runtime import Runtime, use_runtime
 from amends.settings import Settings
+from amends.storage import models
 
 SAMPLES = files("amends") / "samples"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import String, cast, inspect, select, update
 
-from amends import models
-from amends.consent import add_suppression
-from amends.db import Database
+from amends.delivery.consent import add_suppression
 from amends.domain import Stage
 from amends.errors import NotFound
-from amends.mentions import same_handle
+from amends.listening.mentions import same_handle
+from amends.storage import models
+from amends.storage.db import Database
 
 ERASED = "(erased)"
 FORGOTTEN_NAME = "Forgotten customer"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amends.channels import ChannelAdapter, load_channels
-from amends.db import Database
+from amends.delivery.channels import ChannelAdapter, load_channels
 from amends.domain import ReplyChannel
 from amends.errors import DatabaseOutdated
-from amends.policy import Policy, load_policy
-from amends.rendering import Templates
+from amends.messages.rendering import Templates
+from amends.recovery.policy import Policy, load_policy
 from amends.settings import Settings
+from amends.storage.db import Database
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ PostgreSQL and the ``AMENDS_SMTP_*`` variables at a real mail server for product
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,7 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from amends.domain import TimeZone
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The shipped templates: package data, a folder on disk in a wheel and in an editable install.
+SHIPPED_TEMPLATES = Path(str(files("amends.templates")))
 
 
 class Settings(BaseSettings):
@@ -27,9 +29,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; a SQLite file in the data folder when empty."
     )
-    templates_dir: Path = Field(
-        default=PROJECT_ROOT / "templates", description="Message templates folder."
-    )
+    templates_dir: Path = Field(default=SHIPPED_TEMPLATES, description="Message templates folder.")
     policy_file: Path | None = Field(
         default=None, description="Recovery policy (YAML); the shipped default when empty."
     )
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'amends.db'}"
+        return self.database_url or f"sqlite:///{self.home / 'amends.storage.db'}"
 
     @property
     def listening_dir(self) -> Path:

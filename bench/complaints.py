@@ -18,8 +18,8 @@ import html
 import sys
 from pathlib import Path
 
-from amends.mentions import read_post
-from amends.policy import load_policy
+from amends.listening.mentions import read_post
+from amends.recovery.policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "fixtures" / "complaint_labels.csv"

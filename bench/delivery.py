@@ -23,9 +23,9 @@ import yagmail
 from aiosmtpd.controller import Controller
 from scratch import scratch_database
 
-from amends import models
-from amends.channels import EmailAdapter
-from amends.db import Database
+from amends.delivery.channels import EmailAdapter
+from amends.delivery.mailcatcher import free_port
+from amends.delivery.outbox import drain, message_id_for
 from amends.domain import (
     Category,
     Channel,
@@ -36,9 +36,9 @@ from amends.domain import (
     Severity,
     Stage,
 )
-from amends.mailcatcher import free_port
-from amends.outbox import drain, message_id_for
 from amends.settings import Settings
+from amends.storage import models
+from amends.storage.db import Database
 
 BODY = "<p>Dear Rodolfo,</p><p>We let you down, and we are sorry.</p>" * 5
 

@@ -34,8 +34,8 @@ from e2e.prefect_server import POSTGRES_URL, clean_env, prefect_server  # noqa: 
 from factories import make_incident  # noqa: E402
 from scratch import scratch_database  # noqa: E402
 
+from amends.delivery.mailcatcher import MailCatcher  # noqa: E402
 from amends.domain import Incident  # noqa: E402
-from amends.mailcatcher import MailCatcher  # noqa: E402
 
 
 def incident(number: int) -> Incident:
@@ -61,8 +61,8 @@ def measure(runs: int, heartbeat: bool) -> tuple[list[float], list[float], int]:
     from prefect.logging.handlers import APILogWorker
 
     from amends.cli import run_incident
-    from flows.in_process import in_process_run
-    from flows.incident import recover_incident
+    from amends.flows.in_process import in_process_run
+    from amends.flows.incident import recover_incident
 
     @task(cache_policy=NONE)
     def step(number: int) -> int:
@@ -108,7 +108,7 @@ def main() -> None:
         MailCatcher(Path(folder) / "mail") as catcher,
     ):
         assert amends_url is not None
-        from amends.db import Database
+        from amends.storage.db import Database
 
         database = Database(amends_url)
         database.upgrade()

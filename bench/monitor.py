@@ -27,8 +27,8 @@ def main() -> int:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
     )
-    from amends.listening import SourceSpec
-    from flows.monitor import MonitorRequest, monitor_mentions
+    from amends.flows.monitor import MonitorRequest, monitor_mentions
+    from amends.listening.sources import SourceSpec
 
     with SAMPLE.open(encoding="utf-8", newline="") as handle:
         brands = sorted(

@@ -6,8 +6,8 @@ For each size, builds that many customers (10 % lapsed, 20 % with a check-in due
 day), then runs the night twice on identical data, each in a fresh process, against one
 loopback SMTP server (a counting sink, in a process of its own):
 
-- baseline: a plain script, no Prefect: ``amends.nightly.run_night`` (the same set-based
-  queries) and ``amends.outbox.drain`` (the same sends);
+- baseline: a plain script, no Prefect: ``amends.nightly.reengagement.run_night`` (the same
+  set-based queries) and ``amends.delivery.outbox.drain`` (the same sends);
 - flow: the ``nightly-reengagement`` flow, on Prefect's local server, started (and warmed up
   with an empty flow) before the clock starts, as a deployed server would be.
 
@@ -50,8 +50,6 @@ CHUNK = 5000
 def build(url: str, size: int) -> None:
     """``size`` customers: every tenth lapsed, every fifth with a check-in due tomorrow (and
     an open case whose apology went out), the rest recently active."""
-    from amends import models
-    from amends.db import Database
     from amends.domain import (
         CaseState,
         Category,
@@ -64,6 +62,8 @@ def build(url: str, size: int) -> None:
         Severity,
         Stage,
     )
+    from amends.storage import models
+    from amends.storage.db import Database
 
     db = Database(url)
     db.upgrade()
@@ -184,8 +184,8 @@ def build(url: str, size: int) -> None:
 
 
 def run_baseline() -> dict[str, float]:
-    from amends.nightly import run_night
-    from amends.outbox import drain
+    from amends.delivery.outbox import drain
+    from amends.nightly.reengagement import run_night
     from amends.runtime import runtime
 
     rt = runtime()
@@ -198,7 +198,7 @@ def run_baseline() -> dict[str, float]:
 def run_flow() -> dict[str, float]:
     from prefect import flow
 
-    from flows.nightly import nightly_reengagement
+    from amends.flows.nightly import nightly_reengagement
 
     @flow(name="warm-up")
     def warm_up() -> None:
@@ -254,7 +254,7 @@ def sink(port: int) -> None:
 
 @contextlib.contextmanager
 def smtp_sink() -> Iterator[int]:
-    from amends.mailcatcher import free_port
+    from amends.delivery.mailcatcher import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--sink", str(port)])
@@ -275,7 +275,7 @@ def measure(size: int, postgres: str | None, port: int) -> dict[str, dict[str, f
         with tempfile.TemporaryDirectory(prefix=f"amends-nightly-{kind}-") as folder:
             home = Path(folder)
             with scratch_database(postgres, f"_{kind}") as scratch:
-                url = scratch or f"sqlite:///{home / 'amends.db'}"
+                url = scratch or f"sqlite:///{home / 'amends.storage.db'}"
                 build(url, size)
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")}
                 env.update(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import create_engine, text
 
-from amends.db import normalise_url
+from amends.storage.db import normalise_url
 
 
 @contextlib.contextmanager

@@ -14,8 +14,8 @@ The nightly-reengagement deployment runs on its own at 02:00 and recovery-report
 
 from __future__ import annotations
 
+from amends.flows.serving import serve_all
 from amends.settings import Settings
-from flows.serving import serve_all
 
 if __name__ == "__main__":
     serve_all(Settings())

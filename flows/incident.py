@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from prefect import flow
 
-from amends.casebook import CaseOutcome
 from amends.domain import Incident
-from tasks.approval import wait_for_approval
-from tasks.assess import assess
-from tasks.delivery import deliver_or_keep_queued
-from tasks.empower import empower
-from tasks.follow_up import follow_up
-from tasks.intake import label_run, open_case
-from tasks.monitor import monitor
-from tasks.reengage import reengage
-from tasks.report import publish_case_summary, report
+from amends.reporting.casebook import CaseOutcome
+from amends.tasks.approval import wait_for_approval
+from amends.tasks.assess import assess
+from amends.tasks.delivery import deliver_or_keep_queued
+from amends.tasks.empower import empower
+from amends.tasks.follow_up import follow_up
+from amends.tasks.intake import label_run, open_case
+from amends.tasks.monitor import monitor
+from amends.tasks.reengage import reengage
+from amends.tasks.report import publish_case_summary, report
 
 
 @flow(name="recover-incident", flow_run_name="{incident.ref}")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from amends.listening import MonitorReport, SourceSpec
+from amends.flows.incident import recover_incident
+from amends.listening.sources import MonitorReport, SourceSpec
 from amends.privacy import mask
-from flows.incident import recover_incident
-from tasks.monitor import (
+from amends.tasks.monitor import (
     complaints_to_answer,
     complaints_waiting,
     link_mention,

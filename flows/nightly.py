@@ -8,9 +8,9 @@ from datetime import datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from amends.models import utcnow
-from amends.nightly import NightReport
-from tasks.nightly import ACTION_NAMES, publish_night, run_action, send_queued
+from amends.nightly.reengagement import NightReport
+from amends.storage.models import utcnow
+from amends.tasks.nightly import ACTION_NAMES, publish_night, run_action, send_queued
 
 
 def _run_name() -> str:

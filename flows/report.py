@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from tasks.report import ReportRun, build_recovery_report, publish_recovery_report
+from amends.tasks.report import ReportRun, build_recovery_report, publish_recovery_report
 
 
 class ReportRequest(BaseModel):

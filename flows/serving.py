@@ -11,11 +11,11 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
+from amends.flows.incident import recover_incident
+from amends.flows.monitor import monitor_mentions
+from amends.flows.nightly import nightly_reengagement
+from amends.flows.report import recovery_report
 from amends.settings import Settings
-from flows.incident import recover_incident
-from flows.monitor import monitor_mentions
-from flows.nightly import nightly_reengagement
-from flows.report import recovery_report
 
 # Two in the morning, business time: after the day's activity is imported, before anyone works.
 NIGHTLY_CRON = "0 2 * * *"

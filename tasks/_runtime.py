@@ -10,7 +10,7 @@ from threading import Lock
 from prefect_email import EmailServerCredentials
 from prefect_email.credentials import SMTPType
 
-from amends.channels import load_channels
+from amends.delivery.channels import load_channels
 from amends.privacy import mask
 from amends.runtime import Runtime, runtime, use_runtime
 from amends.settings import Settings

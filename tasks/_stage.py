@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger
 
 from amends.domain import Stage
-from amends.recovery import StageResult, run_stage
-from tasks._runtime import task_runtime
+from amends.recovery.stages import StageResult, run_stage
+from amends.tasks._runtime import task_runtime
 
 
 def run_and_log(stage: Stage, case_id: int) -> StageResult:

@@ -20,7 +20,7 @@ from prefect.input import RunInput
 from prefect.states import Running
 from pydantic import Field, create_model
 
-from amends.approvals import (
+from amends.recovery.approvals import (
     PENDING,
     ApprovalError,
     ApprovalRequest,
@@ -29,10 +29,10 @@ from amends.approvals import (
     note_waiting_run,
     time_out,
 )
-from amends.casebook import plain_markdown
-from amends.models import utcnow
+from amends.reporting.casebook import plain_markdown
 from amends.runtime import Runtime
-from tasks._runtime import task_runtime
+from amends.storage.models import utcnow
+from amends.tasks._runtime import task_runtime
 
 # How often a paused run asks whether it was resumed: an answer takes effect within this.
 POLL_SECONDS = 3

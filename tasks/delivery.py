@@ -9,11 +9,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.states import State
 
+from amends.delivery.outbox import DeliveryOutcome, DrainReport, drain
 from amends.errors import DeliveryPending
-from amends.outbox import DeliveryOutcome, DrainReport, drain
 from amends.privacy import mask
-from tasks._pacing import email_pace
-from tasks._runtime import task_runtime
+from amends.tasks._pacing import email_pace
+from amends.tasks._runtime import task_runtime
 
 
 def _only_pending(task: Any, task_run: Any, state: State) -> bool:

@@ -6,9 +6,9 @@ from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from amends import intake
 from amends.domain import Incident
-from tasks._runtime import task_runtime
+from amends.recovery import intake
+from amends.tasks._runtime import task_runtime
 
 
 @task(name="open-case", cache_policy=NONE)

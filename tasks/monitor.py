@@ -9,7 +9,8 @@ from prefect.cache_policies import NONE
 
 from amends.domain import Incident, Stage
 from amends.errors import SourceError
-from amends.listening import (
+from amends.listening.mentions import PublicPost, Recorded, record_posts
+from amends.listening.sources import (
     MonitorReport,
     SourceReport,
     SourceSpec,
@@ -20,12 +21,11 @@ from amends.listening import (
     fetch,
     pending_complaints,
 )
-from amends.listening import link_mention as link_core
-from amends.mentions import PublicPost, Recorded, record_posts
+from amends.listening.sources import link_mention as link_core
 from amends.privacy import mask
-from amends.recovery import StageResult
-from tasks._runtime import task_runtime
-from tasks._stage import run_and_log
+from amends.recovery.stages import StageResult
+from amends.tasks._runtime import task_runtime
+from amends.tasks._stage import run_and_log
 
 
 @task(name="monitor", cache_policy=NONE, task_run_name="monitor-case-{case_id}")

@@ -11,12 +11,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
-from amends.models import utcnow
-from amends.nightly import ACTIONS, ActionReport, Night, NightReport, Progress
-from amends.outbox import DeliveryOutcome, DrainReport, drain, queued_messages
+from amends.delivery.outbox import DeliveryOutcome, DrainReport, drain, queued_messages
+from amends.nightly.reengagement import ACTIONS, ActionReport, Night, NightReport, Progress
 from amends.privacy import mask
-from tasks._pacing import email_pace
-from tasks._runtime import task_runtime
+from amends.storage.models import utcnow
+from amends.tasks._pacing import email_pace
+from amends.tasks._runtime import task_runtime
 
 ACTION_NAMES = tuple(action.__name__ for action in ACTIONS)
 _ACTIONS = {action.__name__: action for action in ACTIONS}

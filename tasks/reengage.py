@@ -4,8 +4,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from amends.domain import Stage
-from amends.recovery import StageResult
-from tasks._stage import run_and_log
+from amends.recovery.stages import StageResult
+from amends.tasks._stage import run_and_log
 
 
 @task(name="reengage", cache_policy=NONE, task_run_name="reengage-case-{case_id}")

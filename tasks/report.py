@@ -15,10 +15,10 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
-from amends.casebook import CaseOutcome, case_markdown, case_outcome
 from amends.domain import Stage
-from amends.recovery import StageResult
-from amends.reporting import (
+from amends.recovery.stages import StageResult
+from amends.reporting.casebook import CaseOutcome, case_markdown, case_outcome
+from amends.reporting.report import (
     Report,
     build_report,
     figures,
@@ -27,8 +27,8 @@ from amends.reporting import (
     report_period,
     write_report_files,
 )
-from tasks._runtime import task_runtime
-from tasks._stage import run_and_log
+from amends.tasks._runtime import task_runtime
+from amends.tasks._stage import run_and_log
 
 
 @task(name="report", cache_policy=NONE, task_run_name="report-case-{case_id}")

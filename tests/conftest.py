@@ -33,12 +33,12 @@ for _name in [name for name in os.environ if name.startswith("AMENDS_")]:
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from amends.channels import EmailAdapter, RecordingAdapter  # noqa: E402
-from amends.db import Database  # noqa: E402
+from amends.delivery.channels import EmailAdapter, RecordingAdapter  # noqa: E402
+from amends.delivery.mailcatcher import MailCatcher, free_port  # noqa: E402
 from amends.domain import ReplyChannel  # noqa: E402
-from amends.mailcatcher import MailCatcher, free_port  # noqa: E402
 from amends.runtime import Runtime, use_runtime  # noqa: E402
 from amends.settings import Settings  # noqa: E402
+from amends.storage.db import Database  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "AMENDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -81,7 +81,7 @@ def postgres_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test that takes this runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'amends.db'}"
+        return f"sqlite:///{tmp_path / 'amends.storage.db'}"
     return request.getfixturevalue("postgres_url")
 
 

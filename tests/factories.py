@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from amends.delivery.outbox import drain
 from amends.domain import STAGES, Incident
-from amends.intake import open_case
-from amends.outbox import drain
-from amends.recovery import run_stage
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
 
 # Real public complaint data, in ../shared beside the repository (as CI and every checkout have it).

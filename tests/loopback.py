@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
-from amends.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from amends.delivery.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 @contextmanager

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from factories import make_incident
 
-from amends.assess import assess, price_costs
 from amends.domain import Decision, EmotionalCost, Fault, OfferKind
-from amends.empower import choose_offer
-from amends.policy import load_policy
+from amends.recovery.assess import assess, price_costs
+from amends.recovery.empower import choose_offer
+from amends.recovery.policy import load_policy
 
 POLICY = load_policy()
 

@@ -1,7 +1,7 @@
 """Email through yagmail to a real SMTP server on loopback, with yagmail 0.16's gaps closed.
 
 The ``test_yagmail_*`` tests pin what yagmail itself does, so that an upgrade that changes it
-is noticed here, next to the code in amends/channels.py that works around it.
+is noticed here, next to the code in amends/delivery/channels.py that works around it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from aiosmtpd.smtp import AuthResult
 from icalendar import Calendar
 from pydantic import SecretStr
 
-from amends.channels import EmailAdapter, Outgoing, unsubscribe_token
+from amends.delivery.channels import EmailAdapter, Outgoing, unsubscribe_token
+from amends.delivery.mailcatcher import MailCatcher, free_port
 from amends.errors import ConfigurationError, DeliveryError
-from amends.mailcatcher import MailCatcher, free_port
 from amends.settings import Settings
 
 HTML = "<p>Dear Rodolfo,</p>\n<p>We are <strong>sorry</strong>.</p>\n<ol>\n<li>First</li>\n</ol>"

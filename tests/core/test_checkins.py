@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from icalendar import Calendar
 
-from amends.checkins import Meeting, Party, calendar_message, checkin_times, moved_time
-from amends.policy import CheckinFigures, load_policy
+from amends.recovery.checkins import Meeting, Party, calendar_message, checkin_times, moved_time
+from amends.recovery.policy import CheckinFigures, load_policy
 
 
 def figures(*cadence: tuple[int, int], hour: int = 10) -> CheckinFigures:

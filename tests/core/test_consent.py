@@ -8,16 +8,16 @@ import pytest
 from factories import make_incident
 from sqlalchemy import select
 
-from amends import models
-from amends.channels import RecordingAdapter
-from amends.consent import normal_address, suppress
+from amends.delivery.channels import RecordingAdapter
+from amends.delivery.consent import normal_address, suppress
+from amends.delivery.outbox import MAX_ATTEMPTS, drain
 from amends.domain import STAGES, MessageStatus
 from amends.errors import DeliveryError, InvalidInput
-from amends.intake import open_case
-from amends.nightly import run_night
-from amends.outbox import MAX_ATTEMPTS, drain
-from amends.recovery import run_stage
+from amends.nightly.reengagement import run_night
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
+from amends.storage import models
 
 
 def send(rt: Runtime):  # type: ignore[no-untyped-def]

@@ -21,13 +21,18 @@ from loopback import serving
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from amends import models
 from amends.errors import AmendsError, ImportFileError, InvalidIncident, SourceError
-from amends.imports import ACTIVITY_COLUMNS, CUSTOMER_COLUMNS, import_activity, import_customers
-from amends.intake import open_case, parse_incident
-from amends.listening import SourceSpec, fetch
-from amends.mentions import PublicPost, record_posts
+from amends.listening.mentions import PublicPost, record_posts
+from amends.listening.sources import SourceSpec, fetch
+from amends.recovery.intake import open_case, parse_incident
 from amends.runtime import Runtime
+from amends.storage import models
+from amends.storage.imports import (
+    ACTIVITY_COLUMNS,
+    CUSTOMER_COLUMNS,
+    import_activity,
+    import_customers,
+)
 
 # The database fixtures are shared by every example on purpose: each example checks what it
 # changed, not what the table holds.

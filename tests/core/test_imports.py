@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from amends import models
 from amends.errors import ImportFileError
-from amends.imports import import_activity, import_customers
 from amends.runtime import Runtime
+from amends.storage import models
+from amends.storage.imports import import_activity, import_customers
 
 CUSTOMERS = """\
 ref,name,email,phone,timezone,annual_value,preferred_channel,do_not_contact

@@ -10,10 +10,10 @@ import pytest
 from factories import incident_data, make_incident
 from sqlalchemy import func, select
 
-from amends import models
 from amends.domain import ReplyChannel
 from amends.errors import IncidentConflict, InvalidIncident
-from amends.intake import MAX_INCIDENT_BYTES, open_case, parse_incident
+from amends.recovery.intake import MAX_INCIDENT_BYTES, open_case, parse_incident
+from amends.storage import models
 
 
 def parse(**changes: object) -> object:

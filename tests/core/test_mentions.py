@@ -17,11 +17,10 @@ from factories import SHARED_DATA, make_incident
 from loopback import serving
 from sqlalchemy import select
 
-from amends import models
 from amends.domain import Incident
 from amends.errors import ConfigurationError, SourceError
-from amends.intake import open_case
-from amends.listening import (
+from amends.listening.mentions import PublicPost, is_addressed, read_post, record_posts
+from amends.listening.sources import (
     FileDrop,
     SourceSpec,
     answer_complaint,
@@ -34,9 +33,10 @@ from amends.listening import (
     social_ref,
     source_kinds,
 )
-from amends.mentions import PublicPost, is_addressed, read_post, record_posts
+from amends.recovery.intake import open_case
 from amends.runtime import Runtime
 from amends.settings import Settings
+from amends.storage import models
 
 SAMPLE = SHARED_DATA / "twitter_support_sample_5000.csv"
 WHEN = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -436,7 +436,7 @@ def test_a_source_plugin_registers_by_entry_point(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "acme_listening.py").write_text(
-        "from amends.listening import Fetched\n"
+        "from amends.listening.sources import Fetched\n"
         "class Reviews:\n"
         "    def __init__(self, spec):\n"
         "        self.spec = spec\n"

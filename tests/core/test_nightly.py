@@ -11,17 +11,17 @@ import pytest
 from factories import make_incident, recover
 from sqlalchemy import select
 
-from amends import models
-from amends.aftercare import close_case, record_checkin
-from amends.casebook import case_outcome
-from amends.channels import RecordingAdapter
+from amends.delivery.channels import RecordingAdapter
+from amends.delivery.outbox import drain
 from amends.domain import STAGES
-from amends.intake import open_case
-from amends.nightly import ActionReport, run_night
-from amends.outbox import drain
-from amends.policy import FrequencyCap
-from amends.recovery import run_stage
+from amends.nightly.aftercare import close_case, record_checkin
+from amends.nightly.reengagement import ActionReport, run_night
+from amends.recovery.intake import open_case
+from amends.recovery.policy import FrequencyCap
+from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
+from amends.storage import models
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 LONG_AGO = date(2026, 1, 10)  # beyond the policy's 90 days of silence

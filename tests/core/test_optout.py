@@ -11,11 +11,11 @@ from loopback import serving
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from amends import models
-from amends.channels import unsubscribe_link, unsubscribe_token
+from amends.delivery.channels import unsubscribe_link, unsubscribe_token
+from amends.delivery.optout import optout_server
 from amends.errors import ConfigurationError
-from amends.optout import optout_server
 from amends.runtime import Runtime
+from amends.storage import models
 
 SECRET = "s3cret-for-tests"
 
@@ -104,8 +104,8 @@ def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -
     from dataclasses import replace
     from datetime import date, timedelta
 
-    from amends.nightly import run_night
-    from amends.outbox import drain
+    from amends.delivery.outbox import drain
+    from amends.nightly.reengagement import run_night
 
     settings = rt.settings.model_copy(
         update={

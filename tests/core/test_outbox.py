@@ -11,14 +11,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from factories import make_incident
 
-from amends import models
-from amends.casebook import case_outcome
-from amends.channels import EmailAdapter, Outgoing, RecordingAdapter
-from amends.domain import STAGES, MessageStatus, ReplyChannel, Stage
-from amends.errors import ConfigurationError, DeliveryError
-from amends.intake import open_case
-from amends.mailcatcher import MailCatcher, free_port
-from amends.outbox import (
+from amends.delivery.channels import EmailAdapter, Outgoing, RecordingAdapter
+from amends.delivery.mailcatcher import MailCatcher, free_port
+from amends.delivery.outbox import (
     CLAIM_BATCH,
     MAX_ATTEMPTS,
     _claim,
@@ -28,8 +23,13 @@ from amends.outbox import (
     queued_messages,
     requeue_stale_claims,
 )
-from amends.recovery import run_stage
+from amends.domain import STAGES, MessageStatus, ReplyChannel, Stage
+from amends.errors import ConfigurationError, DeliveryError
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
+from amends.storage import models
 
 
 def queued_apology(rt: Runtime) -> tuple[int, int]:
@@ -237,7 +237,7 @@ def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime) -> None:
 
 
 def test_staff_taking_over_a_failed_reply_lets_the_case_close(rt: Runtime) -> None:
-    from amends.staff import complete_action, open_actions
+    from amends.recovery.staff import complete_action, open_actions
 
     case_id = open_case(rt, make_incident(fault="customer"))
     for stage in STAGES:

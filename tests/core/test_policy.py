@@ -8,7 +8,7 @@ import pytest
 
 from amends.domain import Channel, ReplyChannel
 from amends.errors import PolicyError
-from amends.policy import DEFAULT_POLICY_FILE, load_policy
+from amends.recovery.policy import DEFAULT_POLICY_FILE, load_policy
 
 MIRROR = {
     Channel.EMAIL: ReplyChannel.EMAIL,

@@ -10,17 +10,17 @@ import pytest
 from factories import recover
 from sqlalchemy import select
 
-from amends import models
-from amends.aftercare import record_exit_answers
-from amends.consent import suppress
+from amends.delivery.consent import suppress
 from amends.domain import Stage
 from amends.errors import AmendsError, NotFound
-from amends.imports import import_customers
-from amends.mentions import PublicPost, record_posts
-from amends.nightly import run_night
+from amends.listening.mentions import PublicPost, record_posts
+from amends.nightly.aftercare import record_exit_answers
+from amends.nightly.reengagement import run_night
 from amends.privacy import ERASED, export, forget, mask
-from amends.recovery import run_stage
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
+from amends.storage import models
+from amends.storage.imports import import_customers
 
 PERSONAL = ("Rodolfo", "rk@example.com", "+34612345678", "Calle Mayor", "Cleaning crew missed")
 

@@ -9,14 +9,8 @@ import pytest
 from factories import make_incident
 from sqlalchemy import func, select
 
-from amends import models, recovery
-from amends.casebook import case_outcome
-from amends.channels import RecordingAdapter
-from amends.domain import STAGES, Decision, Incident, MessageStatus, ReplyChannel, Stage
-from amends.errors import DeliveryError
-from amends.intake import open_case
-from amends.mentions import PublicPost, record_posts
-from amends.outbox import (
+from amends.delivery.channels import RecordingAdapter
+from amends.delivery.outbox import (
     MAX_ATTEMPTS,
     deliver,
     drain,
@@ -24,8 +18,15 @@ from amends.outbox import (
     requeue_stale_claims,
     retry_delay,
 )
-from amends.recovery import run_stage
+from amends.domain import STAGES, Decision, Incident, MessageStatus, ReplyChannel, Stage
+from amends.errors import DeliveryError
+from amends.listening.mentions import PublicPost, record_posts
+from amends.recovery import stages as recovery
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
+from amends.storage import models
 
 
 def recover(rt: Runtime, incident: Incident) -> int:

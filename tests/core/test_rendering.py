@@ -9,11 +9,18 @@ from typing import Any
 
 import pytest
 
-from amends.catalogue import FORMS, LOCALES, PROGRESS_DONE, PROGRESS_NEXT, extension, sample_context
 from amends.domain import MessageKind
 from amends.errors import TemplateError
-from amends.rendering import Templates
-from amends.settings import PROJECT_ROOT, Settings
+from amends.messages.catalogue import (
+    FORMS,
+    LOCALES,
+    PROGRESS_DONE,
+    PROGRESS_NEXT,
+    extension,
+    sample_context,
+)
+from amends.messages.rendering import Templates
+from amends.settings import SHIPPED_TEMPLATES, Settings
 
 SETTINGS = Settings()
 CASES = [(kind, channel) for kind, channels in FORMS.items() for channel in channels]
@@ -75,7 +82,7 @@ def required(
 
 @pytest.fixture(scope="module")
 def templates() -> Templates:
-    return Templates(PROJECT_ROOT / "templates", timezone=SETTINGS.business_timezone)
+    return Templates(SHIPPED_TEMPLATES, timezone=SETTINGS.business_timezone)
 
 
 @pytest.mark.parametrize("locale", LOCALES)

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from amends import models
-from amends.aftercare import WITHDRAWN
 from amends.domain import (
     CaseState,
     Category,
@@ -43,13 +41,15 @@ from amends.domain import (
     Stage,
 )
 from amends.errors import InvalidInput
-from amends.reporting import (
+from amends.nightly.aftercare import WITHDRAWN
+from amends.reporting.report import (
     build_report,
     report_markdown,
     report_period,
     write_report_files,
 )
 from amends.runtime import Runtime
+from amends.storage import models
 
 ZONE = "Europe/Madrid"
 MADE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

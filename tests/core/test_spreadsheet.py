@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from amends.spreadsheet import safe_cell, write_csv
+from amends.reporting.spreadsheet import safe_cell, write_csv
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from factories import make_incident
 
-from amends.casebook import case_outcome
 from amends.domain import STAGES
 from amends.errors import AmendsError, NotFound
-from amends.intake import open_case
-from amends.recovery import run_stage
+from amends.recovery.intake import open_case
+from amends.recovery.staff import complete_action, find_action, open_actions
+from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
-from amends.staff import complete_action, find_action, open_actions
 
 
 def recover(rt: Runtime, **changes: object) -> int:

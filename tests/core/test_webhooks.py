@@ -11,16 +11,16 @@ from factories import make_incident
 from loopback import SECRET, Receiver, serving
 from pydantic import SecretStr
 
-from amends.casebook import case_outcome
-from amends.channels import Outgoing, load_channels
+from amends.delivery.channels import Outgoing, load_channels
+from amends.delivery.outbox import deliver, queued_messages
+from amends.delivery.webhooks import WebhookAdapter, sign, verify
 from amends.domain import STAGES, ReplyChannel
 from amends.errors import ConfigurationError, DeliveryError
-from amends.intake import open_case
-from amends.outbox import deliver, queued_messages
-from amends.recovery import run_stage
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
 from amends.settings import Settings
-from amends.webhooks import WebhookAdapter, sign, verify
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ from icalendar import Calendar
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from amends import models
 from amends.cli import app
 from amends.domain import Stage
-from amends.intake import open_case
-from amends.recovery import run_stage
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
+from amends.storage import models
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -151,7 +151,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
     assert "is up to date (revision 0006)" in again.stdout
-    assert (tmp_path / "amends.db").is_file()
+    assert (tmp_path / "amends.storage.db").is_file()
 
 
 def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_mail_that_cannot_go_out_yet_exits_3_and_says_why(
 ) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    from tasks.delivery import deliver_messages
+    from amends.tasks.delivery import deliver_messages
 
     monkeypatch.setattr(deliver_messages, "retry_delay_seconds", [0, 0])
     # As `amends` sets it up in a terminal (PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=CRITICAL);
@@ -536,7 +536,7 @@ def test_forget_asks_first(rt: Runtime) -> None:
 
 
 def test_a_case_s_timeline_tells_each_step_when_and_who(rt: Runtime) -> None:
-    from amends.casebook import case_markdown, case_outcome
+    from amends.reporting.casebook import case_markdown, case_outcome
 
     recovered(rt)
     noted = amends("note", "INC-1001", "Called Rodolfo; he sounded calmer", "--by", "Ana")

@@ -22,12 +22,12 @@ from aiosmtpd.controller import Controller
 from factories import make_incident
 from sqlalchemy import func, select
 
-from amends import models
+from amends.delivery.mailcatcher import free_port
 from amends.domain import MessageStatus, Stage
-from amends.intake import open_case
-from amends.mailcatcher import free_port
-from amends.recovery import run_stage
+from amends.recovery.intake import open_case
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
+from amends.storage import models
 
 CASES = 15  # an apology and a check-in invitation each
 

@@ -19,9 +19,9 @@ from e2e.prefect_server import BIN, fresh_database, prefect_server, start, stop
 from factories import incident_data
 from sqlalchemy import create_engine, select
 
-from amends import models
+from amends.delivery.mailcatcher import MailCatcher
 from amends.domain import MessageKind, MessageStatus, Stage
-from amends.mailcatcher import MailCatcher
+from amends.storage import models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -23,9 +23,9 @@ import pytest
 from e2e.prefect_server import REPOSITORY, PrefectServer, fresh_database, prefect_server
 from factories import incident_data
 
-from amends.casebook import case_outcome, list_cases
-from amends.db import Database
-from amends.mailcatcher import MailCatcher
+from amends.delivery.mailcatcher import MailCatcher
+from amends.reporting.casebook import case_outcome, list_cases
+from amends.storage.db import Database
 
 pytestmark = pytest.mark.e2e
 

@@ -20,12 +20,12 @@ from prefect import get_client
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import select
 
-from amends import models
-from amends.approvals import decide
-from amends.casebook import CaseOutcome, case_outcome
-from amends.mailcatcher import MailCatcher
+from amends.delivery.mailcatcher import MailCatcher
+from amends.flows.incident import recover_incident
+from amends.recovery.approvals import decide
+from amends.reporting.casebook import CaseOutcome, case_outcome
 from amends.runtime import Runtime, use_runtime
-from flows.incident import recover_incident
+from amends.storage import models
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

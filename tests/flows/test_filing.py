@@ -16,11 +16,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from amends import models
 from amends.cli import app
-from amends.intake import parse_incident
+from amends.flows.incident import recover_incident
+from amends.recovery.intake import parse_incident
 from amends.runtime import Runtime
-from flows.incident import recover_incident
+from amends.storage import models
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()

@@ -11,11 +11,11 @@ from prefect import get_client
 from prefect.exceptions import ParameterTypeError
 from sqlalchemy import func, select
 
-from amends import models
-from amends.mailcatcher import MailCatcher
+from amends.delivery.mailcatcher import MailCatcher
+from amends.flows.incident import recover_incident
 from amends.runtime import Runtime
-from flows.incident import recover_incident
-from tasks.delivery import deliver_messages
+from amends.storage import models
+from amends.tasks.delivery import deliver_messages
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

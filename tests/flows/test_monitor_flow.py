@@ -17,15 +17,15 @@ from prefect import get_client
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from amends import models
-from amends.casebook import case_outcome
-from amends.channels import RecordingAdapter, webhook_channels
+from amends.delivery.channels import RecordingAdapter, webhook_channels
 from amends.domain import ReplyChannel
-from amends.imports import import_customers
-from amends.listening import SourceSpec, social_ref
+from amends.flows.monitor import MonitorRequest, monitor_mentions
+from amends.listening.sources import SourceSpec, social_ref
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime, use_runtime
 from amends.settings import Settings
-from flows.monitor import MonitorRequest, monitor_mentions
+from amends.storage import models
+from amends.storage.imports import import_customers
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

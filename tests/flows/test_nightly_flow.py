@@ -15,14 +15,14 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from amends import models
 from amends.cli import app
-from amends.mailcatcher import MailCatcher
-from amends.models import utcnow
+from amends.delivery.mailcatcher import MailCatcher
+from amends.flows.nightly import nightly_reengagement
+from amends.flows.serving import NIGHTLY_CRON, deployments
 from amends.runtime import Runtime
 from amends.settings import Settings
-from flows.nightly import nightly_reengagement
-from flows.serving import NIGHTLY_CRON, deployments
+from amends.storage import models
+from amends.storage.models import utcnow
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -11,11 +11,11 @@ from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogWorker
 
-from amends.channels import EmailAdapter
+from amends.delivery.channels import EmailAdapter
+from amends.delivery.mailcatcher import free_port
 from amends.domain import ReplyChannel
-from amends.mailcatcher import free_port
+from amends.flows.incident import recover_incident
 from amends.runtime import Runtime, use_runtime
-from flows.incident import recover_incident
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

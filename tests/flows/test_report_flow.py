@@ -11,9 +11,9 @@ import pytest
 from factories import recover
 from prefect import get_client
 
-from amends.aftercare import record_exit_answers
+from amends.flows.report import ReportRequest, recovery_report
+from amends.nightly.aftercare import record_exit_answers
 from amends.runtime import Runtime
-from flows.report import ReportRequest, recovery_report
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -19,10 +19,10 @@ from prefect.logging.handlers import APILogWorker
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from amends import models
-from amends.mailcatcher import free_port
+from amends.delivery.mailcatcher import free_port
+from amends.flows.incident import recover_incident
 from amends.runtime import Runtime, use_runtime
-from flows.incident import recover_incident
+from amends.storage import models
 
 pytestmark = [
     pytest.mark.usefixtures("prefect_harness"),

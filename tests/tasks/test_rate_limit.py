@@ -11,14 +11,14 @@ from factories import make_incident
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-from amends.channels import EmailAdapter
+from amends.delivery.channels import EmailAdapter
+from amends.delivery.mailcatcher import MailCatcher
+from amends.delivery.outbox import queued_messages
 from amends.domain import MessageStatus, ReplyChannel
 from amends.errors import ConfigurationError
-from amends.mailcatcher import MailCatcher
-from amends.outbox import queued_messages
+from amends.flows.incident import recover_incident
 from amends.runtime import Runtime, use_runtime
 from amends.settings import Settings
-from flows.incident import recover_incident
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -9,11 +9,11 @@ from factories import make_incident
 from prefect_email import EmailServerCredentials
 from pydantic import SecretStr
 
-from amends.mailcatcher import MailCatcher
+from amends.delivery.mailcatcher import MailCatcher
+from amends.flows.incident import recover_incident
 from amends.runtime import Runtime, use_runtime
 from amends.settings import Settings
-from flows.incident import recover_incident
-from tasks._runtime import smtp_settings, task_runtime
+from amends.tasks._runtime import smtp_settings, task_runtime
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from factories import make_incident
 
-from amends.intake import open_case
+from amends.recovery.intake import open_case
 from amends.runtime import Runtime
-from tasks.assess import assess
-from tasks.delivery import DeliveryPending, deliver_messages
-from tasks.empower import empower
-from tasks.follow_up import follow_up
-from tasks.monitor import monitor
-from tasks.report import artifact_key, report
+from amends.tasks.assess import assess
+from amends.tasks.delivery import DeliveryPending, deliver_messages
+from amends.tasks.empower import empower
+from amends.tasks.follow_up import follow_up
+from amends.tasks.monitor import monitor
+from amends.tasks.report import artifact_key, report
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -1,0 +1,1 @@
+"""Delivery: channel adapters (email, webhooks), the outbox, consent and the opt-out link."""

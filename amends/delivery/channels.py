@@ -1,0 +1,307 @@
+"""Delivery channels: one adapter interface; email through yagmail; plugins; a recording
+adapter for tests.
+
+Channels are plugins: an installed package adds one with an ``amends.channels`` entry point (see
+:func:`load_channels`). A channel without an adapter is delivered by staff (a call-back, a
+printed letter, a visit): its messages wait in the outbox, with a staff action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import smtplib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import yagmail
+from yagmail.headers import resolve_addresses
+from yagmail.message import prepare_message
+
+from amends.domain import ReplyChannel
+from amends.errors import ConfigurationError, DeliveryError
+from amends.messages.rendering import plain_text
+from amends.settings import Settings
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for its channel."""
+
+    recipient: str
+    subject: str
+    body: str
+    message_id: str
+    in_reply_to: str | None = None
+    attachment: Path | None = None
+    marketing: bool = False  # re-engagement, not service: carries List-Unsubscribe
+    public: bool = False  # a public post rather than a private message
+
+
+class ChannelAdapter(Protocol):
+    """Delivers messages on one channel.
+
+    ``deliver`` returns the provider's id for the message, and raises :class:`DeliveryError`
+    with ``transient`` set when a later attempt may succeed. Within ``batch()``, an adapter may
+    keep its connection open from one message to the next.
+    """
+
+    def deliver(self, message: Outgoing) -> str: ...
+
+    def batch(self) -> AbstractContextManager[None]: ...
+
+
+class EmailAdapter:
+    """Email through yagmail, with the gaps of yagmail 0.16 closed in one place.
+
+    yagmail builds the message (:meth:`compose`); amends then mends what 0.16 gets wrong:
+    its text/plain part is a copy of the HTML, its calendar part lacks ``method=REQUEST``, and
+    it has no List-Unsubscribe. Sending goes through yagmail's own connection with ``sendmail``
+    called once per message: yagmail's ``send`` would open a new connection per call without
+    closing the last, and quietly resend after a disconnect. Alone, a message gets its own
+    connection, closed after it; within :meth:`batch`, messages share one, and any error drops
+    it for a fresh one. ``tests/core/test_channels.py`` pins each of these, so a yagmail
+    upgrade that changes one is noticed.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._local = threading.local()  # a batch's open connection, per thread
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep one connection open for the messages delivered inside the block."""
+        self._local.batch = True
+        try:
+            yield
+        finally:
+            self._local.batch = False
+            self._drop()
+
+    def _drop(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            client.close()
+
+    def _client(self) -> yagmail.SMTP:
+        s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
+        return yagmail.SMTP(
+            user={s.sender_email: s.sender_name},
+            password=password,
+            host=s.smtp_host,
+            port=s.smtp_port,
+            smtp_ssl=s.smtp_ssl,
+            smtp_starttls=s.smtp_starttls,
+            smtp_skip_login=password is None,
+            # Addresses were validated at intake with email-validator; yagmail's regex is slow.
+            soft_email_validation=False,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    def compose(
+        self, message: Outgoing, client: yagmail.SMTP | None = None
+    ) -> tuple[list[str], str]:
+        """The recipients and the whole message, as it goes over the wire."""
+        client = client or self._client()
+        headers = {}
+        if message.in_reply_to:
+            headers = {"In-Reply-To": message.in_reply_to, "References": message.in_reply_to}
+        # yagmail turns every "\n" of a body into "<br>", and treats a body that names an
+        # existing file as an attachment: hand it one line of HTML. Only ASCII white space is
+        # folded; a no-break space keeps "600,00 €" together.
+        html = re.sub(r"[ \t\r\n]+", " ", message.body).strip()
+        # yagmail's own two steps of prepare_send, keeping the MIME object to mend it. A bare
+        # address: given {address: name}, yagmail writes only the name in To.
+        addresses = resolve_addresses(client.user, client.useralias, message.recipient, None, None)
+        mime = prepare_message(
+            client.user,
+            client.useralias,
+            addresses,
+            message.subject,
+            html,
+            [str(message.attachment)] if message.attachment else None,
+            headers or None,
+            client.encoding,
+            prettify_html=False,
+            message_id=message.message_id,
+        )
+        for part in mime.walk():
+            if part.get_content_type() == "text/plain" and part.get_filename() is None:
+                del part["Content-Transfer-Encoding"]
+                part.set_payload(plain_text(message.body), "utf-8")
+            elif part.get_content_type() == "text/calendar":
+                # The MIME method must repeat the calendar's own: REQUEST, or CANCEL.
+                method = re.search(rb"^METHOD:(\w+)", part.get_payload(decode=True), re.M)
+                part.set_param("method", method.group(1).decode() if method else "REQUEST")
+        if message.marketing:
+            mime["List-Unsubscribe"] = self._unsubscribe(message.recipient)
+            if self.settings.unsubscribe_url:
+                mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return addresses["recipients"], mime.as_string()
+
+    def _unsubscribe(self, recipient: str) -> str:
+        mailto = f"<mailto:{self.settings.sender_email}?subject=unsubscribe>"
+        if not self.settings.unsubscribe_url:
+            return mailto
+        return f"<{unsubscribe_link(self.settings, recipient)}>, {mailto}"
+
+    def deliver(self, message: Outgoing) -> str:
+        in_batch = getattr(self._local, "batch", False)
+        client = getattr(self._local, "client", None) if in_batch else None
+        try:
+            if client is None:
+                client = self._client()
+                if in_batch:
+                    self._local.client = client  # closed with the batch, even if login fails
+                client.login()
+            recipients, raw = self.compose(message, client)
+            refused = client.smtp.sendmail(client.user, recipients, raw)
+        except Exception as error:
+            if in_batch:
+                self._drop()
+            raise self._describe(error) from None
+        finally:
+            if not in_batch and client is not None:
+                client.close()
+        if refused:
+            raise DeliveryError(
+                f"recipient refused: {_describe(refused)}", transient=False, bounce=True
+            )
+        return message.message_id
+
+    def _describe(self, error: Exception) -> Exception:
+        """An SMTP or network error as a DeliveryError, a sender that cannot work at all as a
+        ConfigurationError; anything else as it is (a bug)."""
+        where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            return ConfigurationError(
+                f"the SMTP server {where} refused the login ({error.smtp_code}): check "
+                "AMENDS_SENDER_EMAIL and AMENDS_SMTP_PASSWORD"
+            )
+        if isinstance(error, smtplib.SMTPSenderRefused):
+            return ConfigurationError(
+                f"the SMTP server {where} refuses mail from {self.settings.sender_email} "
+                f"({error.smtp_code} {_text(error.smtp_error)})"
+            )
+        if isinstance(error, smtplib.SMTPNotSupportedError):
+            return ConfigurationError(f"the SMTP server {where} does not support: {error}")
+        if isinstance(error, smtplib.SMTPRecipientsRefused):
+            codes = [code for code, _ in error.recipients.values()]
+            return DeliveryError(
+                f"recipient refused: {_describe(error.recipients)}",
+                transient=all(400 <= code < 500 for code in codes),
+                bounce=True,
+            )
+        if isinstance(error, smtplib.SMTPResponseException):
+            return DeliveryError(
+                f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
+                transient=400 <= error.smtp_code < 500,
+            )
+        if isinstance(error, smtplib.SMTPServerDisconnected):
+            return DeliveryError(f"SMTP connection lost: {error}", transient=True)
+        if isinstance(error, smtplib.SMTPException):
+            return DeliveryError(f"SMTP error: {error}", transient=True)
+        if isinstance(error, OSError):  # refused, reset, timed out, unknown host
+            return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
+        return error
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _describe(refused: dict) -> str:
+    return "; ".join(f"{code} {_text(text)}" for code, text in refused.values())
+
+
+@dataclass
+class RecordingAdapter:
+    """Keeps what it is given, for tests that need no server; can fail on demand."""
+
+    delivered: list[Outgoing] = field(default_factory=list)
+    fail_with: DeliveryError | None = None
+
+    def deliver(self, message: Outgoing) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.delivered.append(message)
+        return message.message_id
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        yield
+
+
+ChannelFactory = Callable[[Settings], "dict[ReplyChannel, ChannelAdapter]"]
+ENTRY_POINT_GROUP = "amends.channels"
+
+
+def email_channel(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """Email through yagmail: always on (a local catcher by default)."""
+    return {ReplyChannel.EMAIL: EmailAdapter(settings)}
+
+
+def webhook_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """SMS, chat and social replies through signed webhooks, for each URL that is set."""
+    from amends.delivery.webhooks import WebhookAdapter
+
+    urls = {
+        ReplyChannel.SMS: settings.webhook_sms_url,
+        ReplyChannel.CHAT: settings.webhook_chat_url,
+        ReplyChannel.SOCIAL: settings.webhook_social_url,
+    }
+    if not any(urls.values()):
+        return {}
+    if settings.webhook_secret is None:
+        raise ConfigurationError("a webhook URL is set but AMENDS_WEBHOOK_SECRET is not")
+    return {
+        channel: WebhookAdapter(channel, url, settings.webhook_secret)
+        for channel, url in urls.items()
+        if url
+    }
+
+
+def load_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
+    """amends' own channels (email, webhooks), then every installed plugin's: the
+    ``amends.channels`` entry points, each a factory from settings to adapters. A channel
+    without an adapter is delivered by staff.
+
+    Raises:
+        ConfigurationError: two channels claim the same reply channel.
+    """
+    channels = {**email_channel(settings), **webhook_channels(settings)}
+    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        factory: ChannelFactory = entry_point.load()
+        for channel, adapter in factory(settings).items():
+            if channel in channels:
+                raise ConfigurationError(
+                    f"the channel plugin {entry_point.name!r} would replace the "
+                    f"{channel.value} channel; uninstall one of them"
+                )
+            channels[channel] = adapter
+    return channels
+
+
+def unsubscribe_token(secret: str, email_address: str) -> str:
+    """A token that proves an opt-out link was made for this address, by this business."""
+    digest = hmac.new(secret.encode(), email_address.lower().encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def unsubscribe_link(settings: Settings, email_address: str) -> str:
+    """The one-click opt-out link for an address: only its own token unsubscribes it."""
+    if settings.unsubscribe_url is None or settings.unsubscribe_secret is None:
+        raise ConfigurationError("an unsubscribe link needs AMENDS_UNSUBSCRIBE_URL and _SECRET")
+    token = unsubscribe_token(settings.unsubscribe_secret.get_secret_value(), email_address)
+    parts = urlsplit(settings.unsubscribe_url)
+    query = urlencode([*parse_qsl(parts.query), ("email", email_address), ("token", token)])
+    return urlunsplit(parts._replace(query=query))

@@ -1,0 +1,704 @@
+"""The outbox: messages are written with the stage that decided them, then delivered.
+
+Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
+claims a message (queued -> sending) in its own transaction before delivering it, so two live
+senders never deliver the same message, and records the result right after the server answers.
+
+Delivery is at least once, never silently lost: a sender that dies between the server's
+acceptance and that record leaves the message ``sending``; once its claim is older than the
+claim timeout it is queued again and resent with the same Message-ID, which mail programs show
+once. A live sender never works on a claim that old (it gives back what it cannot send in half
+the timeout), and records a result only under its own claim token: keep the senders' clocks in
+step (NTP). A transient failure stays queued with its reason and is tried again after a growing
+pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Collection, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from amends.delivery import consent
+from amends.delivery.channels import ChannelAdapter, Outgoing
+from amends.domain import (
+    MARKETING_KINDS,
+    CaseState,
+    MessageKind,
+    MessageStatus,
+    ReplyChannel,
+    Stage,
+    spoken,
+)
+from amends.errors import ConfigurationError, DeliveryError
+from amends.recovery.staff import add_action, hand_message_to_staff, settle
+from amends.storage import models
+from amends.storage.db import Database
+
+
+def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyChannel) -> str:
+    """The idempotency key of a message: one per case, stage, purpose and channel."""
+    return f"case-{case_id}:{stage.value}:{kind.value}:{channel.value}"
+
+
+def message_id_for(key: str, sender_email: str) -> str:
+    """A stable RFC 5322 Message-ID, so a resend is recognisably the same message."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    domain = sender_email.rpartition("@")[2] or "amends.invalid"
+    return f"<{digest}.amends@{domain}>"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message ready for the outbox: whom it is for, why, and what it says. ``key`` makes it
+    unique: the same purpose is never queued twice."""
+
+    key: str
+    customer_id: int
+    case_id: int | None
+    stage: Stage
+    kind: MessageKind
+    channel: ReplyChannel
+    recipient: str
+    body: str
+    subject: str = ""
+    attachment: Path | None = None
+    in_reply_to: str | None = None
+    due_at: datetime | None = None
+
+
+def queue_drafts(
+    session: Session,
+    drafts: Sequence[Draft],
+    *,
+    sender_email: str,
+    automatic: Collection[ReplyChannel],
+    at: datetime | None = None,
+) -> set[str]:
+    """Add messages to the outbox in one statement, in the caller's transaction, leaving out any
+    whose key is there already (a re-run, or another run at the same moment); those on a channel
+    without an adapter go to staff. Returns the keys of the messages added.
+
+    Args:
+        at: When they count as queued (the nightly run's moment, which its windows and its
+            frequency cap measure from); now by default.
+    """
+    if not drafts:
+        return set()
+    at = at or models.utcnow()
+    rows = [
+        {
+            "customer_id": d.customer_id,
+            "case_id": d.case_id,
+            "key": d.key,
+            "stage": d.stage,
+            "kind": d.kind,
+            "channel": d.channel,
+            "recipient": d.recipient,
+            "subject": d.subject,
+            "body": d.body,
+            "attachment": str(d.attachment) if d.attachment else None,
+            "message_id": message_id_for(d.key, sender_email),
+            "in_reply_to": d.in_reply_to,
+            "status": (
+                MessageStatus.QUEUED if d.channel in automatic else MessageStatus.AWAITING_STAFF
+            ),
+            "due_at": d.due_at,
+            "attempts": 0,
+            "created_at": at,
+        }
+        for d in drafts
+    ]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    added = session.execute(
+        dialect.insert(models.Message)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(models.Message.id, models.Message.key, models.Message.status),
+        rows,
+    ).all()
+    for_staff = [id_ for id_, _, status in added if status is MessageStatus.AWAITING_STAFF]
+    withheld: dict[int, str] = {}
+    if for_staff:
+        rows = session.execute(
+            select(models.Message, models.Customer)
+            .join(models.Customer, models.Message.customer_id == models.Customer.id)
+            .where(models.Message.id.in_(for_staff))
+        ).all()
+        # Consent holds for what a person delivers too: a call, a letter, a visit.
+        withheld = consent.withheld(session, [tuple(row) for row in rows])
+        for message, _ in rows:
+            if message.id not in withheld:
+                hand_message_to_staff(session, message)
+                continue
+            message.status = MessageStatus.SUPPRESSED
+            _refer_withheld(session, message, withheld[message.id])
+    _note_queued(session, drafts, added, withheld, at)
+    return {key for _, key, _ in added}
+
+
+def _note_queued(
+    session: Session,
+    drafts: Sequence[Draft],
+    added: Sequence[Any],
+    withheld: dict[int, str],
+    at: datetime,
+) -> None:
+    """One line on each case's timeline for each message added to it, whoever queued it (a
+    stage, the nightly run, a late approval)."""
+    by_key = {d.key: d for d in drafts}
+    events = []
+    for id_, key, status in added:
+        draft = by_key[key]
+        if draft.case_id is None:
+            continue
+        verb = (
+            "withheld"
+            if id_ in withheld
+            else "queued"
+            if status is MessageStatus.QUEUED
+            else "waiting for staff"
+        )
+        events.append(
+            {
+                "case_id": draft.case_id,
+                "at": at,
+                "stage": draft.stage,
+                "kind": "message",
+                "text": f"{spoken(draft.kind).capitalize()} by {draft.channel.value} {verb}"
+                + (f" ({draft.attachment.name})" if draft.attachment else "")
+                + ".",
+                "actor": "amends",
+            }
+        )
+    if events:
+        session.execute(insert(models.CaseEvent), events)
+
+
+def queue_message(
+    session: Session,
+    draft: Draft,
+    *,
+    sender_email: str,
+    automatic: Collection[ReplyChannel],
+) -> models.Message:
+    """Add one message to the outbox in the caller's transaction; the one already there if its
+    key was queued before."""
+    queue_drafts(session, [draft], sender_email=sender_email, automatic=automatic)
+    return session.scalar(select(models.Message).where(models.Message.key == draft.key))
+
+
+def write_attachment(path: Path, content: bytes) -> Path:
+    """Write a message's file (a letter to print, an invitation) whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as out:
+        out.write(content)
+    os.replace(partial, path)
+    return path
+
+
+MAX_ATTEMPTS = 8
+# How many messages a sender claims at once: a sender that dies leaves at most this many
+# claimed and unsent, which go out again after the claim timeout.
+CLAIM_BATCH = 20
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The pause before the next attempt: 30 s, 2 min, 8 min, ... at most 6 hours."""
+    return min(timedelta(seconds=30 * 4 ** (attempts - 1)), timedelta(hours=6))
+
+
+def queued_messages(
+    db: Database, case_id: int | None = None, *, due_by: datetime | None = None
+) -> list[int]:
+    """Ids of messages waiting for an automatic sender, oldest first: one case's, or all; with
+    ``due_by``, only those whose pause after a failure is over by then."""
+    query = select(models.Message.id).where(models.Message.status == MessageStatus.QUEUED)
+    if case_id is not None:
+        query = query.where(models.Message.case_id == case_id)
+    if due_by is not None:
+        query = query.where(
+            (models.Message.next_attempt_at.is_(None)) | (models.Message.next_attempt_at <= due_by)
+        )
+    with db.session() as session:
+        return list(session.scalars(query.order_by(models.Message.id)))
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What happened to one message in one attempt."""
+
+    message_id: int
+    status: MessageStatus
+    channel: ReplyChannel
+    kind: MessageKind
+    error: str | None = None
+    transient: bool = False
+    claimed: bool = True  # False: another sender had it, or it was no longer queued
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A message a sender has claimed, with what it needs to send it and record the result."""
+
+    id: int
+    customer_id: int
+    case_id: int | None  # None: a win-back offer, outside any case
+    channel: ReplyChannel
+    kind: MessageKind
+    attempts: int
+    token: str  # the claim's own mark: only its holder records the result
+    # Whether a delivery can change the case's state: only once its stages are done (before,
+    # the stages set it).
+    settles_on_success: bool
+    outgoing: Outgoing
+    withheld: str | None = None  # why it may not go: consent, checked at the last moment
+
+
+def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
+    """Claim those of the messages that are still queued, in one transaction; another sender's
+    claim, committed first, wins."""
+    token = secrets.token_hex(8)
+    with db.session() as session:
+        claimed = set(
+            session.scalars(
+                update(models.Message)
+                .where(
+                    models.Message.id.in_(message_ids),
+                    models.Message.status == MessageStatus.QUEUED,
+                )
+                .values(
+                    status=MessageStatus.SENDING,
+                    attempts=models.Message.attempts + 1,
+                    claimed_at=models.utcnow(),
+                    claim_token=token,
+                )
+                .returning(models.Message.id)
+            )
+        )
+        rows = session.execute(
+            select(models.Message, models.Case.stage, models.Customer)
+            .outerjoin(models.Case, models.Message.case_id == models.Case.id)
+            .join(models.Customer, models.Message.customer_id == models.Customer.id)
+            .where(models.Message.id.in_(claimed))
+            .order_by(models.Message.id)
+        ).all()
+        withheld = consent.withheld(session, [(m, customer) for m, _, customer in rows])
+        return [
+            _Claimed(
+                id=m.id,
+                customer_id=m.customer_id,
+                case_id=m.case_id,
+                channel=m.channel,
+                kind=m.kind,
+                attempts=m.attempts,
+                token=token,
+                settles_on_success=stage is Stage.REENGAGE,
+                outgoing=Outgoing(
+                    recipient=m.recipient,
+                    subject=m.subject,
+                    body=m.body,
+                    message_id=m.message_id or "",
+                    in_reply_to=m.in_reply_to,
+                    attachment=Path(m.attachment) if m.attachment else None,
+                    marketing=m.kind in MARKETING_KINDS,
+                    public=m.kind is MessageKind.PUBLIC_REPLY,
+                ),
+                withheld=withheld.get(m.id),
+            )
+            for m, stage, _ in rows
+        ]
+
+
+def _release(db: Database, claimed: list[_Claimed]) -> None:
+    """Give back claimed messages this sender will not send now: queued again, as they were."""
+    if not claimed:
+        return
+    with db.session() as session:
+        for message in claimed:
+            session.execute(
+                update(models.Message)
+                .where(
+                    models.Message.id == message.id,
+                    models.Message.claim_token == message.token,
+                    models.Message.status == MessageStatus.SENDING,
+                )
+                .values(
+                    status=MessageStatus.QUEUED,
+                    attempts=models.Message.attempts - 1,
+                    claim_token=None,
+                )
+            )
+
+
+def deliver(
+    db: Database, message_id: int, adapters: dict[ReplyChannel, ChannelAdapter]
+) -> DeliveryOutcome:
+    """Deliver one queued message now, whatever pause a failure set; :func:`drain` is the usual
+    way, this one is for a single message (and tests).
+
+    Returns the message's status afterwards; a message another sender has claimed, or that is no
+    longer queued, is left alone (``claimed`` is False).
+    """
+    claimed = _claim(db, [message_id])
+    if claimed:
+        return _send(db, claimed[0], adapters)
+    with db.session() as session:
+        message = session.get(models.Message, message_id)
+        if message is None:
+            raise LookupError(f"no message {message_id}")
+        return DeliveryOutcome(
+            message_id, message.status, message.channel, message.kind, claimed=False
+        )
+
+
+def _record(
+    session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
+) -> bool:
+    """Record a result if the claim is still this sender's; then settle the case's state, if
+    the result can change it."""
+    recorded = session.execute(
+        update(models.Message)
+        .where(
+            models.Message.id == claimed.id,
+            models.Message.claim_token == claimed.token,
+            models.Message.status == MessageStatus.SENDING,
+        )
+        .values(claim_token=None, **values)
+    ).rowcount
+    if recorded and claimed.case_id is not None:
+        # A plain insert: no unit of work to flush, on the path every message takes.
+        session.execute(
+            insert(models.CaseEvent).values(case_id=claimed.case_id, kind=event_kind, text=text)
+        )
+        if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
+            _resettle(session, claimed.case_id)
+    return bool(recorded)
+
+
+def _send(
+    db: Database, claimed: _Claimed, adapters: dict[ReplyChannel, ChannelAdapter]
+) -> DeliveryOutcome:
+    """Send a claimed message and record the result at once: the shorter the time between the
+    server's acceptance and this record, the rarer a resend after a crash."""
+    message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
+    if claimed.withheld:
+        return _withhold(db, claimed)
+    adapter = adapters.get(channel)
+    if adapter is None:
+        # The channel's plugin is not installed or configured here: a person delivers it.
+        with db.session() as session:
+            if _record(
+                session,
+                claimed,
+                "staff_action",
+                f"No {channel.value} channel here: the {spoken(kind)} goes to staff.",
+                status=MessageStatus.AWAITING_STAFF,
+            ):
+                hand_message_to_staff(session, session.get(models.Message, message_id))
+        return DeliveryOutcome(message_id, MessageStatus.AWAITING_STAFF, channel, kind)
+    try:
+        provider_id = adapter.deliver(claimed.outgoing)
+    except DeliveryError as error:
+        retry = error.transient and claimed.attempts < MAX_ATTEMPTS
+        new_status = MessageStatus.QUEUED if retry else MessageStatus.FAILED
+        reason = (
+            error.reason
+            if retry or not error.transient
+            else f"gave up after {claimed.attempts} attempts: {error.reason}"
+        )
+        with db.session() as session:
+            recorded = _record(
+                session,
+                claimed,
+                "delivery_retry" if retry else "delivery_failed",
+                f"{spoken(kind)} by {channel.value} "
+                f"{'will be retried' if retry else 'failed'}: {reason}",
+                status=new_status,
+                last_error=reason,
+                next_attempt_at=models.utcnow() + retry_delay(claimed.attempts) if retry else None,
+            )
+            if recorded and error.bounce:
+                # A hard bounce: that address is not written to again.
+                consent.add_suppression(
+                    session, claimed.outgoing.recipient.lower(), scope="all", reason="bounce"
+                )
+            if recorded and not retry:
+                _hand_to_staff(
+                    session,
+                    claimed,
+                    f"The {spoken(kind)} by {channel.value} to {claimed.outgoing.recipient} "
+                    f"failed: {reason}. Reach the customer another way.",
+                )
+        return DeliveryOutcome(message_id, new_status, channel, kind, reason, retry)
+    except ConfigurationError:
+        # Nothing wrong with the message: the sender is misconfigured. Keep it queued.
+        _release(db, [claimed])
+        raise
+    except Exception as error:
+        # A bug, not a refusal: park the message as failed, visibly, for staff.
+        with db.session() as session:
+            if _record(
+                session,
+                claimed,
+                "delivery_failed",
+                f"{spoken(kind)} by {channel.value} failed: unexpected error {error!r}",
+                status=MessageStatus.FAILED,
+                last_error=f"unexpected error: {error!r}",
+            ):
+                _hand_to_staff(
+                    session,
+                    claimed,
+                    f"The {spoken(kind)} by {channel.value} could not be sent ({error!r}). "
+                    "Reach the customer another way, and report the error.",
+                )
+        raise
+
+    with db.session() as session:
+        _record(
+            session,
+            claimed,
+            "sent",
+            f"{spoken(kind).capitalize()} sent by {channel.value}.",
+            status=MessageStatus.SENT,
+            provider_id=provider_id,
+            last_error=None,
+            next_attempt_at=None,
+            sent_at=models.utcnow(),
+        )
+    return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
+
+
+def _withhold(db: Database, claimed: _Claimed) -> DeliveryOutcome:
+    """Keep a message from an address that may not be written to."""
+    reason = claimed.withheld or ""
+    with db.session() as session:
+        text = _withheld_text(claimed, reason)
+        if _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED):
+            _refer_withheld(session, claimed, reason)
+    return DeliveryOutcome(
+        claimed.id, MessageStatus.SUPPRESSED, claimed.channel, claimed.kind, reason
+    )
+
+
+def _withheld_text(message: _Claimed | models.Message, reason: str) -> str:
+    return f"{spoken(message.kind).capitalize()} by {message.channel.value} not sent: {reason}."
+
+
+def _refer_withheld(session: Session, message: _Claimed | models.Message, reason: str) -> None:
+    """Marketing kept back just stops; a service message about a case goes to staff, who decide
+    whether and how to reach the customer."""
+    if message.kind not in MARKETING_KINDS:
+        _hand_to_staff(
+            session,
+            message,
+            f"{_withheld_text(message, reason)} Decide whether the customer must still hear "
+            "about their case, and how.",
+        )
+
+
+def _resettle(session: Session, case_id: int) -> None:
+    """A finished case's state follows its messages: a reply that went out can close it."""
+    case = session.get(models.Case, case_id)
+    if case.stage is Stage.REENGAGE and case.state is not CaseState.CLOSED:
+        session.flush()
+        settle(session, case)
+
+
+def _hand_to_staff(session: Session, message: _Claimed | models.Message, instructions: str) -> None:
+    """Flag the message's case, if it has one: a person must now reach the customer, or check
+    what happened."""
+    add_action(
+        session,
+        customer_id=message.customer_id,
+        case_id=message.case_id,
+        key=f"message-{message.id}:delivery_problem",
+        kind="delivery_problem",
+        role="frontline",
+        instructions=instructions,
+        message_id=message.id,
+    )
+    if message.case_id is not None:
+        session.execute(
+            update(models.Case)
+            .where(models.Case.id == message.case_id, models.Case.state != CaseState.CLOSED)
+            .values(state=CaseState.AWAITING_STAFF)
+        )
+
+
+def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
+    """Queue again the messages whose sender claimed them and never recorded a result: it died,
+    perhaps after the server accepted the message, so the resend carries the same Message-ID.
+    A message that has used up its attempts this way goes to staff instead.
+
+    A sender works through its claim in id order, so of one dead claim only the first message
+    still unrecorded may have been on the wire; the others were never tried, and their attempt
+    is given back (otherwise a sender that keeps dying would use up messages it never sent).
+    """
+    cutoff = models.utcnow() - older_than
+    requeued = 0
+    with db.session() as session:
+        stale = list(
+            session.scalars(
+                select(models.Message)
+                .where(
+                    models.Message.status == MessageStatus.SENDING,
+                    models.Message.claimed_at < cutoff,
+                )
+                .order_by(models.Message.id)
+            )
+        )
+        in_flight: dict[str | None, int] = {}
+        for message in stale:
+            in_flight.setdefault(message.claim_token, message.id)
+        for message in stale:
+            tried = in_flight[message.claim_token] == message.id
+            attempts = message.attempts if tried else message.attempts - 1
+            exhausted = attempts >= MAX_ATTEMPTS
+            # Only if still stale: a live sender may have finished it since.
+            changed = session.execute(
+                update(models.Message)
+                .where(
+                    models.Message.id == message.id,
+                    models.Message.status == MessageStatus.SENDING,
+                    models.Message.claimed_at < cutoff,
+                )
+                .values(
+                    status=MessageStatus.FAILED if exhausted else MessageStatus.QUEUED,
+                    attempts=attempts,
+                    claim_token=None,
+                    next_attempt_at=None,
+                    last_error=(
+                        "its sender stopped before recording the result"
+                        + (f", {attempts} times" if exhausted else "")
+                    )
+                    if tried
+                    else message.last_error,
+                )
+            ).rowcount
+            if not changed:
+                continue
+            if exhausted:
+                _hand_to_staff(
+                    session,
+                    message,
+                    f"Sending the {spoken(message.kind)} to {message.recipient} stopped the sender "
+                    f"{attempts} times: check whether it arrived (Message-ID "
+                    f"{message.message_id}), and report the problem.",
+                )
+                continue
+            if not tried:
+                continue  # never on the wire: simply queued again
+            requeued += 1
+            if message.case_id is None:
+                continue
+            session.add(
+                models.CaseEvent(
+                    case_id=message.case_id,
+                    kind="delivery_retry",
+                    text=f"{spoken(message.kind).capitalize()} by {message.channel.value}: "
+                    "its sender stopped before recording the result; sending again with "
+                    f"the same Message-ID {message.message_id}.",
+                )
+            )
+    return requeued
+
+
+@dataclass
+class DrainReport:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    requeued: int = 0
+    to_staff: int = 0
+    withheld: int = 0  # not sent: no consent
+
+
+def drain(
+    db: Database,
+    adapters: dict[ReplyChannel, ChannelAdapter],
+    *,
+    claim_timeout: timedelta,
+    case_id: int | None = None,
+    due_only: bool = True,
+    on_each: Callable[[DeliveryOutcome], None] | None = None,
+    before_send: Callable[[ReplyChannel], None] | None = None,
+) -> DrainReport:
+    """Deliver every queued message that is due (one case's, or all), once each.
+
+    Args:
+        before_send: Called with the channel before each message goes to its adapter, and
+            may wait: a provider's rate limit (the tasks pass a Prefect one for email).
+
+    Raises:
+        ConfigurationError: the sender cannot work at all (bad login, refused sender); the
+            messages stay queued.
+    """
+    report = DrainReport(requeued=requeue_stale_claims(db, older_than=claim_timeout))
+    due_by = models.utcnow() if due_only else None
+    with ExitStack() as connections:
+        for adapter in {id(a): a for a in adapters.values()}.values():
+            connections.enter_context(adapter.batch())
+        pending = queued_messages(db, case_id, due_by=due_by)
+        # Claims go in small batches (one commit for several messages); each result is still
+        # recorded the moment its server answers. A batch is sent only while its claim is
+        # young: past half the claim timeout, the rest is given back and claimed afresh, so
+        # that no other sender can take over a claim this one still works on.
+        young = claim_timeout.total_seconds() / 2
+        while pending:
+            batch = _claim(db, pending[:CLAIM_BATCH])
+            pending = pending[CLAIM_BATCH:]
+            claimed_at = time.monotonic()
+            for position, claimed in enumerate(batch):
+                if before_send is not None and not claimed.withheld and claimed.channel in adapters:
+                    # Waited for before the claim's age is checked, so a long wait gives the
+                    # rest back rather than send on an old claim.
+                    try:
+                        before_send(claimed.channel)
+                    except BaseException:
+                        _release(db, batch[position:])
+                        raise
+                # The first message too, after a rate limit's wait: its claim may be old by now.
+                if (position or before_send) and time.monotonic() - claimed_at > young:
+                    _release(db, batch[position:])
+                    pending = [m.id for m in batch[position:]] + pending
+                    break
+                try:
+                    _count(report, _send(db, claimed, adapters), on_each)
+                except BaseException:
+                    _release(db, batch[position + 1 :])
+                    raise
+    return report
+
+
+def _count(
+    report: DrainReport,
+    outcome: DeliveryOutcome,
+    on_each: Callable[[DeliveryOutcome], None] | None,
+) -> None:
+    if outcome.status is MessageStatus.SENT:
+        report.sent += 1
+    elif outcome.transient:
+        report.retrying += 1
+    elif outcome.status is MessageStatus.FAILED:
+        report.failed += 1
+    elif outcome.status is MessageStatus.AWAITING_STAFF:
+        report.to_staff += 1
+    elif outcome.status is MessageStatus.SUPPRESSED:
+        report.withheld += 1
+    if on_each is not None:
+        on_each(outcome)

@@ -1,0 +1,1 @@
+"""Listening: public mentions, their sources, and which of them are complaints."""

@@ -1,0 +1,1 @@
+"""The nightly run: check-ins kept, cases moved on, lapsed customers invited back."""

@@ -1,0 +1,309 @@
+"""Approvals: a manager's say on an offer above the frontline limit (seed 003, empowerment).
+
+The empower stage asks (:func:`request_approval`); a manager answers once, from the Prefect UI's
+Resume form or with ``amends approve`` (:func:`decide`): approve the value that absorbs the
+customer's costs, adjust it, or decline and keep the frontline offer. A run that waits longer than
+the policy allows goes on with the frontline offer and escalates to a manager
+(:func:`time_out`); a late answer still counts, and a raised offer is then sent to the customer.
+The first answer wins: a second one is refused, whichever way it comes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from amends.domain import Stage, staff_line
+from amends.errors import InvalidInput, NotFound
+from amends.recovery.empower import Offer
+from amends.recovery.staff import add_action, settle
+from amends.runtime import Runtime
+from amends.storage import models
+
+PENDING, TIMED_OUT = "pending", "timed_out"
+OPEN = (PENDING, TIMED_OUT)  # a manager may still answer
+
+
+class ApprovalError(InvalidInput):
+    """An answer to an approval request cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What a manager is asked, and where the answer stands."""
+
+    case_id: int
+    incident_ref: str
+    customer_name: str
+    wanted: float
+    frontline_limit: float
+    manager_limit: float
+    currency: str
+    status: str
+    amount: float | None
+    approver: str | None
+    reason: str | None
+    due_at: datetime
+    flow_run_id: str | None
+
+    @property
+    def approvable(self) -> float:
+        return min(self.wanted, self.manager_limit)
+
+    @property
+    def answered(self) -> bool:
+        return self.status not in OPEN
+
+    @property
+    def question(self) -> str:
+        """The request in one paragraph, for the UI form and the logs."""
+        money = self.currency
+        return (
+            f"Case {self.incident_ref} ({self.customer_name}): absorbing the customer's costs "
+            f"takes {self.wanted:.2f} {money}, above the frontline limit of "
+            f"{self.frontline_limit:.2f}. Approve up to {self.approvable:.2f} (change the amount "
+            f"to adjust), or decline to keep the frontline offer of {self.frontline_limit:.2f}."
+        )
+
+
+def request_approval(
+    session: Session, case: models.Case, offer: Offer, *, timeout_hours: float
+) -> models.Approval:
+    """Ask a manager about an offer above the frontline limit, in the caller's transaction."""
+    due = models.utcnow() + timedelta(hours=timeout_hours)
+    approval = models.Approval(
+        case_id=case.id,
+        wanted=offer.wanted,
+        frontline_limit=offer.frontline_limit,
+        manager_limit=offer.manager_limit,
+        currency=offer.currency,
+        status=PENDING,
+        due_at=due,
+    )
+    session.add(approval)
+    add_action(
+        session,
+        customer_id=case.customer_id,
+        case_id=case.id,
+        key=f"case-{case.id}:empower:approve_offer",
+        kind="approve_offer",
+        role="manager",
+        instructions=(
+            f"Approve, adjust or decline an offer of {offer.wanted:.2f} {offer.currency} "
+            f"(frontline limit {offer.frontline_limit:.2f}): the paused run's Resume form in "
+            f"the Prefect UI, or `amends approve {case.incident.ref} --by NAME` "
+            "(`--amount N` to adjust, `--decline`)."
+        ),
+        due_at=due,
+    )
+    session.add(
+        models.CaseEvent(
+            case_id=case.id,
+            stage=Stage.EMPOWER,
+            kind="approval_asked",
+            text=f"A manager is asked to approve {offer.wanted:.2f} {offer.currency} (frontline "
+            f"limit {offer.frontline_limit:.2f}) by {due:%Y-%m-%d %H:%M} UTC.",
+        )
+    )
+    return approval
+
+
+def find_request(session: Session, case_id: int) -> ApprovalRequest:
+    """The approval request of a case.
+
+    Raises:
+        NotFound: the case never asked for one.
+    """
+    approval = session.scalar(select(models.Approval).where(models.Approval.case_id == case_id))
+    if approval is None:
+        case = session.get(models.Case, case_id)
+        ref = case.incident.ref if case else case_id
+        raise NotFound(f"case {ref} has no offer awaiting approval")
+    return _request(session, approval)
+
+
+def _request(session: Session, approval: models.Approval) -> ApprovalRequest:
+    case = session.get(models.Case, approval.case_id)
+    return ApprovalRequest(
+        case_id=approval.case_id,
+        incident_ref=case.incident.ref,
+        customer_name=case.customer.name,
+        wanted=approval.wanted,
+        frontline_limit=approval.frontline_limit,
+        manager_limit=approval.manager_limit,
+        currency=approval.currency,
+        status=approval.status,
+        amount=approval.amount,
+        approver=approval.approver,
+        reason=approval.reason,
+        due_at=approval.due_at,
+        flow_run_id=approval.flow_run_id,
+    )
+
+
+def approval_request(rt: Runtime, case_id: int) -> ApprovalRequest:
+    """The approval request of a case, read in its own transaction."""
+    with rt.db.session() as session:
+        return find_request(session, case_id)
+
+
+def note_waiting_run(rt: Runtime, case_id: int, flow_run_id: str) -> None:
+    """Remember which run waits for the answer, so that an answer from the CLI resumes it."""
+    with rt.db.session() as session:
+        session.execute(
+            update(models.Approval)
+            .where(models.Approval.case_id == case_id)
+            .values(flow_run_id=flow_run_id)
+        )
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The answer that stands, and whether this call gave it (False: an earlier answer won)."""
+
+    request: ApprovalRequest
+    now: bool
+
+
+def decide(
+    rt: Runtime,
+    case_id: int,
+    *,
+    approve: bool,
+    approver: str,
+    reason: str = "",
+    amount: float | None = None,
+) -> Decided:
+    """Record a manager's answer: approve (``amount`` adjusts the value), or decline.
+
+    The first answer wins; a later one returns the standing answer with ``now=False``.
+
+    Raises:
+        NotFound: the case has no approval request.
+        ApprovalError: no approver named, or an amount outside 0 .. the manager's limit.
+    """
+    try:
+        approver, reason = staff_line(approver, "approver", 120), staff_line(reason, "reason", 1000)
+    except InvalidInput as error:
+        raise ApprovalError(str(error)) from None
+    if not approver:
+        raise ApprovalError("name the approver (--by NAME): approvals are recorded with a name")
+    with rt.db.session() as session:
+        request = find_request(session, case_id)
+        if request.answered:
+            return Decided(request, now=False)
+        if not approve:
+            granted, status = request.frontline_limit, "declined"
+        else:
+            granted = request.approvable if amount is None else round(amount, 2)
+            # Below the frontline limit is less than staff may grant without asking.
+            if not request.frontline_limit <= granted <= request.manager_limit:
+                raise ApprovalError(
+                    f"amount {granted:.2f} is outside {request.frontline_limit:.2f} to "
+                    f"{request.manager_limit:.2f}: from the frontline limit to what a manager "
+                    f"may grant for case {request.incident_ref} (--decline keeps the frontline "
+                    "offer)"
+                )
+            status = "approved" if granted == request.approvable else "adjusted"
+        # Claimed with a conditional update: of two answers at the same moment, one counts.
+        claimed = session.execute(
+            update(models.Approval)
+            .where(models.Approval.case_id == case_id, models.Approval.status.in_(OPEN))
+            .values(
+                status=status,
+                amount=granted,
+                approver=approver,
+                reason=reason or None,
+                decided_at=models.utcnow(),
+            )
+        ).rowcount
+        if not claimed:
+            return Decided(find_request(session, case_id), now=False)
+        offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case_id))
+        raised = granted > offer.value
+        offer.value = granted
+        offer.capped = False
+        _close_action(session, case_id)
+        words = {
+            "approved": f"Offer approved at {granted:.2f} {request.currency}",
+            "adjusted": f"Offer adjusted to {granted:.2f} {request.currency}",
+            "declined": f"Raise declined; the offer stays at {granted:.2f} {request.currency}",
+        }[status]
+        session.add(
+            models.CaseEvent(
+                case_id=case_id,
+                stage=Stage.EMPOWER,
+                kind="approval",
+                text=words + (f": {reason}" if reason else "."),
+                actor=approver,
+            )
+        )
+        apologised = session.scalar(
+            select(models.StageOutcome.id).where(
+                models.StageOutcome.case_id == case_id,
+                models.StageOutcome.stage == Stage.FOLLOW_UP,
+            )
+        )
+        if apologised and raised:
+            # The apology already quoted the frontline offer: tell the customer the better one.
+            from amends.recovery.stages import queue_revised_offer  # recovery imports this module
+
+            queue_revised_offer(rt, session, case_id)
+        settle(session, session.get(models.Case, case_id))
+    return Decided(approval_request(rt, case_id), now=True)
+
+
+def time_out(rt: Runtime, case_id: int) -> bool:
+    """No answer in time: the run goes on with the frontline offer, and a manager is told.
+
+    Returns False when an answer arrived first (it stands).
+    """
+    with rt.db.session() as session:
+        timed_out = session.execute(
+            update(models.Approval)
+            .where(models.Approval.case_id == case_id, models.Approval.status == PENDING)
+            .values(status=TIMED_OUT)
+        ).rowcount
+        if not timed_out:
+            return False
+        request = find_request(session, case_id)
+        session.add(
+            models.CaseEvent(
+                case_id=case_id,
+                stage=Stage.EMPOWER,
+                kind="approval_timed_out",
+                text="No manager answered in time: the run went on with the frontline offer of "
+                f"{request.frontline_limit:.2f} {request.currency}.",
+            )
+        )
+        _close_action(session, case_id)  # the approve_offer ask, replaced by the escalation
+        add_action(
+            session,
+            customer_id=session.get(models.Case, case_id).customer_id,
+            case_id=case_id,
+            key=f"case-{case_id}:empower:approval_overdue",
+            kind="approval_overdue",
+            role="manager",
+            instructions=(
+                f"No manager answered in time: the run went on with the frontline offer of "
+                f"{request.frontline_limit:.2f} {request.currency}. Raise it up to "
+                f"{request.approvable:.2f} or decline: `amends approve {request.incident_ref} "
+                "--by NAME` (`--amount N`, `--decline`); a raise is sent to the customer."
+            ),
+            due_at=models.utcnow(),
+        )
+    return True
+
+
+def _close_action(session: Session, case_id: int) -> None:
+    for action in session.scalars(
+        select(models.StaffAction).where(
+            models.StaffAction.case_id == case_id,
+            models.StaffAction.kind.in_(("approve_offer", "approval_overdue")),
+            models.StaffAction.status == "open",
+        )
+    ):
+        action.status, action.done_at = "done", models.utcnow()

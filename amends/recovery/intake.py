@@ -1,0 +1,220 @@
+"""Intake: turn an operator's JSON into a validated incident, and open its case.
+
+Bad input is refused with one line that names the field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel, address_for
+from amends.errors import IncidentConflict, InvalidIncident
+from amends.runtime import Runtime
+from amends.storage import models
+
+MAX_INCIDENT_BYTES = 256 * 1024
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, each naming the field: ``customer.email: is not a valid ...``."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        # A whole-incident rule names its fields in its own message.
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def parse_incident(raw: str | bytes) -> Incident:
+    """Parse and validate an incident from JSON text.
+
+    Raises:
+        InvalidIncident: too large, not JSON, or not a valid incident.
+    """
+    size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+    if size > MAX_INCIDENT_BYTES:
+        raise InvalidIncident(f"incident is larger than the limit of {MAX_INCIDENT_BYTES:,} bytes")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise InvalidIncident("incident is nested too deeply to be an incident") from None
+    except UnicodeDecodeError:
+        raise InvalidIncident("incident is not valid UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InvalidIncident(
+            f"incident is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    return validate_incident(data)
+
+
+def validate_incident(data: Any) -> Incident:
+    """Validate decoded JSON as an incident.
+
+    Raises:
+        InvalidIncident: naming each field that is wrong.
+    """
+    if isinstance(data, Incident):
+        return data
+    if not isinstance(data, dict):
+        raise InvalidIncident("incident must be a JSON object")
+    try:
+        return Incident.model_validate(data)
+    except ValidationError as error:
+        raise InvalidIncident(describe(error)) from None
+
+
+def check_reachable(rt: Runtime, incident: Incident) -> ReplyChannel:
+    """The channel the reply goes by, mirrored from the complaint's.
+
+    Raises:
+        InvalidIncident: the customer has no contact detail for that channel.
+    """
+    reply = rt.policy.mirror_channel(incident.channel, rt.channels.keys())
+    if address_for(incident.customer, reply) is None:
+        needed = CONTACT_FOR_REPLY[reply]
+        raise InvalidIncident(
+            f"the reply to a {incident.channel.value} complaint goes by {reply.value}, which "
+            f"needs {' or '.join('customer.' + f for f in needed)}"
+        )
+    return reply
+
+
+def check_can_file(rt: Runtime, incident: Incident) -> None:
+    """Everything :func:`open_case` would refuse, checked without writing anything.
+
+    Raises:
+        InvalidIncident: the customer cannot be reached on the reply channel.
+        IncidentConflict: the ref or the complaint email is already filed with other details.
+    """
+    check_reachable(rt, incident)
+    with rt.db.session() as session:
+        if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None:
+            _refuse_same_complaint(session, incident)
+
+
+def open_case(rt: Runtime, incident: Incident) -> int:
+    """Record the incident and open its case; return the case id.
+
+    Filing the same incident again returns the same case, so a re-run resumes it.
+
+    Raises:
+        InvalidIncident: the customer cannot be reached on the reply channel.
+        IncidentConflict: an incident with this ref is recorded with other details.
+    """
+    reply = check_reachable(rt, incident)
+    payload = incident.model_dump(mode="json")
+    try:
+        return _record(rt, incident, reply, payload)
+    except IntegrityError:
+        # Another run filed this incident, or this customer, at the same moment: once more,
+        # now that their rows exist.
+        return _record(rt, incident, reply, payload)
+
+
+def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[str, Any]) -> int:
+    with rt.db.session() as session:
+        case_id = _existing_case(session, incident.ref, payload)
+        if case_id is not None:
+            return case_id
+        _refuse_same_complaint(session, incident)
+        customer = _upsert_customer(session, incident)
+        record = models.Incident(
+            ref=incident.ref,
+            customer=customer,
+            channel=incident.channel,
+            received_at=incident.received_at,
+            summary=incident.summary,
+            details=incident.details,
+            category=incident.category,
+            severity=incident.severity,
+            fault=incident.fault,
+            abusive=incident.abusive,
+            costs=incident.costs.model_dump(mode="json"),
+            complaint_message_id=incident.complaint_message_id,
+            complaint_subject=incident.complaint_subject,
+            payload=payload,
+        )
+        hours = rt.policy.service_levels.first_response_hours
+        case = models.Case(
+            incident=record,
+            customer=customer,
+            reply_channel=reply,
+            first_response_due=incident.received_at + timedelta(hours=hours),
+        )
+        session.add(case)
+        session.flush()
+        session.add(
+            models.CaseEvent(
+                case_id=case.id,
+                kind="opened",
+                # No summary: the timeline reaches the run's artifact, and the summary is the
+                # customer's own words when a public post opened the case.
+                text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
+                f"complaint); the reply goes by {reply.value}.",
+            )
+        )
+        return case.id
+
+
+def _refuse_same_complaint(session: Any, incident: Incident) -> None:
+    """Refuse this very complaint email if it was already filed under another ref."""
+    if incident.complaint_message_id is None:
+        return
+    filed_as = session.scalar(
+        select(models.Incident.ref).where(
+            models.Incident.complaint_message_id == incident.complaint_message_id,
+            models.Incident.ref != incident.ref,
+        )
+    )
+    if filed_as is not None:
+        raise IncidentConflict(
+            f"this complaint email ({incident.complaint_message_id}) was already filed as "
+            f"incident {filed_as}"
+        )
+
+
+def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | None:
+    found = session.execute(
+        select(models.Case.id, models.Incident.payload)
+        .join(models.Incident, models.Case.incident_id == models.Incident.id)
+        .where(models.Incident.ref == ref)
+    ).first()
+    if found is None:
+        return None
+    case_id, recorded = found
+    if recorded != payload:
+        changed = sorted(
+            k for k in payload.keys() | recorded.keys() if payload.get(k) != recorded.get(k)
+        )
+        raise IncidentConflict(
+            f"incident {ref} is already recorded with other details ({', '.join(changed)}); "
+            "file the change under a new ref"
+        )
+    return case_id
+
+
+def _upsert_customer(session: Any, incident: Incident) -> models.Customer:
+    given = incident.customer
+    customer = session.scalar(select(models.Customer).where(models.Customer.ref == given.ref))
+    if customer is None:
+        customer = models.Customer(ref=given.ref)
+        session.add(customer)
+    # The newest incident carries the newest contact details.
+    customer.name = given.name
+    customer.email = given.email or customer.email
+    customer.phone = given.phone or customer.phone
+    customer.postal_address = given.postal_address or customer.postal_address
+    if given.social:
+        customer.social_platform = given.social.platform.value
+        customer.social_handle = given.social.handle
+    customer.locale = given.locale
+    customer.timezone = given.timezone or customer.timezone
+    customer.annual_value = given.annual_value
+    return customer

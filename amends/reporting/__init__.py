@@ -1,0 +1,1 @@
+"""Reporting: a case's casebook and the recovery report over a period."""

@@ -1,0 +1,306 @@
+"""Imports from the business's own systems: its customers, and their latest activity.
+
+The nightly run finds lapsed customers from these (seed 002's warning signs: they stopped
+buying, stopped answering). Each file is read whole first: a bad row is reported with its line
+number and left out, the good rows are written in one transaction, and importing the same file
+again changes nothing.
+
+``customers.csv`` columns (a header row; only ``ref`` and ``name`` are required):
+    ref, name, email, phone, postal_address, social_platform, social_handle, locale, timezone,
+    annual_value, preferred_channel, do_not_contact
+
+``activity.csv`` columns (``customer_ref`` and at least one other):
+    customer_ref, last_purchase, last_contact, unanswered_calls
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from amends.domain import Customer, ReplyChannel
+from amends.errors import ImportFileError
+from amends.recovery.intake import describe
+from amends.storage import models
+from amends.storage.db import Database
+
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+BATCH = 1000  # rows looked up per query
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, and each refused row with its line number."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        return self.added + self.updated + self.unchanged + len(self.refused)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_YES = {"yes", "y", "true", "1", "x"}
+_NO = {"no", "n", "false", "0", ""}
+
+
+class CustomerRow(Customer):
+    """A row of customers.csv: the customer as an incident names them, plus how to reach them
+    for a win-back and whether they may be contacted at all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=1000)
+
+    preferred_channel: ReplyChannel | None = None
+    do_not_contact: bool = False
+
+    @field_validator("do_not_contact", mode="before")
+    @classmethod
+    def _yes_or_no(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().lower() in _YES:
+                return True
+            if value.strip().lower() in _NO:
+                return False
+            raise ValueError("must be yes or no")
+        return value
+
+
+class ActivityRow(BaseModel):
+    """A row of activity.csv: when the customer last bought and last answered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_ref: str = Field(min_length=1, max_length=64)
+    last_purchase: date | None = None
+    last_contact: date | None = None
+    unanswered_calls: int | None = Field(default=None, ge=0, le=10_000)
+
+
+CUSTOMER_COLUMNS = (
+    "ref", "name", "email", "phone", "postal_address", "social_platform", "social_handle",
+    "locale", "timezone", "annual_value", "preferred_channel", "do_not_contact",
+)  # fmt: skip
+ACTIVITY_COLUMNS = ("customer_ref", "last_purchase", "last_contact", "unanswered_calls")
+
+
+def import_customers(
+    db: Database, path: Path, on_progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Add or update customers from a CSV file, by ``ref``.
+
+    Raises:
+        ImportFileError: the file cannot be read, is not UTF-8, or has unknown or missing columns.
+    """
+    report = ImportReport()
+    rows = _valid_rows(path, CUSTOMER_COLUMNS, ("ref", "name"), _customer_row, report)
+    with db.session() as session:
+        for batch in _batches(rows, on_progress):
+            known = _customers_by_ref(session, [row.ref for _, row in batch])
+            for _, row in batch:
+                values = _customer_values(row)
+                customer = known.get(row.ref)
+                if customer is None:
+                    customer = models.Customer(ref=row.ref, **{"locale": row.locale, **values})
+                    session.add(customer)
+                    known[row.ref] = customer
+                    report.added += 1
+                elif _apply(customer, values):
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+    return report
+
+
+def import_activity(
+    db: Database, path: Path, on_progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Record customers' latest purchases, contacts and unanswered calls from a CSV file.
+
+    Dates only move forward: an older export never rewinds what a newer one said.
+
+    Raises:
+        ImportFileError: the file cannot be read, is not UTF-8, or has unknown or missing columns.
+    """
+    report = ImportReport()
+    rows = _valid_rows(path, ACTIVITY_COLUMNS, ("customer_ref",), _activity_row, report)
+    with db.session() as session:
+        for batch in _batches(rows, on_progress):
+            known = _customers_by_ref(session, [row.customer_ref for _, row in batch])
+            for line, row in batch:
+                customer = known.get(row.customer_ref)
+                if customer is None:
+                    report.refused.append(
+                        (line, f"customer_ref: no customer {row.customer_ref!r}; import it first")
+                    )
+                    continue
+                values = {
+                    "last_purchase_on": _later(customer.last_purchase_on, row.last_purchase),
+                    "last_contact_on": _later(customer.last_contact_on, row.last_contact),
+                }
+                if row.unanswered_calls is not None:
+                    values["unanswered_calls"] = row.unanswered_calls
+                if _apply(customer, values):
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+    report.refused.sort()
+    return report
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _valid_rows(
+    path: Path,
+    columns: tuple[str, ...],
+    required: tuple[str, ...],
+    parse: Callable[[dict[str, str]], BaseModel],
+    report: ImportReport,
+) -> list[tuple[int, Any]]:
+    """Every row that validates, with its line number; the others go to ``report.refused``."""
+    text = read_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in reader.fieldnames or []]
+    if not header:
+        raise ImportFileError(f"{path} is empty: the first line must name the columns")
+    unknown = [name for name in header if name not in columns]
+    if unknown:
+        raise ImportFileError(
+            f"{path}: unknown column(s) {', '.join(unknown)}; the columns are {', '.join(columns)}"
+        )
+    missing = [name for name in required if name not in header]
+    if missing or len(header) < 2:
+        raise ImportFileError(f"{path}: the header needs {', '.join(missing or columns[1:])}")
+    reader.fieldnames = header
+    rows, seen = [], {}
+    try:
+        line = reader.line_num + 1
+        for record in reader:
+            # A quoted cell may span lines: a row is named by the line it starts on.
+            line, next_line = line, reader.line_num + 1
+            problem, row = _parse_row(record, parse)
+            key = record.get(required[0], "").strip()
+            if problem is None and key in seen:
+                problem = f"{required[0]} {key!r} repeats line {seen[key]}"
+            if problem is None:
+                seen[key] = line
+                rows.append((line, row))
+            else:
+                report.refused.append((line, problem))
+            line = next_line
+    except csv.Error as error:
+        raise ImportFileError(f"{path}: line {reader.line_num}: {error}") from None
+    return rows
+
+
+def _parse_row(
+    record: dict[str | None, Any], parse: Callable[[dict[str, str]], BaseModel]
+) -> tuple[str | None, BaseModel | None]:
+    if None in record:
+        return "more cells than the header has columns", None
+    cells = {key: (value or "").strip() for key, value in record.items() if key}
+    # No database stores a NUL, and no column needs a control character but a line break.
+    for key, value in cells.items():
+        if _CONTROL.search(value):
+            return f"{key}: must not contain control characters", None
+    try:
+        return None, parse(cells)
+    except ValidationError as error:
+        return describe(error), None
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 file (a byte-order mark allowed) of at most :data:`MAX_IMPORT_BYTES`.
+
+    Raises:
+        ImportFileError: too large, unreadable, or not UTF-8 (naming the line).
+    """
+    try:
+        if path.stat().st_size > MAX_IMPORT_BYTES:
+            raise ImportFileError(f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ImportFileError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ImportFileError(
+            f"{path}: line {line} is not UTF-8 text; export the file as UTF-8 CSV"
+        ) from None
+
+
+def _customer_row(cells: dict[str, str]) -> CustomerRow:
+    data: dict[str, Any] = {k: v for k, v in cells.items() if v != ""}
+    platform, handle = data.pop("social_platform", None), data.pop("social_handle", None)
+    if platform or handle:
+        data["social"] = {"platform": platform, "handle": handle}
+    if "do_not_contact" in cells:
+        data["do_not_contact"] = cells["do_not_contact"]
+    return CustomerRow.model_validate(data)
+
+
+def _activity_row(cells: dict[str, str]) -> ActivityRow:
+    return ActivityRow.model_validate({k: v for k, v in cells.items() if v != ""})
+
+
+def _customer_values(row: CustomerRow) -> dict[str, Any]:
+    """The columns the row gives: an empty cell leaves what amends knows (an incident may have
+    brought a newer email than the export)."""
+    given = row.model_fields_set
+    values: dict[str, Any] = {"name": row.name}
+    for name in ("email", "phone", "postal_address", "locale", "timezone", "annual_value"):
+        if name in given:
+            values[name] = getattr(row, name)
+    if row.social:
+        values["social_platform"] = row.social.platform.value
+        values["social_handle"] = row.social.handle
+    if row.preferred_channel:
+        values["preferred_channel"] = row.preferred_channel.value
+    if "do_not_contact" in given:
+        values["do_not_contact"] = row.do_not_contact
+    return values
+
+
+def _customers_by_ref(session: Session, refs: list[str]) -> dict[str, models.Customer]:
+    """The customers among ``refs`` that amends already has, in one query."""
+    found = session.scalars(select(models.Customer).where(models.Customer.ref.in_(refs)))
+    return {customer.ref: customer for customer in found}
+
+
+def _apply(customer: models.Customer, values: dict[str, Any]) -> bool:
+    """Set what differs; True if anything did."""
+    changed = False
+    for name, value in values.items():
+        if getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed = True
+    return changed
+
+
+def _later(stored: date | None, given: date | None) -> date | None:
+    if given is None or (stored is not None and stored >= given):
+        return stored
+    return given
+
+
+def _batches(
+    rows: list[tuple[int, Any]], on_progress: Callable[[int], None] | None
+) -> Iterator[list[tuple[int, Any]]]:
+    for start in range(0, len(rows), BATCH):
+        yield rows[start : start + BATCH]
+        if on_progress:
+            on_progress(min(start + BATCH, len(rows)))

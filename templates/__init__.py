@@ -1,0 +1,1 @@
+"""amends' message templates, ``<locale>/<kind>.<channel>.<ext>.j2``, shipped as package data."""
