@@ -150,6 +150,16 @@ class CaseState(StrEnum):
     CLOSED = "closed"
 
 
+class ApprovalStatus(StrEnum):
+    """A manager's answer to an offer above the frontline limit, or its absence."""
+
+    PENDING = "pending"
+    TIMED_OUT = "timed_out"  # the run went on with the frontline offer; an answer still counts
+    APPROVED = "approved"
+    ADJUSTED = "adjusted"
+    DECLINED = "declined"
+
+
 class CheckinStatus(StrEnum):
     """Where a check-in is: scheduled (and perhaps moved after a miss), held, or cancelled."""
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amends.delivery.channels import ChannelAdapter, load_channels
+from amends.delivery.adapter import ChannelAdapter
+from amends.delivery.channels import load_channels
 from amends.domain import ReplyChannel
 from amends.errors import DatabaseOutdated
 from amends.messages.rendering import Templates

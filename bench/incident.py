@@ -10,7 +10,7 @@ customer every run, after one warm-up of each). Prints both medians and their ra
 most 1.5). PostgreSQL is that of AMENDS_TEST_POSTGRES_URL (default 127.0.0.1:5432, database
 test).
 
-The incident runs as ``amends incident`` runs it (``amends.cli.run_incident``), and the empty
+The incident runs as ``amends incident`` runs it (``amends.runner.run_incident``), and the empty
 flow with the same settings (flows/in_process.py); ``--heartbeat`` calls both flows plainly,
 with Prefect's flow-run heartbeat on, as before the fixes, to compare.
 """
@@ -60,9 +60,9 @@ def measure(runs: int, heartbeat: bool) -> tuple[list[float], list[float], int]:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    from amends.cli import run_incident
     from amends.flows.in_process import in_process_run
     from amends.flows.incident import recover_incident
+    from amends.runner import run_incident
 
     @task(cache_policy=NONE)
     def step(number: int) -> int:

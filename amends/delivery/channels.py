@@ -1,5 +1,5 @@
-"""Delivery channels: one adapter interface; email through yagmail; plugins; a recording
-adapter for tests.
+"""Delivery channels: email through yagmail; signed webhooks; plugins; a recording adapter for
+tests. Each implements the one interface in :mod:`amends.delivery.adapter`.
 
 Channels are plugins: an installed package adds one with an ``amends.channels`` entry point (see
 :func:`load_channels`). A channel without an adapter is delivered by staff (a call-back, a
@@ -14,48 +14,21 @@ import re
 import smtplib
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yagmail
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
+from amends.delivery.adapter import ChannelAdapter, Outgoing
+from amends.delivery.webhooks import WebhookAdapter
 from amends.domain import ReplyChannel
 from amends.errors import ConfigurationError, DeliveryError
 from amends.messages.rendering import plain_text
 from amends.settings import Settings
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message ready for its channel."""
-
-    recipient: str
-    subject: str
-    body: str
-    message_id: str
-    in_reply_to: str | None = None
-    attachment: Path | None = None
-    marketing: bool = False  # re-engagement, not service: carries List-Unsubscribe
-    public: bool = False  # a public post rather than a private message
-
-
-class ChannelAdapter(Protocol):
-    """Delivers messages on one channel.
-
-    ``deliver`` returns the provider's id for the message, and raises :class:`DeliveryError`
-    with ``transient`` set when a later attempt may succeed. Within ``batch()``, an adapter may
-    keep its connection open from one message to the next.
-    """
-
-    def deliver(self, message: Outgoing) -> str: ...
-
-    def batch(self) -> AbstractContextManager[None]: ...
 
 
 class EmailAdapter:
@@ -252,8 +225,6 @@ def email_channel(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
 
 def webhook_channels(settings: Settings) -> dict[ReplyChannel, ChannelAdapter]:
     """SMS, chat and social replies through signed webhooks, for each URL that is set."""
-    from amends.delivery.webhooks import WebhookAdapter
-
     urls = {
         ReplyChannel.SMS: settings.webhook_sms_url,
         ReplyChannel.CHAT: settings.webhook_chat_url,

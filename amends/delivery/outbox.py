@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from amends.delivery import consent
-from amends.delivery.channels import ChannelAdapter, Outgoing
+from amends.delivery.adapter import ChannelAdapter, Outgoing
 from amends.domain import (
     MARKETING_KINDS,
     CaseState,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import httpx
 from pydantic import SecretStr
 
-from amends.delivery.channels import Outgoing
+from amends.delivery.adapter import Outgoing
 from amends.domain import ReplyChannel
 from amends.errors import DeliveryError
 

@@ -11,19 +11,19 @@ The first answer wins: a second one is refused, whichever way it comes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from amends.domain import Stage, staff_line
+from amends.domain import ApprovalStatus, Stage, staff_line
 from amends.errors import InvalidInput, NotFound
-from amends.recovery.empower import Offer
 from amends.recovery.staff import add_action, settle
+from amends.recovery.stages import queue_revised_offer
 from amends.runtime import Runtime
 from amends.storage import models
 
-PENDING, TIMED_OUT = "pending", "timed_out"
+PENDING, TIMED_OUT = ApprovalStatus.PENDING, ApprovalStatus.TIMED_OUT
 OPEN = (PENDING, TIMED_OUT)  # a manager may still answer
 
 
@@ -67,48 +67,6 @@ class ApprovalRequest:
             f"{self.frontline_limit:.2f}. Approve up to {self.approvable:.2f} (change the amount "
             f"to adjust), or decline to keep the frontline offer of {self.frontline_limit:.2f}."
         )
-
-
-def request_approval(
-    session: Session, case: models.Case, offer: Offer, *, timeout_hours: float
-) -> models.Approval:
-    """Ask a manager about an offer above the frontline limit, in the caller's transaction."""
-    due = models.utcnow() + timedelta(hours=timeout_hours)
-    approval = models.Approval(
-        case_id=case.id,
-        wanted=offer.wanted,
-        frontline_limit=offer.frontline_limit,
-        manager_limit=offer.manager_limit,
-        currency=offer.currency,
-        status=PENDING,
-        due_at=due,
-    )
-    session.add(approval)
-    add_action(
-        session,
-        customer_id=case.customer_id,
-        case_id=case.id,
-        key=f"case-{case.id}:empower:approve_offer",
-        kind="approve_offer",
-        role="manager",
-        instructions=(
-            f"Approve, adjust or decline an offer of {offer.wanted:.2f} {offer.currency} "
-            f"(frontline limit {offer.frontline_limit:.2f}): the paused run's Resume form in "
-            f"the Prefect UI, or `amends approve {case.incident.ref} --by NAME` "
-            "(`--amount N` to adjust, `--decline`)."
-        ),
-        due_at=due,
-    )
-    session.add(
-        models.CaseEvent(
-            case_id=case.id,
-            stage=Stage.EMPOWER,
-            kind="approval_asked",
-            text=f"A manager is asked to approve {offer.wanted:.2f} {offer.currency} (frontline "
-            f"limit {offer.frontline_limit:.2f}) by {due:%Y-%m-%d %H:%M} UTC.",
-        )
-    )
-    return approval
 
 
 def find_request(session: Session, case_id: int) -> ApprovalRequest:
@@ -249,8 +207,6 @@ def decide(
         )
         if apologised and raised:
             # The apology already quoted the frontline offer: tell the customer the better one.
-            from amends.recovery.stages import queue_revised_offer  # recovery imports this module
-
             queue_revised_offer(rt, session, case_id)
         settle(session, session.get(models.Case, case_id))
     return Decided(approval_request(rt, case_id), now=True)

@@ -1,6 +1,6 @@
 """The recovery policy: the figures and tables a business owner may change without a programmer.
 
-The default ships as ``amends/policy.yaml``; ``AMENDS_POLICY_FILE`` replaces it.
+The default ships as ``amends/recovery/policy.yaml``; ``AMENDS_POLICY_FILE`` replaces it.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def load_policy(path: Path | None = None) -> Policy:
         raise PolicyError(
             f"{path}: line {_line_of(tree, ('empower', 'frontline_limit'))}: "
             "empower.frontline_limit is now empower.limits.frontline, beside "
-            "empower.limits.manager; see the shipped amends/policy.yaml"
+            "empower.limits.manager; see the shipped amends/recovery/policy.yaml"
         )
     try:
         return Policy.model_validate(data)

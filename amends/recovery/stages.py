@@ -24,6 +24,7 @@ from amends.delivery.outbox import (
     write_attachment,
 )
 from amends.domain import (
+    ApprovalStatus,
     Decision,
     Incident,
     MessageKind,
@@ -35,10 +36,9 @@ from amends.domain import (
 )
 from amends.listening.mentions import same_handle
 from amends.messages.catalogue import FORMS, case_context, filed_incident, render_message
-from amends.recovery.approvals import request_approval
 from amends.recovery.assess import Assessment, assess
 from amends.recovery.checkins import CalendarMethod, Meeting, Party, calendar_message, checkin_times
-from amends.recovery.empower import choose_offer
+from amends.recovery.empower import Offer, choose_offer
 from amends.recovery.staff import add_action, settle
 from amends.runtime import Runtime
 from amends.storage import models
@@ -528,6 +528,48 @@ def meeting(checkin: models.CheckIn, summary: str, business: str, incident_ref: 
         summary=summary,
         description=f"{business}: check-in {checkin.number} after incident {incident_ref}",
     )
+
+
+def request_approval(
+    session: Session, case: models.Case, offer: Offer, *, timeout_hours: float
+) -> models.Approval:
+    """Ask a manager about an offer above the frontline limit, in the caller's transaction."""
+    due = models.utcnow() + timedelta(hours=timeout_hours)
+    approval = models.Approval(
+        case_id=case.id,
+        wanted=offer.wanted,
+        frontline_limit=offer.frontline_limit,
+        manager_limit=offer.manager_limit,
+        currency=offer.currency,
+        status=ApprovalStatus.PENDING,
+        due_at=due,
+    )
+    session.add(approval)
+    add_action(
+        session,
+        customer_id=case.customer_id,
+        case_id=case.id,
+        key=f"case-{case.id}:empower:approve_offer",
+        kind="approve_offer",
+        role="manager",
+        instructions=(
+            f"Approve, adjust or decline an offer of {offer.wanted:.2f} {offer.currency} "
+            f"(frontline limit {offer.frontline_limit:.2f}): the paused run's Resume form in "
+            f"the Prefect UI, or `amends approve {case.incident.ref} --by NAME` "
+            "(`--amount N` to adjust, `--decline`)."
+        ),
+        due_at=due,
+    )
+    session.add(
+        models.CaseEvent(
+            case_id=case.id,
+            stage=Stage.EMPOWER,
+            kind="approval_asked",
+            text=f"A manager is asked to approve {offer.wanted:.2f} {offer.currency} (frontline "
+            f"limit {offer.frontline_limit:.2f}) by {due:%Y-%m-%d %H:%M} UTC.",
+        )
+    )
+    return approval
 
 
 def queue_revised_offer(rt: Runtime, session: Session, case_id: int) -> None:

@@ -1,7 +1,7 @@
 """Storage: the tables amends keeps, as SQLAlchemy 2.0 typed models.
 
-Every time is stored in UTC. Alembic migrations in ``amends/migrations`` create these tables;
-``amends db upgrade`` applies them.
+Every time is stored in UTC. Alembic migrations in ``amends/storage/migrations`` create these
+tables; ``amends db upgrade`` applies them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from aiosmtpd.smtp import AuthResult
 from icalendar import Calendar
 from pydantic import SecretStr
 
-from amends.delivery.channels import EmailAdapter, Outgoing, unsubscribe_token
+from amends.delivery.adapter import Outgoing
+from amends.delivery.channels import EmailAdapter, unsubscribe_token
 from amends.delivery.mailcatcher import MailCatcher, free_port
 from amends.errors import ConfigurationError, DeliveryError
 from amends.settings import Settings

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import pkgutil
-import subprocess
-import sys
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
-import amends
 from amends.runtime import Runtime
 from amends.storage import models
 from amends.storage.db import Database
@@ -101,24 +97,6 @@ def test_0004_gives_each_message_and_staff_action_its_case_s_customer(database_u
             owner = connection.execute(text(f"SELECT customer_id, case_id FROM {table}")).one()
             assert tuple(owner) == (7, 3)
     db.dispose()
-
-
-def test_the_core_never_imports_prefect() -> None:
-    modules = [
-        module.name
-        for module in pkgutil.walk_packages(amends.__path__, "amends.")
-        if module.name.split(".")[1] not in {"__main__", "cli", "demo", "flows", "tasks"}
-    ]
-    assert {"amends.nightly.reengagement", "amends.delivery.consent"} <= set(modules)
-    code = (
-        "import sys\n"
-        + "".join(f"import {name}\n" for name in modules)
-        + "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
 
 
 def test_0004_downgrades_with_a_winback_letter_waiting_for_staff(

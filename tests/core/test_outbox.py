@@ -11,7 +11,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from factories import make_incident
 
-from amends.delivery.channels import EmailAdapter, Outgoing, RecordingAdapter
+from amends.delivery.adapter import Outgoing
+from amends.delivery.channels import EmailAdapter, RecordingAdapter
 from amends.delivery.mailcatcher import MailCatcher, free_port
 from amends.delivery.outbox import (
     CLAIM_BATCH,

@@ -11,7 +11,8 @@ from factories import make_incident
 from loopback import SECRET, Receiver, serving
 from pydantic import SecretStr
 
-from amends.delivery.channels import Outgoing, load_channels
+from amends.delivery.adapter import Outgoing
+from amends.delivery.channels import load_channels
 from amends.delivery.outbox import deliver, queued_messages
 from amends.delivery.webhooks import WebhookAdapter, sign, verify
 from amends.domain import STAGES, ReplyChannel

@@ -345,7 +345,7 @@ def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
 
 
 def test_policy_check_shows_what_a_policy_decides() -> None:
-    result = amends("policy", "check", "amends/policy.yaml")
+    result = amends("policy", "check", "amends/recovery/policy.yaml")
     assert result.exit_code == 0, result.output
     assert "is valid" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "DEMO-1008" in line)
@@ -355,7 +355,9 @@ def test_policy_check_shows_what_a_policy_decides() -> None:
 
 def test_policy_check_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(Path("amends/policy.yaml").read_text().replace("currency: EUR", "currency: €"))
+    path.write_text(
+        Path("amends/recovery/policy.yaml").read_text().replace("currency: EUR", "currency: €")
+    )
     result = amends("policy", "check", str(path))
     assert result.exit_code == 1
     assert "line 3: currency: String should match pattern" in result.stderr

@@ -14,12 +14,16 @@ import time
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
+from amends import runner
+from amends.cli._app import VerboseFlag, app, err, friendly, out
 from amends.delivery.mailcatcher import MailCatcher
 from amends.domain import Incident, spoken
 from amends.listening.mentions import PublicPost, record_posts
@@ -31,6 +35,8 @@ from amends.settings import Settings
 from amends.storage import models
 
 SAMPLES = files("amends") / "samples"
+
+PANEL = "Try it"
 
 
 def sample_incidents() -> list:
@@ -83,8 +89,6 @@ def run_demo(
             f"saving to {settings.mail_dir}",
             highlight=False,
         )
-        from amends.cli import run_incident  # imports Prefect: only now
-
         outcomes = []
         with err.status("Starting Prefect (a first run takes about 15 s)…") as status:
             for number, incident in enumerate(incidents, start=1):
@@ -93,7 +97,9 @@ def run_demo(
                     f"complaint from {incident.customer.name}…"
                 )
                 outcomes.append(
-                    run_answering_approval(rt, incident, run_incident, err, wait_for_approval)
+                    run_answering_approval(
+                        rt, incident, runner.run_incident, err, wait_for_approval
+                    )
                 )
         sent = len(catcher.messages()) - already
     use_runtime(None)
@@ -205,3 +211,29 @@ def _print_summary(
         "open http://127.0.0.1:4200",
         highlight=False,
     )
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def demo(
+    home: Annotated[
+        Path | None,
+        typer.Option(help="Data folder for the demo (default: AMENDS_HOME, else ./var)."),
+    ] = None,
+    wait_for_approval: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-approval",
+            help="Leave the offer that needs a manager to you (the Prefect UI's Resume form, or "
+            "`amends approve` in another terminal) instead of approving it as the demo.",
+        ),
+    ] = False,
+    verbose: VerboseFlag = False,
+) -> None:
+    """Run sample incidents end to end, with a local mail catcher; asks nothing, sends nothing out.
+
+    Mail goes to a real SMTP server on 127.0.0.1 that saves each message under the data
+    folder's mail/ folder. One run pauses for a manager's approval of a large offer.
+    """
+    runner.prepare(verbose)
+    run_demo(home, out=out, err=err, wait_for_approval=wait_for_approval)

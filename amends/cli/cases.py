@@ -1,0 +1,297 @@
+"""Cases: file an incident, list and read cases, add to their record, close them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from amends import runner
+from amends.cli._app import (
+    EXIT_QUEUED,
+    JsonFlag,
+    VerboseFlag,
+    app,
+    err,
+    fail,
+    friendly,
+    out,
+    runtime,
+)
+
+if TYPE_CHECKING:
+    from amends.reporting.casebook import CaseOutcome
+
+PANEL = "Cases"
+
+
+def _read_incident(file: str) -> bytes:
+    from amends.recovery.intake import MAX_INCIDENT_BYTES
+
+    if file == "-":
+        return sys.stdin.buffer.read(MAX_INCIDENT_BYTES + 1)
+    path = Path(file)
+    if path.is_dir():
+        raise fail(f"{file} is a folder, not an incident file")
+    if not path.is_file():
+        raise fail(f"no such file: {file}")
+    with path.open("rb") as handle:
+        return handle.read(MAX_INCIDENT_BYTES + 1)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def incident(
+    file: Annotated[
+        str, typer.Argument(help="Incident JSON file, or - for standard input.", metavar="FILE")
+    ],
+    as_json: JsonFlag = False,
+    verbose: VerboseFlag = False,
+    via_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--via-deployment",
+            help="Hand it to the recover-incident deployment on the Prefect server "
+            "(PREFECT_API_URL), for a worker to run, instead of running it here.",
+        ),
+    ] = False,
+    via_event: Annotated[
+        bool,
+        typer.Option(
+            "--via-event",
+            help="Emit an amends.incident.filed event instead; the deployment's trigger "
+            "starts the run.",
+        ),
+    ] = False,
+) -> None:
+    """Run one incident through the recover-incident flow.
+
+    Filing the same incident again resumes its case; nothing is repeated or sent twice. Exits
+    with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
+    With --via-deployment or --via-event it exits 0 once the server has the run or the event.
+    """
+    from amends.recovery.intake import check_can_file, parse_incident
+
+    if via_deployment and via_event:
+        raise fail("choose one of --via-deployment and --via-event")
+    parsed = parse_incident(_read_incident(file))
+    check_can_file(runtime(), parsed)  # refuse before Prefect starts a run
+    runner.prepare(verbose)
+    if via_deployment or via_event:
+        report, line = runner.file_incident(parsed, by_event=via_event)
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            out.print(line, markup=False, highlight=False)
+        return
+    from amends.cli.demo import run_answering_approval
+
+    with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
+        # A large offer pauses the run for a manager: say so rather than hang in silence.
+        outcome = run_answering_approval(runtime(), parsed, runner.run_incident, err, wait=True)
+    if as_json:
+        out.print_json(outcome.model_dump_json())
+    else:
+        _print_case(outcome)
+    queued = [m for m in outcome.messages if m.status == "queued"]
+    if queued:
+        err.print(
+            f"[bold yellow]warning:[/] {len(queued)} message(s) could not be sent yet and stay "
+            f"queued: {queued[0].last_error}. Check AMENDS_SMTP_HOST and AMENDS_SMTP_PORT, or run "
+            "`amends mailcatcher` for a local test server; filing the incident again retries.",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_QUEUED)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def cases(
+    as_json: JsonFlag = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print CSV, for a spreadsheet, instead of a table.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="How many cases, newest first.", min=1)] = 50,
+) -> None:
+    """List cases with their stage and state."""
+    from amends.domain import spoken
+    from amends.reporting.casebook import CaseLine, list_cases
+
+    rt = runtime()
+    lines = list_cases(rt.db, limit=limit)
+    if as_json:
+        out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
+        return
+    if as_csv:
+        from amends.reporting.spreadsheet import write_csv
+
+        rows = [line.model_dump(mode="json") for line in lines]
+        write_csv(rows, list(CaseLine.model_fields), sys.stdout)
+        return
+    if not lines:
+        where = rt.db.engine.url.render_as_string(hide_password=True)
+        out.print(
+            f"No cases yet in {where}. File one with [bold]amends incident FILE[/] or try "
+            "[bold]amends demo[/]."
+        )
+        return
+    table = Table("case", "incident", "customer", "complained by", "decision", "stage", "state")
+    for line in lines:
+        table.add_row(
+            str(line.case_id),
+            line.incident_ref,
+            escape(f"{line.customer_name} ({line.customer_ref})"),
+            spoken(line.complaint_channel),
+            spoken(line.decision),
+            spoken(line.stage),
+            spoken(line.state),
+        )
+    out.print(table)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def case(
+    ref: Annotated[str, typer.Argument(help="The incident's ref, or the case number.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one case: decision and reasons, stages, messages, offer, check-ins and timeline."""
+    from amends.reporting.casebook import case_outcome
+
+    outcome = case_outcome(runtime().db, ref)
+    if as_json:
+        out.print_json(outcome.model_dump_json())
+        return
+    _print_case(outcome, timeline=True)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def note(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    text: Annotated[str, typer.Argument(help="The note, in a line (at most 1000 characters).")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+) -> None:
+    """Add a note to a case's timeline (open or closed): what you did, heard or decided."""
+    from amends.nightly.aftercare import add_note
+
+    case_id = add_note(runtime(), ref, text, actor=by)
+    out.print(f"Noted on case {case_id}.")
+
+
+@app.command("exit-answers", rich_help_panel=PANEL)
+@friendly
+def exit_answers(
+    customer: Annotated[str, typer.Argument(help="The customer's ref.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the record.")],
+    why: Annotated[str, typer.Option(help="Why they left.")] = "",
+    where: Annotated[str, typer.Option(help="Where they went instead.")] = "",
+    second_chance: Annotated[str, typer.Option(help="What would earn us a second chance.")] = "",
+    stay: Annotated[str, typer.Option(help="What would have made them stay.")] = "",
+) -> None:
+    """Record a leaving customer's answers to the exit questions, for the report's themes.
+
+    The answers are the customer's words: they reach `amends report` and its CSV for staff,
+    never the Prefect artifacts.
+    """
+    from amends.nightly.aftercare import record_exit_answers
+
+    record = record_exit_answers(
+        runtime(),
+        customer,
+        actor=by,
+        why=why,
+        went_to=where,
+        second_chance=second_chance,
+        stay=stay,
+    )
+    noted = f"; noted on case {record.incident_ref}" if record.incident_ref else ""
+    out.print(f"Exit answers of {record.customer_ref} recorded{noted}.", markup=False)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def close(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+    reason: Annotated[str, typer.Option(help="Why it closes, in a line.")],
+    withdrawn: Annotated[
+        bool,
+        typer.Option(
+            "--withdrawn", help="The customer withdrew (asked to stop, left): no thank-you note."
+        ),
+    ] = False,
+) -> None:
+    """Close a case now, cancelling its remaining check-ins.
+
+    The customer's calendar gets the cancellation too, and the nightly run sends the thank-you
+    note.
+    """
+    from amends.nightly.aftercare import close_case
+
+    cancelled = close_case(runtime(), ref, reason=reason, actor=by, resolved=not withdrawn)
+    out.print(f"Case {ref} closed; {cancelled} check-in(s) cancelled.", markup=False)
+
+
+def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
+    from amends.domain import spoken
+
+    out.print(
+        f"[bold]Case {outcome.case_id}[/]: incident {outcome.incident_ref}, "
+        f"{escape(outcome.customer_name)} ({outcome.customer_ref}); complained by "
+        f"{outcome.complaint_channel}, reply by {outcome.reply_channel}; "
+        f"state [bold]{spoken(outcome.state)}[/]",
+        highlight=False,
+    )
+    out.print(f"\n[bold]Decision: {spoken(outcome.decision)}[/]")
+    for reason in outcome.reasons:
+        out.print(f"  • {escape(reason)}", highlight=False)
+    stages = Table("stage", "status", "outcome", title="Stages", title_justify="left")
+    for stage in outcome.stages:
+        stages.add_row(spoken(stage.name), stage.status, escape(stage.summary))
+    out.print(stages)
+    if outcome.messages:
+        messages = Table(
+            "kind", "channel", "status", "to", "note", title="Messages", title_justify="left"
+        )
+        for m in outcome.messages:
+            note = m.last_error or (Path(m.attachment).name if m.attachment else "")
+            messages.add_row(
+                spoken(m.kind), m.channel, spoken(m.status), escape(m.recipient), escape(note)
+            )
+        out.print(messages)
+    if outcome.offer:
+        o = outcome.offer
+        out.print(
+            f"[bold]Offer[/]: {spoken(o.kind)}, {o.value:.2f} {o.currency} ({o.status})",
+            highlight=False,
+        )
+        if outcome.approval:
+            approval = escape(outcome.approval.describe(o.currency))
+            out.print(f"[bold]Approval[/]: {approval}", highlight=False)
+    if outcome.checkins:
+        out.print(
+            "[bold]Check-ins[/]: " + ", ".join(c.describe() for c in outcome.checkins),
+            highlight=False,
+        )
+        for c in outcome.checkins:
+            if c.feedback:
+                out.print(f"  Check-in {c.number} feedback: {escape(c.feedback)}", highlight=False)
+    waiting = [a for a in outcome.staff_actions if a.status == "open"]
+    for action in waiting:
+        out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
+    if timeline:
+        events = Table("when (UTC)", "stage", "what", "who", title="Timeline", title_justify="left")
+        for event in outcome.timeline:
+            events.add_row(
+                f"{event.at:%Y-%m-%d %H:%M:%S}",
+                spoken(event.stage),
+                escape(event.text),
+                escape(event.actor),
+            )
+        out.print(events)

@@ -1,0 +1,169 @@
+"""Your data: imports from your own systems, a customer's export and erasure, the database and
+the policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Column, Table
+
+from amends.cli._app import (
+    app,
+    db_app,
+    err,
+    friendly,
+    import_app,
+    out,
+    policy_app,
+    runtime,
+)
+
+if TYPE_CHECKING:
+    pass
+
+PANEL = "Your data"
+
+
+ImportFile = Annotated[Path, typer.Argument(help="The CSV file, UTF-8, with a header row.")]
+
+
+@import_app.command("customers")
+@friendly
+def import_customers(file: ImportFile) -> None:
+    """Add or update customers by ref. Columns: ref, name (required), email, phone,
+    postal_address, social_platform, social_handle, locale, timezone, annual_value,
+    preferred_channel, do_not_contact (yes/no). An empty cell leaves what amends knows.
+
+    Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
+    the same file again changes nothing. Exits with 1 when some rows were refused.
+    """
+    from amends.storage.imports import import_customers as run
+
+    _report_import(file, run)
+
+
+@import_app.command("activity")
+@friendly
+def import_activity(file: ImportFile) -> None:
+    """Record customers' latest activity. Columns: customer_ref (required), last_purchase,
+    last_contact (dates, YYYY-MM-DD), unanswered_calls. Dates only move forward.
+
+    Bad rows are listed with their line numbers and left out; the good rows are kept. Importing
+    the same file again changes nothing. Exits with 1 when some rows were refused.
+    """
+    from amends.storage.imports import import_activity as run
+
+    _report_import(file, run)
+
+
+def _report_import(file: Path, run: Callable) -> None:
+    db = runtime().db
+    with err.status(f"Reading {file}…") as status:
+        report = run(db, file, lambda done: status.update(f"Importing {file}: {done:,} rows…"))
+    out.print(
+        f"{file}: {report.read:,} rows: {report.added:,} added, {report.updated:,} updated, "
+        f"{report.unchanged:,} unchanged, {len(report.refused):,} refused.",
+        highlight=False,
+    )
+    for line, problem in report.refused[:50]:
+        err.print(f"  line {line}: {problem}", markup=False, highlight=False)
+    if len(report.refused) > 50:
+        err.print(f"  … and {len(report.refused) - 50:,} more", highlight=False)
+    if report.refused:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade() -> None:
+    """Apply pending migrations to the database (AMENDS_DATABASE_URL, else the data folder's)."""
+    from amends.settings import Settings
+    from amends.storage.db import Database
+
+    settings = Settings()
+    database = Database(settings.sqlalchemy_url)
+    applied = database.upgrade()
+    where = database.engine.url.render_as_string(hide_password=True)
+    if applied:
+        out.print(f"Applied {', '.join(applied)} to {where}.")
+    else:
+        out.print(f"{where} is up to date (revision {database.revision()}).")
+
+
+@policy_app.command("check")
+@friendly
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="The policy file (YAML) to check.")],
+) -> None:
+    """Check a policy file, and show what it decides and offers for the sample incidents."""
+    from amends.cli.demo import sample_incidents
+    from amends.domain import spoken
+    from amends.recovery.assess import assess
+    from amends.recovery.empower import choose_offer
+    from amends.recovery.policy import load_policy
+
+    policy = load_policy(file)
+    table = Table(
+        Column("incident", no_wrap=True), "customer", "severity", "fault", "decision", "offer",
+        "approval",
+        title=f"{file} is valid. What it decides for the sample incidents, each as if it "
+        "were the customer's first failure:",
+        title_justify="left",
+    )  # fmt: skip
+    for incident in sample_incidents():
+        result = assess(incident, forgiven_before=False, policy=policy)
+        offer = choose_offer(result, incident.severity, incident.customer.annual_value, policy)
+        table.add_row(
+            incident.ref,
+            f"{incident.customer.name} ({policy.empower.tier_of(incident.customer.annual_value)})",
+            incident.severity.value,
+            incident.fault.value,
+            spoken(result.decision),
+            f"{spoken(offer.kind)} {offer.value:.2f} {offer.currency}" if offer else "-",
+            f"manager: up to {offer.approvable:.2f}" if offer and offer.needs_approval else "-",
+        )
+    out.print(table)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def export(
+    ref: Annotated[str, typer.Argument(help="The customer's reference (as in your systems).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Write the JSON to this file instead of the terminal.")
+    ] = None,
+) -> None:
+    """Give a customer everything amends holds about them, as JSON."""
+    from amends.privacy import export as export_customer
+
+    data = json.dumps(export_customer(runtime().db, ref), indent=2, ensure_ascii=False)
+    if output is None:
+        print(data)
+        return
+    output.write_text(data + "\n", encoding="utf-8")
+    err.print(f"Wrote {output}.", markup=False, highlight=False)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def forget(
+    ref: Annotated[str, typer.Argument(help="The customer's reference (as in your systems).")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a customer's personal data everywhere, keeping the anonymous figures.
+
+    Names, addresses, messages, notes, feedback and the letters and invitations written for
+    them are erased; their cases stay in the reports as numbers. Their opt-outs are kept, so
+    that they are never written to again. This cannot be undone.
+    """
+    from amends.privacy import forget as forget_customer
+
+    rt = runtime()
+    if not yes:
+        typer.confirm(f"Erase everything personal about {ref}? This cannot be undone", abort=True)
+    files = forget_customer(rt.db, ref, mail_dir=rt.settings.mail_dir)
+    out.print(f"{ref} is forgotten; {files} file(s) deleted.", markup=False, highlight=False)
