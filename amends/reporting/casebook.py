@@ -196,7 +196,8 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
             reply_channel=case.reply_channel.value,
             severity=case.incident.severity.value,
             decision=case.decision.value if case.decision else None,
-            reasons=[*assessment.data["figures"], *assessment.data["reasons"]]
+            # A forgotten customer's case keeps its figures; its reasons (which name them) go.
+            reasons=[*assessment.data.get("figures", []), *assessment.data.get("reasons", [])]
             if assessment
             else [],
             state=case.state.value,

@@ -18,6 +18,7 @@ from amends.nightly.aftercare import record_exit_answers
 from amends.nightly.reengagement import run_night
 from amends.privacy import ERASED, export, forget, mask
 from amends.recovery.stages import run_stage
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
 from amends.storage import models
 from amends.storage.imports import import_customers
@@ -95,6 +96,11 @@ def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: 
             ("+34612345678", "all"),
         }
         assert ERASED in {e.text for e in session.scalars(select(models.CaseEvent))}
+    # What staff read of the case still reads, by its ref and its number, without the words.
+    for ref in ("INC-1001", case_id):
+        outcome = case_outcome(rt.db, ref)
+        assert outcome.decision == "recover"
+        assert outcome.reasons and not any(word in " ".join(outcome.reasons) for word in PERSONAL)
 
 
 def test_their_posts_are_found_as_the_monitor_stage_finds_them(rt: Runtime) -> None:
