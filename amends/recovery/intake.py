@@ -19,6 +19,30 @@ from amends.runtime import Runtime
 from amends.storage import models
 
 MAX_INCIDENT_BYTES = 256 * 1024
+# No figure of an incident needs more digits (a money amount, hours, a year's value).
+MAX_DIGITS = 15
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: with two, which one counts is a guess."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise InvalidIncident(f"incident gives {key!r} twice: give each field once")
+        data[key] = value
+    return data
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise InvalidIncident(
+            f"incident has a number of {len(text.lstrip('-')):,} digits; at most {MAX_DIGITS}"
+        )
+    return int(text)
+
+
+def _constant(name: str) -> float:
+    raise InvalidIncident(f"incident has {name}, which is not a number JSON allows")
 
 
 def describe(error: ValidationError) -> str:
@@ -42,7 +66,9 @@ def parse_incident(raw: str | bytes) -> Incident:
     if size > MAX_INCIDENT_BYTES:
         raise InvalidIncident(f"incident is larger than the limit of {MAX_INCIDENT_BYTES:,} bytes")
     try:
-        data = json.loads(raw)
+        data = json.loads(
+            raw, object_pairs_hook=_object, parse_int=_integer, parse_constant=_constant
+        )
     except RecursionError:
         raise InvalidIncident("incident is nested too deeply to be an incident") from None
     except UnicodeDecodeError:

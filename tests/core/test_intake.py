@@ -82,6 +82,22 @@ def test_a_json_array_is_not_an_incident() -> None:
         parse_incident("[1, 2]")
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"ref": "A", "ref": "B"}', "incident gives 'ref' twice"),
+        ('{"customer": {"name": "A", "name": "B"}}', "incident gives 'name' twice"),
+        ('{"costs": {"economic": ' + "9" * 5000 + "}}", "a number of 5,000 digits; at most 15"),
+        ('{"costs": {"economic": -' + "9" * 16 + "}}", "a number of 16 digits"),
+        ('{"costs": {"economic": NaN}}', "incident has NaN, which is not a number JSON allows"),
+        ('{"costs": {"economic": -Infinity}}', "incident has -Infinity"),
+    ],
+)
+def test_json_an_incident_cannot_mean_is_refused_in_one_line(text: str, says: str) -> None:
+    with pytest.raises(InvalidIncident, match=says):
+        parse_incident(text)
+
+
 def test_invalid_utf8_is_refused() -> None:
     with pytest.raises(InvalidIncident, match="not valid UTF-8"):
         parse_incident(b'{"ref": "\xff\xfe"}')
