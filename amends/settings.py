@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'amends.storage.db'}"
+        return self.database_url or f"sqlite:///{self.home / 'amends.db'}"
 
     @property
     def listening_dir(self) -> Path:

@@ -275,7 +275,7 @@ def measure(size: int, postgres: str | None, port: int) -> dict[str, dict[str, f
         with tempfile.TemporaryDirectory(prefix=f"amends-nightly-{kind}-") as folder:
             home = Path(folder)
             with scratch_database(postgres, f"_{kind}") as scratch:
-                url = scratch or f"sqlite:///{home / 'amends.storage.db'}"
+                url = scratch or f"sqlite:///{home / 'amends.db'}"
                 build(url, size)
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AMENDS_")}
                 env.update(

@@ -81,7 +81,7 @@ def postgres_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test that takes this runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'amends.storage.db'}"
+        return f"sqlite:///{tmp_path / 'amends.db'}"
     return request.getfixturevalue("postgres_url")
 
 
