@@ -8,11 +8,22 @@ never reaches Prefect (it never imports this module either).
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import httpx
+
+from amends.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from amends.domain import Incident
@@ -24,14 +35,147 @@ if TYPE_CHECKING:
     from amends.tasks.report import ReportRun
 
 
-def prepare(verbose: bool) -> None:
-    """Quiet, offline-friendly Prefect defaults for a terminal; the environment still wins."""
+def prepare(verbose: bool, home: Path | None = None) -> str | None:
+    """Quiet, offline-friendly Prefect defaults for a terminal; the environment still wins.
+
+    With no ``PREFECT_API_URL``, the local server that ``amends server start`` left running
+    for this data folder is used, so the command starts at once and its runs stay in the UI.
+    Returns the API's URL, or None when Prefect must start a temporary server of its own.
+    Call it before anything imports Prefect: Prefect reads its settings once.
+    """
     # The run's logs still reach the Prefect UI; the terminal gets the command's own report.
     os.environ.setdefault(
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL"
     )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    if home is None:
+        return None
+    # Prefect's temporary server keeps its runs where the local server will find them.
+    os.environ.setdefault("PREFECT_HOME", str(LocalServer.folder(home).resolve()))
+    server = LocalServer.find(home)
+    if server is None:
+        return None
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server.api_url
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A Prefect server amends keeps running for one data folder, with its own database there
+    (``<home>/prefect``), until ``amends server stop``."""
+
+    pid: int
+    port: int
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def folder(home: Path) -> Path:
+        return home / "prefect"
+
+    @classmethod
+    def find(cls, home: Path) -> LocalServer | None:
+        """The server recorded for this data folder, if it is up and answers."""
+        record = cls.folder(home) / "server.json"
+        try:
+            server = cls(**json.loads(record.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return server if server.answers(timeout=2.0) else None
+
+    def answers(self, timeout: float) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @classmethod
+    def start(cls, home: Path, port: int | None = None, wait_seconds: float = 90.0) -> LocalServer:
+        """Start the data folder's server (or find it running) and wait until it answers.
+
+        Raises:
+            ConfigurationError: it did not answer in time; its log says why.
+        """
+        running = cls.find(home)
+        if running is not None:
+            return running
+        folder = cls.folder(home)
+        folder.mkdir(parents=True, exist_ok=True)
+        port = port or _free_port(preferred=4200)
+        log = folder / "server.log"
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(folder),
+            # The UI asks this for the API's address: without it, it calls port 4200.
+            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [*command, "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=folder,
+                start_new_session=True,  # outlives this command; Ctrl-C here does not stop it
+            )
+        server = cls(pid=process.pid, port=port)
+        deadline = time.monotonic() + wait_seconds
+        while not server.answers(timeout=1.0):
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise ConfigurationError(
+                    f"the local Prefect server did not start within {wait_seconds:.0f} s; "
+                    f"its log is {log}"
+                )
+            time.sleep(0.5)
+        (folder / "server.json").write_text(json.dumps({"pid": server.pid, "port": port}))
+        return server
+
+    def stop(self) -> None:
+        """Stop the server and everything it started."""
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            try:
+                os.killpg(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.killpg(self.pid, signal.SIGKILL)
+
+
+def stop_local_server(home: Path) -> LocalServer | None:
+    """Stop the data folder's server, if one runs; returns the one stopped."""
+    server = LocalServer.find(home)
+    if server is not None:
+        server.stop()
+    (LocalServer.folder(home) / "server.json").unlink(missing_ok=True)
+    return server
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def api_url() -> str | None:
@@ -117,6 +261,7 @@ def serve(settings: Settings) -> None:
 
 
 __all__: Iterable[str] = [
+    "LocalServer",
     "api_url",
     "file_incident",
     "prepare",
@@ -125,5 +270,6 @@ __all__: Iterable[str] = [
     "run_nightly",
     "run_report",
     "serve",
+    "stop_local_server",
     "task_runtime",
 ]

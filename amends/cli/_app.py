@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
@@ -95,6 +96,21 @@ def friendly(command: Callable[P, None]) -> Callable[P, None]:
             raise fail(message) from None
 
     return run
+
+
+def start_prefect(verbose: bool, home: Path | None = None) -> None:
+    """Ready Prefect for a command that runs flows: the data folder's local server when one
+    runs, else a temporary server Prefect starts for this command alone (said, once)."""
+    from amends import runner
+    from amends.settings import Settings
+
+    if runner.prepare(verbose, home or Settings().home) is None:
+        err.print(
+            "[dim]Prefect starts a temporary server for this command (10-20 s); "
+            "`amends server start` keeps one running, so commands start at once and their "
+            "runs stay in the Prefect UI.[/]",
+            highlight=False,
+        )
 
 
 def runtime() -> Runtime:

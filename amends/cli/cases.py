@@ -22,6 +22,7 @@ from amends.cli._app import (
     friendly,
     out,
     runtime,
+    start_prefect,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def incident(
         raise fail("choose one of --via-deployment and --via-event")
     parsed = parse_incident(_read_incident(file))
     check_can_file(runtime(), parsed)  # refuse before Prefect starts a run
-    runner.prepare(verbose)
+    start_prefect(verbose)
     if via_deployment or via_event:
         report, line = runner.file_incident(parsed, by_event=via_event)
         if as_json:

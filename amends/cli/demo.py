@@ -23,7 +23,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from amends import runner
-from amends.cli._app import VerboseFlag, app, err, friendly, out
+from amends.cli._app import VerboseFlag, app, err, friendly, out, start_prefect
 from amends.delivery.mailcatcher import MailCatcher
 from amends.domain import Incident, spoken
 from amends.listening.mentions import PublicPost, record_posts
@@ -207,8 +207,12 @@ def _print_summary(
         f"  • Letters to print: {settings.letters_dir}\n"
         "  • Every case: [bold]amends cases[/]; one case's timeline, call scripts and work "
         f"for staff: [bold]amends case {outcomes[0].incident_ref if outcomes else 'REF'}[/]\n"
-        "  • The runs in the Prefect UI: [bold]prefect server start[/] (in .venv/bin), then "
-        "open http://127.0.0.1:4200",
+        + (
+            f"  • The runs in the Prefect UI: {api.removesuffix('/api')}"
+            if (api := os.environ.get("PREFECT_API_URL"))
+            else "  • The runs in the Prefect UI: [bold]amends server start[/], then open the "
+            "address it prints (it keeps the demo's runs, and makes the next commands quicker)"
+        ),
         highlight=False,
     )
 
@@ -235,5 +239,5 @@ def demo(
     Mail goes to a real SMTP server on 127.0.0.1 that saves each message under the data
     folder's mail/ folder. One run pauses for a manager's approval of a large offer.
     """
-    runner.prepare(verbose)
+    start_prefect(verbose, home)
     run_demo(home, out=out, err=err, wait_for_approval=wait_for_approval)

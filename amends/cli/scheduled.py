@@ -22,6 +22,7 @@ from amends.cli._app import (
     friendly,
     out,
     runtime,
+    start_prefect,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def nightly(
             raise fail(f"--at {at!r} needs its UTC offset, e.g. {at}+01:00 or {at}Z")
         if moment > datetime.now(UTC) + timedelta(minutes=5):
             raise fail(f"--at {at} is in the future: a night can only be run for now or before")
-    runner.prepare(verbose)
+    start_prefect(verbose)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         steps: dict[str, int] = {}
@@ -149,7 +150,7 @@ def monitor(
             )
     except ValidationError as error:
         raise fail(f"a source is not right: {describe(error)}") from None
-    runner.prepare(verbose)
+    start_prefect(verbose)
     with err.status("Listening…", spinner="dots"):
         run = runner.run_monitor(specs or None, handles or None, max_incidents)
     if as_json:
@@ -204,7 +205,7 @@ def report(
     first = parse_day(since, "--since") if since else None
     last = parse_day(until, "--until") if until else None
     report_period(runtime().settings.business_timezone, since=first, until=last)  # refuse early
-    runner.prepare(verbose)
+    start_prefect(verbose)
     run = runner.run_report(first, last, output)
     _print_report(run.report, run.files)
 
@@ -243,27 +244,27 @@ def _print_report(report: Any, files: dict[str, Path]) -> None:
 def serve(verbose: VerboseFlag = False) -> None:
     """Serve amends' deployments (incident, nightly, mentions, report) here, until Ctrl+C.
 
-    For a small business without a work pool. Needs a Prefect server (PREFECT_API_URL); the
-    nightly run starts at 02:00 in AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set,
-    it also answers the opt-out links of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
+    For a small business without a work pool. Needs a Prefect server: PREFECT_API_URL, or the
+    data folder's own (`amends server start`). The nightly run starts at 02:00 in
+    AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the opt-out
+    links of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
     """
-    if not runner.api_url():
-        raise fail(
-            "amends serve needs a Prefect server: start one with `prefect server start` and "
-            "set PREFECT_API_URL=http://127.0.0.1:4200/api"
-        )
     import threading
 
     from amends.delivery.optout import PATH, optout_server
 
     rt = runtime()
+    if runner.prepare(verbose, rt.settings.home) is None:
+        raise fail(
+            "amends serve needs a Prefect server: `amends server start` runs one for this data "
+            "folder, or set PREFECT_API_URL to yours"
+        )
     optout = None
     if rt.settings.unsubscribe_secret is not None:
         optout = optout_server(rt.settings, rt.db)
         threading.Thread(target=optout.serve_forever, daemon=True).start()
         host, port = optout.server_address[:2]
         out.print(f"Opt-out links answered at http://{host}:{port}{PATH}", highlight=False)
-    runner.prepare(verbose)
     try:
         runner.serve(rt.settings)
     finally:

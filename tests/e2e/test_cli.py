@@ -151,7 +151,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
     assert "is up to date (revision 0006)" in again.stdout
-    assert (tmp_path / "amends.storage.db").is_file()
+    assert (tmp_path / "amends.db").is_file()
 
 
 def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     # One run pauses for a manager; the demo says how to answer, and answers.
     assert "DEMO-1008 is Paused" in demo.stderr
     assert "amends approve DEMO-1008 --by NAME" in demo.stderr
-    assert "amends cases" in demo.stdout and "prefect server start" in demo.stdout
+    assert "amends cases" in demo.stdout and "amends server start" in demo.stdout
     mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
     # Apologies by email to Rodolfo, Lucía, Priya and Amara, and Rodolfo's and Amara's check-in
     # invitations; the others' apologies wait for staff, and their check-ins are agreed by
