@@ -129,6 +129,7 @@ def case_context(
             "received_at": incident.received_at,
             "category": incident.category.value,
             "channel": incident.channel.value,
+            "fault": incident.fault.value,
         },
         "decision": case.decision.value if case.decision else "",
         "put_right": incident.put_right,
@@ -184,6 +185,7 @@ def customer_context(
                 "received_at": incident.received_at,
                 "category": incident.category.value,
                 "channel": incident.channel.value,
+                "fault": incident.fault.value,
             }
             if incident
             else None
@@ -279,6 +281,7 @@ def sample_context(
             "received_at": received,
             "category": "service_failure",
             "channel": "email",
+            "fault": "ours",
         },
         "decision": "recover",
         "put_right": put_right,

@@ -183,6 +183,31 @@ def test_a_customer_without_email_agrees_checkins_with_staff(rt: Runtime) -> Non
     assert [m.kind for m in outcome.messages] == ["apology"]
 
 
+@pytest.mark.parametrize("locale", ["en", "es"])
+def test_the_apology_promises_what_follows_it(rt: Runtime, recorder, locale: str) -> None:  # type: ignore[no-untyped-def]
+    """An email apology that says an invitation follows is followed by one; one that says
+    nothing of a check-in is followed by none."""
+    follows = {
+        "en": "An invitation to a short first check-in follows this email",
+        "es": "le llegará una invitación a una breve primera reunión de seguimiento",
+    }[locale]
+    recover(rt, make_incident(customer={"locale": locale}))
+    # Not worth an incentive: an apology without an offer, and no check-ins to invite to.
+    recover(
+        rt,
+        make_incident(
+            ref="INC-2001",
+            complaint_message_id="<complaint-2@customer.example>",
+            customer={"ref": "C-7", "email": "ann@example.com", "annual_value": 0},
+        ),
+    )
+    sent = [(m.recipient, m.subject, m.body) for m in recorder.delivered]
+    (_, _, apology), (_, invitation_subject, _), (_, _, second_apology) = sent
+    assert follows in apology and invitation_subject
+    assert [r for r, _, _ in sent].count("ann@example.com") == 1
+    assert follows not in second_apology
+
+
 def test_two_cases_decided_at_once_spend_one_forgiveness(rt: Runtime) -> None:
     first = open_case(rt, make_incident(ref="INC-A", complaint_message_id="<a@c.example>"))
     second = open_case(rt, make_incident(ref="INC-B", complaint_message_id="<b@c.example>"))

@@ -202,17 +202,78 @@ def test_shared_macros_cannot_be_imported_unescaped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("channel", ["email", "letter", "phone", "sms", "chat", "visit"])
-def test_smoothing_over_claims_no_fault_and_no_change(
+def test_an_unreasonable_customer_is_told_of_no_fault_and_no_change(
     templates: Templates, locale: str, channel: str
 ) -> None:
     context = sample_context(SETTINGS)
     context.update(decision="smooth_over", put_right="", what_changed="", offer=None)
+    context["incident"] = {**context["incident"], "fault": "customer"}
     fmt = "html" if channel in {"email", "letter"} else "txt"
     body = templates.render("apology", channel, fmt, locale, context).body.lower()
     for untrue in ("let you down", "fallado", "should not have happened", "what has changed",
                    "qué hemos cambiado", "finding out how", "averiguando"):  # fmt: skip
         assert untrue not in body
     assert ("sorry" if locale == "en" else "sentimos") in body or "siento" in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("channel", ["email", "letter", "phone", "sms", "chat", "visit", "social"])
+@pytest.mark.parametrize("fault", ["ours", "shared", "external"])
+def test_a_fault_of_ours_is_admitted_whatever_the_worth_decision(
+    templates: Templates, locale: str, channel: str, fault: str
+) -> None:
+    """Not worth an incentive changes the offer, never the honesty of the apology (seed 000:
+    the customer expects us to own and remedy our errors)."""
+    context = sample_context(SETTINGS)
+    context.update(decision="smooth_over", put_right="", what_changed="", offer=None)
+    context["incident"] = {**context["incident"], "fault": fault}
+    fmt = "html" if channel in {"email", "letter"} else "txt"
+    body = templates.render("apology", channel, fmt, locale, context).body.lower()
+    assert ("let you down" if locale == "en" else "le hemos fallado") in body
+    assert ("disappointed you" if locale == "en" else "haya decepcionado") not in body
+    assert ("finding out how" if locale == "en" else "averiguando") in body
+
+
+def _sentences(body: str) -> list[str]:
+    """The message's sentences of four words or more, as a reader meets them."""
+    text = re.sub(r"<(style|head)\b.*?</\1>", " ", body, flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", "\n", text)
+    parts = re.split(r"(?<=[.!?])\s+|\n", text)
+    return [p.strip().lower() for p in parts if len(p.split()) >= 4]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(("kind", "channel"), CASES)
+@pytest.mark.parametrize(
+    ("decision", "fault", "with_words"),
+    [
+        ("recover", "ours", True),
+        ("recover", "ours", False),
+        ("smooth_over", "ours", False),
+        ("smooth_over", "customer", False),
+        ("do_not_pursue", "ours", False),
+    ],
+)
+def test_no_sentence_is_said_twice(
+    templates: Templates,
+    locale: str,
+    kind: MessageKind,
+    channel: Any,
+    decision: str,
+    fault: str,
+    with_words: bool,
+) -> None:
+    context = sample_context(SETTINGS, locale=locale)
+    context.update(decision=decision)
+    context["incident"] = {**context["incident"], "fault": fault}
+    if not with_words:
+        context.update(put_right="", what_changed="")
+        if kind in (MessageKind.APOLOGY, MessageKind.PUBLIC_REPLY):
+            context.update(offer=None)
+    body = templates.render(kind.value, channel.value, extension(channel), locale, context).body
+    # Nor opened the same way twice ("If anything is still not right..., If anything is...").
+    openings = [" ".join(s.split()[:4]) for s in _sentences(body)]
+    assert not {o for o in openings if openings.count(o) > 1}, body
 
 
 @pytest.mark.parametrize("locale", LOCALES)
