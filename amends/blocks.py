@@ -109,7 +109,7 @@ class AmendsWebhooks(Block):
 
     _block_type_name = "Amends Webhook Channels"
     _logo_url = _LOGO_URL
-    _documentation_url = f"{_HOME}#sms-chat-and-social-replies"
+    _documentation_url = f"{_HOME}#use-amends-from-your-own-flows"
     _code_example = """
         Load stored webhook channels and recover an incident with them:
         ```python

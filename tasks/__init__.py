@@ -8,9 +8,9 @@ one again for the same case never repeats its work.
 
 - Intake: :func:`open_case` records an :class:`~amends.domain.Incident` and returns its case
   id; :func:`label_run` tags the flow run with its channel and severity.
-- The stages, each taking the case id, in order: :func:`assess`, :func:`empower` (then
-  :func:`wait_for_approval` when its result says ``needs_approval``), :func:`monitor`,
-  :func:`report`, :func:`follow_up`, :func:`reengage`.
+- The stages, each taking the case id and needing the ones before it: :func:`assess`,
+  :func:`empower` (then :func:`wait_for_approval` when its result says ``needs_approval``),
+  :func:`monitor`, :func:`report`, :func:`follow_up`, :func:`reengage`.
 - Delivery: :func:`deliver_messages` sends a case's queued messages, :func:`send_queued` every
   case's; both take prefect-email's ``EmailServerCredentials`` and amends' blocks
   (:mod:`amends.blocks`).
@@ -18,17 +18,19 @@ one again for the same case never repeats its work.
   outcome.
 
 Example:
-    A case opened and answered by hand, its apology sent through a stored mail server::
+    A case opened and answered from your own flow, its apology sent through a stored mail
+    server::
 
         from prefect import flow
         from prefect_email import EmailServerCredentials
-        from amends.tasks import assess, deliver_messages, follow_up, open_case
+        from amends.tasks import assess, deliver_messages, empower, follow_up, monitor
+        from amends.tasks import open_case, report
 
         @flow
         def apologise(incident):
             case_id = open_case(incident)
-            assess(case_id)
-            follow_up(case_id)
+            for stage in (assess, empower, monitor, report, follow_up):
+                stage(case_id)
             deliver_messages(case_id, EmailServerCredentials.load("BLOCK_NAME"))
 
 The task modules import only this package's private helpers (``_runtime``, ``_stage``,

@@ -24,12 +24,15 @@ from prefect.settings import get_current_settings
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from amends.blocks import AmendsDatabase, AmendsWebhooks
-from amends.delivery.channels import load_channels
+from amends.delivery.channels import RecordingAdapter, load_channels
 from amends.delivery.webhooks import WebhookAdapter
 from amends.domain import ReplyChannel
+from amends.errors import NotFound
 from amends.flows import recover_incident
+from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
 from amends.settings import Settings
+from amends.storage.db import Database
 
 LOGO = Path(__file__).resolve().parents[2] / "docs" / "logo.png"
 
@@ -181,3 +184,20 @@ def test_an_sms_complaint_is_answered_through_the_webhook_block(rt: Runtime) -> 
     with get_client(sync_client=True) as client:
         parameters = json.dumps(client.read_flow_run(state.state_details.flow_run_id).parameters)
     assert "t3" not in parameters and SECRET not in parameters
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_flow_given_the_database_block_keeps_the_case_there(
+    rt: Runtime, recorder: RecordingAdapter, tmp_path: Path
+) -> None:
+    elsewhere = Database(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    elsewhere.upgrade()
+    try:
+        database = AmendsDatabase(url=str(elsewhere.engine.url))
+        outcome = recover_incident(make_incident(ref="INC-DB-BLOCK"), database=database)
+        assert case_outcome(elsewhere, "INC-DB-BLOCK").case_id == outcome.case_id
+    finally:
+        elsewhere.dispose()
+    with pytest.raises(NotFound):
+        case_outcome(rt.db, "INC-DB-BLOCK")  # not in the environment's database
+    assert len(recorder.delivered) == 2  # the runtime's own channels still deliver

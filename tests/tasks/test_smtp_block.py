@@ -12,13 +12,19 @@ from pydantic import SecretStr
 
 from amends.delivery.channels import RecordingAdapter
 from amends.delivery.mailcatcher import MailCatcher
-from amends.domain import STAGES
 from amends.flows.incident import recover_incident
-from amends.recovery.intake import open_case
-from amends.recovery.stages import run_stage
 from amends.runtime import Runtime, use_runtime
 from amends.settings import Settings
-from amends.tasks import deliver_messages
+from amends.tasks import (
+    assess,
+    deliver_messages,
+    empower,
+    follow_up,
+    monitor,
+    open_case,
+    reengage,
+    report,
+)
 from amends.tasks._runtime import smtp_settings, task_runtime
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -68,11 +74,12 @@ def _catcher_credentials(catcher: MailCatcher) -> EmailServerCredentials:
 def test_a_task_given_the_credentials_sends_through_them(
     rt: Runtime, recorder: RecordingAdapter, mail_catcher: MailCatcher
 ) -> None:
-    case_id = open_case(rt, make_incident(ref="INC-TASK-BLOCK"))
-    for stage in STAGES:
-        run_stage(rt, case_id, stage)
-    report = deliver_messages(case_id, email_server_credentials=_catcher_credentials(mail_catcher))
-    assert report.sent == 2 and recorder.delivered == []  # not the runtime's own adapter
+    # As amends.tasks' example composes them, in a flow of one's own.
+    case_id = open_case(make_incident(ref="INC-TASK-BLOCK"))
+    for stage in (assess, empower, monitor, report, follow_up, reengage):
+        stage(case_id)
+    drained = deliver_messages(case_id, email_server_credentials=_catcher_credentials(mail_catcher))
+    assert drained.sent == 2 and recorder.delivered == []  # not the runtime's own adapter
     caught = [message_from_bytes(path.read_bytes()) for path in mail_catcher.messages()]
     assert [m["From"] for m in caught] == ["Acme Cleaning customer care <care@shop.example>"] * 2
     assert task_runtime() is rt  # the credentials were for that task run only
