@@ -24,6 +24,7 @@ from amends.tasks import (
     open_case,
     reengage,
     report,
+    send_queued,
 )
 from amends.tasks._runtime import smtp_settings, task_runtime
 
@@ -94,3 +95,14 @@ def test_a_flow_given_the_credentials_sends_through_them(
     )
     assert [m.status for m in outcome.messages] == ["sent", "sent"]
     assert len(mail_catcher.messages()) == 2 and recorder.delivered == []
+
+
+def test_the_nightly_send_given_the_credentials_sends_through_them(
+    rt: Runtime, recorder: RecordingAdapter, mail_catcher: MailCatcher
+) -> None:
+    case_id = open_case(make_incident(ref="INC-NIGHT-BLOCK"))
+    for stage in (assess, empower, monitor, report, follow_up):
+        stage(case_id)
+    drained = send_queued(email_server_credentials=_catcher_credentials(mail_catcher))
+    assert drained.sent == 1 and recorder.delivered == []
+    assert len(mail_catcher.messages()) == 1
