@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect_email import EmailServerCredentials
 
+from amends.blocks import AmendsDatabase, AmendsWebhooks
 from amends.domain import Incident
 from amends.reporting.casebook import CaseOutcome
+from amends.tasks._runtime import configured
 from amends.tasks.approval import wait_for_approval
 from amends.tasks.assess import assess
 from amends.tasks.delivery import deliver_or_keep_queued
@@ -18,7 +21,12 @@ from amends.tasks.report import publish_case_summary, report
 
 
 @flow(name="recover-incident", flow_run_name="{incident.ref}")
-def recover_incident(incident: Incident) -> CaseOutcome:
+def recover_incident(
+    incident: Incident,
+    email_server_credentials: EmailServerCredentials | None = None,
+    database: AmendsDatabase | None = None,
+    webhooks: AmendsWebhooks | None = None,
+) -> CaseOutcome:
     """Recover a customer from an incident: assess, empower, monitor, report, follow up and
     re-engage, then summarise the case in an artifact.
 
@@ -28,18 +36,24 @@ def recover_incident(incident: Incident) -> CaseOutcome:
 
     Args:
         incident: The incident as the operator filed it.
+        email_server_credentials: The mail server to send through; the ``AMENDS_SMTP_*``
+            settings (or ``AMENDS_SMTP_BLOCK``) when empty.
+        database: amends' database; ``AMENDS_DATABASE_URL`` when empty.
+        webhooks: The SMS, chat and social webhook channels; ``AMENDS_WEBHOOK_*`` when empty.
     """
-    case_id = open_case(incident)
-    label_run(incident)
-    assess(case_id)
-    offer = empower(case_id)
-    if offer.data.get("needs_approval"):
-        # Above the frontline limit: Paused in the UI until a manager answers, or the timeout.
-        wait_for_approval(case_id)
-    monitor(case_id)
-    report(case_id)
-    follow_up(case_id)
-    deliver_or_keep_queued(case_id)
-    reengage(case_id)
-    deliver_or_keep_queued(case_id)
-    return publish_case_summary(case_id)
+    # Every task below runs with the blocks given, in place of the environment's settings.
+    with configured(email_server_credentials, database, webhooks):
+        case_id = open_case(incident)
+        label_run(incident)
+        assess(case_id)
+        offer = empower(case_id)
+        if offer.data.get("needs_approval"):
+            # Above the frontline limit: Paused in the UI until a manager answers, or timeout.
+            wait_for_approval(case_id)
+        monitor(case_id)
+        report(case_id)
+        follow_up(case_id)
+        deliver_or_keep_queued(case_id)
+        reengage(case_id)
+        deliver_or_keep_queued(case_id)
+        return publish_case_summary(case_id)

@@ -1,21 +1,29 @@
 """The runtime tasks use: the core's, with SMTP credentials from a Prefect block when
-``AMENDS_SMTP_BLOCK`` names one (the core never imports Prefect, so the block is read here)."""
+``AMENDS_SMTP_BLOCK`` names one (the core never imports Prefect, so the block is read here),
+or with the blocks a flow or task was given (:func:`configured`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from threading import Lock
 
 from prefect_email import EmailServerCredentials
 from prefect_email.credentials import SMTPType
 
+from amends.blocks import AmendsDatabase, AmendsWebhooks
 from amends.delivery.channels import load_channels
 from amends.privacy import mask
 from amends.runtime import Runtime, runtime, use_runtime
 from amends.settings import Settings
 
 _lock = Lock()
+# The runtime of the flow or task that was given blocks; tasks called within it, in this thread
+# or in a task runner's (which copies the context), use it instead of the process's.
+_configured: ContextVar[Runtime | None] = ContextVar("amends_configured_runtime", default=None)
 
 
 def smtp_settings(settings: Settings, block: EmailServerCredentials) -> Settings:
@@ -61,9 +69,12 @@ def _mask_run_logs() -> None:
 
 
 def task_runtime() -> Runtime:
-    """The process's runtime; on first use, with the SMTP block applied (and the run logs
-    masked)."""
+    """The runtime of the enclosing :func:`configured` block, else the process's: on first use,
+    with the ``AMENDS_SMTP_BLOCK`` block applied (and the run logs masked)."""
     _mask_run_logs()
+    rt = _configured.get()
+    if rt is not None:
+        return rt
     rt = runtime()
     if not rt.settings.smtp_block:
         return rt
@@ -75,3 +86,53 @@ def task_runtime() -> Runtime:
             rt = replace(rt, settings=settings, channels=load_channels(settings))
             use_runtime(rt)
     return rt
+
+
+@contextmanager
+def configured(
+    email_server_credentials: EmailServerCredentials | None = None,
+    database: AmendsDatabase | None = None,
+    webhooks: AmendsWebhooks | None = None,
+) -> Iterator[Runtime]:
+    """Within the block, :func:`task_runtime` is the current one with the given blocks in place
+    of the environment's settings; with none given, it is left as it is.
+
+    Each block only fills in settings (the same the ``AMENDS_*`` variables fill in), from which
+    the database and channel adapters are built as always. A database other than the current
+    one is opened for the block and closed after it.
+
+    Args:
+        email_server_credentials: The mail server, instead of ``AMENDS_SMTP_*`` and
+            ``AMENDS_SMTP_BLOCK``.
+        database: amends' database, instead of ``AMENDS_DATABASE_URL``.
+        webhooks: The webhook channels, instead of ``AMENDS_WEBHOOK_*``.
+
+    Raises:
+        DatabaseOutdated: the database needs ``amends db upgrade`` first.
+    """
+    current = task_runtime()
+    if email_server_credentials is None and database is None and webhooks is None:
+        yield current
+        return
+    settings = current.settings
+    if database is not None:
+        settings = database.apply(settings)
+    if webhooks is not None:
+        settings = webhooks.apply(settings)
+    if email_server_credentials is not None:
+        settings = smtp_settings(settings, email_server_credentials)
+    # Channels are built again only when their settings changed (a test's recorder stays).
+    rebuilt = email_server_credentials is not None or webhooks is not None
+    channels = load_channels(settings) if rebuilt else current.channels
+    opened = settings.sqlalchemy_url != current.settings.sqlalchemy_url
+    if opened:
+        rt = Runtime.from_settings(settings, channels=channels)
+    else:
+        rt = replace(current, settings=settings, channels=channels)
+    token = _configured.set(rt)
+    try:
+        yield rt
+    finally:
+        _configured.reset(token)
+        if opened:
+            rt.db.dispose()

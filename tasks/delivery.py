@@ -8,12 +8,15 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.states import State
+from prefect_email import EmailServerCredentials
 
+from amends.blocks import AmendsDatabase, AmendsWebhooks
 from amends.delivery.outbox import DeliveryOutcome, DrainReport, drain
 from amends.errors import DeliveryPending
 from amends.privacy import mask
+from amends.runtime import Runtime
 from amends.tasks._pacing import email_pace
-from amends.tasks._runtime import task_runtime
+from amends.tasks._runtime import configured
 
 
 def _only_pending(task: Any, task_run: Any, state: State) -> bool:
@@ -35,13 +38,38 @@ def _only_pending(task: Any, task_run: Any, state: State) -> bool:
     retry_condition_fn=_only_pending,
     task_run_name="deliver-case-{case_id}",
 )
-def deliver_messages(case_id: int) -> DrainReport:
+def deliver_messages(
+    case_id: int,
+    email_server_credentials: EmailServerCredentials | None = None,
+    database: AmendsDatabase | None = None,
+    webhooks: AmendsWebhooks | None = None,
+) -> DrainReport:
     """Send the case's queued messages; each is claimed first, so none goes out twice.
+
+    Args:
+        case_id: The case whose outbox is drained.
+        email_server_credentials: The mail server to send through; the flow's, or the
+            ``AMENDS_SMTP_*`` settings, when empty.
+        database: amends' database; the flow's, or ``AMENDS_DATABASE_URL``, when empty.
+        webhooks: The webhook channels; the flow's, or ``AMENDS_WEBHOOK_*``, when empty.
 
     Raises:
         DeliveryPending: some messages hit a transient failure and stay queued.
+
+    Example:
+        Send a case's apology through a stored mail server::
+
+            from prefect_email import EmailServerCredentials
+            from amends.tasks import deliver_messages
+
+            deliver_messages(case_id, EmailServerCredentials.load("BLOCK_NAME"))
     """
-    rt = task_runtime()
+    with configured(email_server_credentials, database, webhooks) as rt:
+        return _drain_case(rt, case_id)
+
+
+def _drain_case(rt: Runtime, case_id: int) -> DrainReport:
+    """The task's work, on the runtime it was given."""
     logger = get_run_logger()
     problems: list[str] = []
 

@@ -10,13 +10,16 @@ from datetime import datetime, timedelta
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
+from prefect_email import EmailServerCredentials
 
+from amends.blocks import AmendsDatabase, AmendsWebhooks
 from amends.delivery.outbox import DeliveryOutcome, DrainReport, drain, queued_messages
 from amends.nightly.reengagement import ACTIONS, ActionReport, Night, NightReport, Progress
 from amends.privacy import mask
+from amends.runtime import Runtime
 from amends.storage.models import utcnow
 from amends.tasks._pacing import email_pace
-from amends.tasks._runtime import task_runtime
+from amends.tasks._runtime import configured, task_runtime
 
 ACTION_NAMES = tuple(action.__name__ for action in ACTIONS)
 _ACTIONS = {action.__name__: action for action in ACTIONS}
@@ -63,10 +66,26 @@ def run_action(action: str, now: datetime) -> ActionReport:
 
 
 @task(name="send-queued-messages", cache_policy=NONE)
-def send_queued() -> DrainReport:
+def send_queued(
+    email_server_credentials: EmailServerCredentials | None = None,
+    database: AmendsDatabase | None = None,
+    webhooks: AmendsWebhooks | None = None,
+) -> DrainReport:
     """Deliver every queued message that is due (the night's, and any still waiting from the
-    day); each is claimed first, so none goes out twice."""
-    rt = task_runtime()
+    day); each is claimed first, so none goes out twice.
+
+    Args:
+        email_server_credentials: The mail server to send through; the ``AMENDS_SMTP_*``
+            settings (or ``AMENDS_SMTP_BLOCK``) when empty.
+        database: amends' database; ``AMENDS_DATABASE_URL`` when empty.
+        webhooks: The webhook channels; ``AMENDS_WEBHOOK_*`` when empty.
+    """
+    with configured(email_server_credentials, database, webhooks) as rt:
+        return _send_due(rt)
+
+
+def _send_due(rt: Runtime) -> DrainReport:
+    """The task's work, on the runtime it was given."""
     total = len(queued_messages(rt.db, due_by=utcnow()))
     progress = _progress("send")
     done = 0
