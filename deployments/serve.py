@@ -1,6 +1,6 @@
 r"""Serve amends' deployments from one process: no work pool needed. The same as `amends serve`.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m amends.deployments.serve
 
 Then trigger a recovery from the Prefect UI (Deployments > recover-incident > Run > Custom run)
 or from the shell:
@@ -9,13 +9,14 @@ or from the shell:
         --params "{\"incident\": $(cat incident.json)}"
 
 The nightly-reengagement deployment runs on its own at 02:00 and recovery-report on Mondays at
-07:00, in AMENDS_BUSINESS_TIMEZONE; monitor-mentions every 15 minutes.
+07:00, in AMENDS_BUSINESS_TIMEZONE; monitor-mentions every 15 minutes (as prefect.yaml says).
 """
 
 from __future__ import annotations
 
-from amends.flows.serving import serve_all
-from amends.settings import Settings
-
 if __name__ == "__main__":
+    # Imported here: importing amends.deployments must not import Prefect.
+    from amends.flows.serving import serve_all
+    from amends.settings import Settings
+
     serve_all(Settings())

@@ -1,65 +1,127 @@
-"""amends' four deployments, served from one process: for a small business without a work pool.
+"""amends' four deployments as Prefect objects, built from their one declaration: the
+``prefect.yaml`` installed as ``amends.deployments`` (the repository's deployments/prefect.yaml).
 
-``amends serve`` (or ``python deployments/serve.py``) runs this; ``deployments/prefect.yaml``
-declares the same deployments for a Prefect server with a process work pool.
+``amends serve`` (:func:`serve_all`) serves them from one process, for a small business without
+a work pool; :func:`deploy_all` registers them with a work pool, as ``prefect deploy --all``
+does with the same file, for workers that need only ``pip install amends``. Either way the
+entrypoints are module paths, the ``{{ $AMENDS_BUSINESS_TIMEZONE }}`` of the schedules is the
+settings' business time zone, and the incident event's trigger comes along.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import yaml
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron, Interval
+from prefect.events import DeploymentTriggerTypes
+from prefect.flows import load_flow_from_entrypoint
+from prefect.schedules import Schedule
+from prefect.types.entrypoint import EntrypointType
+from pydantic import TypeAdapter
 
-from amends.flows.incident import recover_incident
-from amends.flows.monitor import monitor_mentions
-from amends.flows.nightly import nightly_reengagement
-from amends.flows.report import recovery_report
+from amends.deployments import PREFECT_FILE
 from amends.settings import Settings
 
-# Two in the morning, business time: after the day's activity is imported, before anyone works.
-NIGHTLY_CRON = "0 2 * * *"
-# Public mentions are answered within the quarter hour.
-MONITOR_EVERY_SECONDS = 15 * 60
-# Monday 07:00, business time: the week's report is there when the week starts.
-REPORT_CRON = "0 7 * * 1"
+# The placeholder prefect.yaml puts where the business's time zone goes.
+BUSINESS_TIMEZONE = re.compile(r"{{\s*\$AMENDS_BUSINESS_TIMEZONE\s*}}")
+_TRIGGERS: TypeAdapter[DeploymentTriggerTypes] = TypeAdapter(DeploymentTriggerTypes)
+# What a schedule of prefect.yaml may say (Prefect's own keys, as `prefect deploy` reads them).
+_SCHEDULE_KEYS = {"cron", "rrule", "timezone", "day_or", "active", "parameters", "slug"}
 
 
-def deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The incident deployment (triggered per incident), the nightly and weekly ones (on their
-    crons, in the business's time zone) and the mentions monitor (every quarter hour).
-    ``deployments/prefect.yaml`` declares the same, plus the incident event's trigger."""
-    return [
-        recover_incident.to_deployment(
-            name="recover-incident",
-            description="Recover a customer from one incident, stage by stage.",
-            tags=["amends"],
-        ),
-        nightly_reengagement.to_deployment(
-            name="nightly-reengagement",
-            description="Check-ins, progress updates, thank-you notes and win-back offers.",
-            tags=["amends"],
-            schedule=Cron(NIGHTLY_CRON, timezone=settings.business_timezone),
-        ),
-        monitor_mentions.to_deployment(
-            name="monitor-mentions",
-            description="Look for public mentions of the business and answer the angry ones.",
-            tags=["amends"],
-            schedule=Interval(MONITOR_EVERY_SECONDS),
-            # One run at a time: a slow run must not answer the same complaints as the next.
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-            ),
-        ),
-        recovery_report.to_deployment(
-            name="recovery-report",
-            description="The week's recoveries, for the people who run the business.",
-            tags=["amends"],
-            schedule=Cron(REPORT_CRON, timezone=settings.business_timezone),
-        ),
-    ]
+def declared(prefect_file: Path | None = None) -> list[dict[str, Any]]:
+    """The deployments as declared in ``prefect_file`` (by default the installed prefect.yaml):
+    one dict per deployment, in the file's order and with its keys."""
+    text = (prefect_file or PREFECT_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text)["deployments"]
+
+
+def deployments(settings: Settings, prefect_file: Path | None = None) -> list[RunnerDeployment]:
+    """The declared deployments, ready to serve or to apply: the incident deployment with its
+    event trigger, the nightly and weekly ones on their crons in ``settings``' business time
+    zone, and the mentions monitor every quarter hour, one run at a time.
+
+    Example:
+        ```python
+        from amends.flows.serving import deployments
+        from amends.settings import Settings
+
+        names = [d.name for d in deployments(Settings(business_timezone="America/New_York"))]
+        ```
+    """
+    return [_deployment(spec, settings) for spec in declared(prefect_file)]
 
 
 def serve_all(settings: Settings) -> None:
     """Serve every deployment until interrupted (Ctrl+C)."""
     serve(*deployments(settings))
+
+
+def deploy_all(
+    settings: Settings, work_pool: str | None = None, prefect_file: Path | None = None
+) -> list[UUID]:
+    """Create or update every deployment on the Prefect server (PREFECT_API_URL) for the work
+    pool the declaration names, or ``work_pool``; returns their ids. Like ``prefect deploy
+    --all`` on the same file, but with the business time zone of ``settings``. The work pool
+    must exist (``prefect work-pool create amends --type process``).
+    """
+    return [
+        deployment.apply(work_pool_name=work_pool or spec["work_pool"]["name"])
+        for spec, deployment in zip(
+            declared(prefect_file), deployments(settings, prefect_file), strict=True
+        )
+    ]
+
+
+def _deployment(spec: dict[str, Any], settings: Settings) -> RunnerDeployment:
+    flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
+    limit = spec.get("concurrency_limit")
+    if isinstance(limit, dict):
+        limit = ConcurrencyLimitConfig(
+            limit=limit["limit"],
+            collision_strategy=ConcurrencyLimitStrategy(
+                limit.get("collision_strategy", ConcurrencyLimitStrategy.ENQUEUE)
+            ),
+        )
+    triggers = [
+        _TRIGGERS.validate_python({"name": f"{spec['name']}__automation_{n}", **trigger})
+        for n, trigger in enumerate(spec.get("triggers") or [], start=1)
+    ]
+    return flow.to_deployment(
+        name=spec["name"],
+        description=spec.get("description"),
+        tags=spec.get("tags"),
+        schedules=[_schedule(s, settings) for s in spec.get("schedules") or []],
+        concurrency_limit=limit,
+        parameters=spec.get("parameters"),
+        triggers=triggers,
+        # A worker or `amends serve` imports the flow from the installed package.
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def _schedule(spec: dict[str, Any], settings: Settings) -> Schedule:
+    unknown = set(spec) - _SCHEDULE_KEYS - {"interval", "anchor_date"}
+    if unknown:
+        raise ValueError(f"prefect.yaml: unknown schedule keys {sorted(unknown)}")
+    values = {k: v for k, v in spec.items() if k in _SCHEDULE_KEYS}
+    if isinstance(values.get("timezone"), str):
+        values["timezone"] = BUSINESS_TIMEZONE.sub(settings.business_timezone, values["timezone"])
+    if "interval" in spec:
+        interval = spec["interval"]
+        values["interval"] = (
+            interval if isinstance(interval, timedelta) else timedelta(seconds=float(interval))
+        )
+    if "anchor_date" in spec:  # YAML reads an unquoted timestamp as a datetime already
+        anchor = spec["anchor_date"]
+        values["anchor_date"] = (
+            anchor if isinstance(anchor, datetime) else datetime.fromisoformat(str(anchor))
+        )
+    return Schedule(**values)
