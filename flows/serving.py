@@ -66,18 +66,29 @@ def serve_all(settings: Settings) -> None:
 
 def deploy_all(
     settings: Settings, work_pool: str | None = None, prefect_file: Path | None = None
-) -> list[UUID]:
+) -> dict[str, UUID]:
     """Create or update every deployment on the Prefect server (PREFECT_API_URL) for the work
-    pool the declaration names, or ``work_pool``; returns their ids. Like ``prefect deploy
-    --all`` on the same file, but with the business time zone of ``settings``. The work pool
-    must exist (``prefect work-pool create amends --type process``).
+    pool the declaration names, or ``work_pool``; returns their ids by full name
+    (``flow/deployment``). Like ``prefect deploy --all`` on the same file, but with the
+    business time zone of ``settings``. The work pool must exist (``prefect work-pool create
+    amends --type process``).
+
+    Example:
+        ```python
+        from amends.flows.serving import deploy_all
+        from amends.settings import Settings
+
+        deploy_all(Settings(), work_pool="amends")  # with PREFECT_API_URL set
+        ```
     """
-    return [
-        deployment.apply(work_pool_name=work_pool or spec["work_pool"]["name"])
+    return {
+        deployment.full_name: deployment.apply(
+            work_pool_name=work_pool or spec["work_pool"]["name"]
+        )
         for spec, deployment in zip(
             declared(prefect_file), deployments(settings, prefect_file), strict=True
         )
-    ]
+    }
 
 
 def _deployment(spec: dict[str, Any], settings: Settings) -> RunnerDeployment:
