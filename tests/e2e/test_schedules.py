@@ -95,7 +95,7 @@ def test_the_scheduler_starts_runs_a_worker_without_a_clone_completes(tmp_path: 
         )
         assert "monitor-mentions/monitor-mentions" in output
         amends = {"AMENDS_HOME": str(tmp_path / "var"), "AMENDS_BUSINESS_TIMEZONE": TIMEZONE}
-        server.worker("scheduled", amends)
+        server.worker("scheduled", amends, limit=1)  # one flow process at a time: a quick start
 
         try:
             done = _wait_for_monitor_runs(server, "completed run", "COMPLETED")
