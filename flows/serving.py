@@ -59,9 +59,10 @@ def deployments(settings: Settings, prefect_file: Path | None = None) -> list[Ru
     return [_deployment(spec, settings) for spec in declared(prefect_file)]
 
 
-def serve_all(settings: Settings) -> None:
-    """Serve every deployment until interrupted (Ctrl+C)."""
-    serve(*deployments(settings))
+def serve_all(settings: Settings, prefect_file: Path | None = None) -> None:
+    """Serve every deployment (of ``prefect_file``, by default the installed prefect.yaml) from
+    this process until interrupted (Ctrl+C)."""
+    serve(*deployments(settings, prefect_file))
 
 
 def deploy_all(

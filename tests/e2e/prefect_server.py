@@ -179,6 +179,17 @@ class PrefectServer:
         self._stack.callback(stop, process)
         return process
 
+    def serve(self, env: dict[str, str], prefect_file: Path | None = None) -> Any:
+        """Start ``python -m amends.deployments.serve`` (what ``amends serve`` runs) in a
+        process and a folder of its own; stopped with the server. Output: worker_log("serve")."""
+        command = [str(BIN / "python"), "-m", "amends.deployments.serve"]
+        command += ["--prefect-file", str(prefect_file)] if prefect_file else []
+        process = start(
+            command, {**self.env, **env}, self.worker_log("serve"), cwd=self.folder("serve")
+        )
+        self._stack.callback(stop, process)
+        return process
+
     def worker_log(self, name: str) -> Path:
         return self.logs / f"worker-{name}.log"
 

@@ -4,10 +4,10 @@ person, creates their runs, and a worker with only the installed package (no clo
 The server's scheduler loops every 2 s instead of 60. monitor-mentions' quarter hour becomes
 5 s in an edited copy of the installed prefect.yaml, deployed the way the README deploys the
 original; the other schedules are left as they are and only checked for their next runs.
-On PostgreSQL with a worker, deployed by `prefect deploy`; on SQLite without a worker, deployed
-by `python -m amends.deployments.deploy` (the deployments `amends serve` serves): both of
-Prefect's databases keep a working scheduler, and both ways of deploying fill in the business
-time zone.
+On PostgreSQL with a worker, deployed by `prefect deploy`; on SQLite served by
+`python -m amends.deployments.serve` (what `amends serve` runs): both of Prefect's databases
+keep a working scheduler, and both fill in the business time zone. (`python -m
+amends.deployments.deploy` deploys for test_scale_out.py and test_ui.py.)
 """
 
 from __future__ import annotations
@@ -108,11 +108,17 @@ def test_the_scheduler_starts_runs_a_worker_without_a_clone_completes(tmp_path: 
         assert server.scheduler_errors() == []
 
 
-def test_the_scheduler_works_on_sqlite_with_amends_own_deploy(tmp_path: Path) -> None:
+def test_the_scheduler_works_on_sqlite_for_what_amends_serve_serves(tmp_path: Path) -> None:
     with prefect_server(tmp_path, database="sqlite", scheduler_loop_seconds=2) as server:
-        output = server.deploy(prefect_file=_quick_monitor(tmp_path), timezone=TIMEZONE)
-        assert "Deployed monitor-mentions/monitor-mentions" in output
-
-        _wait_for_monitor_runs(server, "scheduled run", timeout=60)
+        amends = {"AMENDS_HOME": str(tmp_path / "var"), "AMENDS_BUSINESS_TIMEZONE": TIMEZONE}
+        server.serve(amends, prefect_file=_quick_monitor(tmp_path))
+        try:
+            done = _wait_for_monitor_runs(server, "completed run", "COMPLETED")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{server.worker_output('serve')}") from None
+        assert done[0]["auto_scheduled"], done[0]
         _assert_scheduled_by_the_scheduler(server, server.flow_runs())
+        # Served, the incident deployment keeps its event trigger too.
+        automations = server.api("POST", "/automations/filter")
+        assert "recover-incident__automation_1" in {a["name"] for a in automations}
         assert server.scheduler_errors() == []
