@@ -34,6 +34,11 @@ BUSINESS_TIMEZONE = re.compile(r"{{\s*\$AMENDS_BUSINESS_TIMEZONE\s*}}")
 _TRIGGERS: TypeAdapter[DeploymentTriggerTypes] = TypeAdapter(DeploymentTriggerTypes)
 # What a schedule of prefect.yaml may say (Prefect's own keys, as `prefect deploy` reads them).
 _SCHEDULE_KEYS = {"cron", "rrule", "timezone", "day_or", "active", "parameters", "slug"}
+# What a deployment of prefect.yaml may say here; anything else is refused, not dropped.
+_DEPLOYMENT_KEYS = {
+    "name", "description", "entrypoint", "tags", "work_pool", "triggers", "schedules",
+    "concurrency_limit", "parameters", "version", "paused", "enforce_parameter_schema",
+}  # fmt: skip
 
 
 def declared(prefect_file: Path | None = None) -> list[dict[str, Any]]:
@@ -84,7 +89,7 @@ def deploy_all(
     """
     return {
         deployment.full_name: deployment.apply(
-            work_pool_name=work_pool or spec["work_pool"]["name"]
+            work_pool_name=work_pool or (spec.get("work_pool") or {}).get("name")
         )
         for spec, deployment in zip(
             declared(prefect_file), deployments(settings, prefect_file), strict=True
@@ -93,6 +98,10 @@ def deploy_all(
 
 
 def _deployment(spec: dict[str, Any], settings: Settings) -> RunnerDeployment:
+    unknown = set(spec) - _DEPLOYMENT_KEYS
+    if unknown:
+        raise ValueError(f"prefect.yaml: {spec.get('name')}: unknown keys {sorted(unknown)}")
+    pool = spec.get("work_pool") or {}
     flow = load_flow_from_entrypoint(spec["entrypoint"], use_placeholder_flow=False)
     limit = spec.get("concurrency_limit")
     if isinstance(limit, dict):
@@ -114,6 +123,11 @@ def _deployment(spec: dict[str, Any], settings: Settings) -> RunnerDeployment:
         concurrency_limit=limit,
         parameters=spec.get("parameters"),
         triggers=triggers,
+        version=spec.get("version"),
+        paused=spec.get("paused"),
+        enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
+        work_queue_name=pool.get("work_queue_name"),
+        job_variables=pool.get("job_variables"),
         # A worker or `amends serve` imports the flow from the installed package.
         entrypoint_type=EntrypointType.MODULE_PATH,
     )

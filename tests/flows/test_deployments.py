@@ -91,3 +91,12 @@ def test_a_schedule_it_cannot_read_is_refused(tmp_path: Path) -> None:
     copy.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match="unknown schedule keys"):
         deployments(Settings(), copy)
+
+
+def test_a_deployment_key_it_would_drop_is_refused(tmp_path: Path) -> None:
+    raw = yaml.safe_load(amends.deployments.PREFECT_FILE.read_text())
+    raw["deployments"][0]["sla"] = [{"name": "fast", "duration": 60}]
+    copy = tmp_path / "prefect.yaml"
+    copy.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"recover-incident: unknown keys \['sla'\]"):
+        deployments(Settings(), copy)
