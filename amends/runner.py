@@ -255,7 +255,7 @@ def run_nightly(now: datetime | None, watch: Callable[[str, int, int], None]) ->
 
 def serve(settings: Settings) -> None:
     """Serve amends' deployments from this process until interrupted."""
-    from amends.flows.serving import serve_all
+    from amends.deployments.serving import serve_all
 
     serve_all(settings)
 

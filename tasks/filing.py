@@ -31,7 +31,8 @@ def prefect_server() -> str:
     if not url:
         raise ConfigurationError(
             "no Prefect server configured: set PREFECT_API_URL, e.g. "
-            "http://127.0.0.1:4200/api (`prefect server start` runs one)"
+            "http://127.0.0.1:4200/api, here and where the server starts "
+            "(`prefect server start --port 4200` runs one; its UI calls that address)"
         )
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
@@ -63,7 +64,8 @@ def file_by_deployment(incident: Incident) -> FlowRun:
 def _no_deployment(url: str) -> ConfigurationError:
     return ConfigurationError(
         f"no deployment {DEPLOYMENT} on the Prefect server at {url}: run "
-        "`prefect deploy --all --prefect-file deployments/prefect.yaml`"
+        "`python -m amends.deployments.deploy` (once the work pool exists: "
+        "`prefect work-pool create amends --type process`)"
     )
 
 

@@ -1,5 +1,9 @@
-"""A real Prefect server on PostgreSQL, with process workers, for the end-to-end tests and
-bench/incident.py.
+"""A real Prefect server on PostgreSQL (or SQLite), with process workers, for the end-to-end
+tests and bench/incident.py.
+
+amends is deployed and run as a user without a clone would: ``prefect deploy`` of the installed
+prefect.yaml (amends.deployments.PREFECT_FILE) and workers started in folders of their own, so
+the runs import the installed package.
 
 Every process runs in its own session (process group) and is killed with its children when the
 ``with`` block ends, even on failure; every database is created fresh on the test PostgreSQL
@@ -28,6 +32,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from amends.delivery.mailcatcher import free_port
+from amends.deployments import PREFECT_FILE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -43,6 +48,8 @@ QUIET = {
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# What the server logs when its scheduler fails (with SQLAlchemy 2.1 on PostgreSQL, every loop).
+SCHEDULER_ERRORS = ("Traceback", "InvalidRequestError", "Can't evaluate bulk DML")
 
 
 @contextmanager
@@ -114,28 +121,49 @@ class PrefectServer:
         """The UI's root."""
         return self.api_url.removesuffix("/api")
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """Run a command (``prefect``, ``amends``: from this virtual environment) against the
-        server, from the repository root; returns its output, fails the test on an error."""
+    def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path = REPOSITORY) -> str:
+        """Run a command (``prefect``, ``amends``, ``python``: from this virtual environment)
+        against the server, from ``cwd``; returns its output, fails the test on an error."""
         command = [str(BIN / args[0]), *args[1:]]
         done = subprocess.run(
-            command, env=env or self.env, cwd=REPOSITORY, capture_output=True, text=True,
-            timeout=300,
+            command, env=env or self.env, cwd=cwd, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def deploy(self, pool: str = "amends") -> None:
-        """Create the process work pool and deploy every deployment in deployments/prefect.yaml."""
+    def folder(self, name: str) -> Path:
+        """An empty folder outside the repository, to run a command or a worker from."""
+        folder = self.home.parent / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def deploy(
+        self,
+        pool: str = "amends",
+        prefect_file: Path | None = None,
+        timezone: str = "Europe/Madrid",
+        with_prefect: bool = False,
+    ) -> str:
+        """Create the process work pool and deploy every deployment of the installed
+        prefect.yaml (or an edited copy) as the README says, from a folder that is no clone,
+        with the business time zone in the environment: ``python -m amends.deployments.deploy``,
+        or ``prefect deploy --all`` on the same file (``with_prefect``). Returns the output."""
         self.run("prefect", "work-pool", "create", pool, "--type", "process")
-        self.run("prefect", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+        env = {**self.env, "AMENDS_BUSINESS_TIMEZONE": timezone}
+        if with_prefect:
+            command = ["prefect", "deploy", "--all", "--prefect-file"]
+            command.append(str(prefect_file or PREFECT_FILE))
+        else:
+            command = ["python", "-m", "amends.deployments.deploy", "--pool", pool]
+            command += ["--prefect-file", str(prefect_file)] if prefect_file else []
+        return self.run(*command, env=env, cwd=self.folder("deploy"))
 
     def worker(self, name: str, env: dict[str, str], pool: str = "amends", limit: int = 2) -> Any:
-        """Start ``prefect worker start`` in a process of its own; stopped with the server. The
-        worker polls every second, and runs at most ``limit`` flow runs at once."""
+        """Start ``prefect worker start`` in a process and a folder of its own (no clone: its
+        runs import the installed amends); stopped with the server. The worker polls every
+        second, and runs at most ``limit`` flow runs at once."""
         worker_env = {
             **self.env,
-            "AMENDS_CHECKOUT": str(REPOSITORY),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "1",
             # Its log names the runs it submits.
@@ -144,7 +172,21 @@ class PrefectServer:
             **env,
         }
         command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name]
-        process = start([*command, "--limit", str(limit)], worker_env, self.worker_log(name))
+        process = start(
+            [*command, "--limit", str(limit)], worker_env, self.worker_log(name),
+            cwd=self.folder(f"worker-{name}"),
+        )  # fmt: skip
+        self._stack.callback(stop, process)
+        return process
+
+    def serve(self, env: dict[str, str], prefect_file: Path | None = None) -> Any:
+        """Start ``python -m amends.deployments.serve`` (what ``amends serve`` runs) in a
+        process and a folder of its own; stopped with the server. Output: worker_log("serve")."""
+        command = [str(BIN / "python"), "-m", "amends.deployments.serve"]
+        command += ["--prefect-file", str(prefect_file)] if prefect_file else []
+        process = start(
+            command, {**self.env, **env}, self.worker_log("serve"), cwd=self.folder("serve")
+        )
         self._stack.callback(stop, process)
         return process
 
@@ -157,6 +199,17 @@ class PrefectServer:
         return (
             "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
         )
+
+    def server_log(self) -> str:
+        return (self.logs / "server.log").read_text(errors="replace")
+
+    def scheduler_errors(self) -> list[str]:
+        """The lines of the server's log that say its scheduler (or anything) failed."""
+        return [
+            line
+            for line in self.server_log().splitlines()
+            if any(error in line for error in SCHEDULER_ERRORS) or " | ERROR " in line
+        ]
 
     def kill_unfinished_runs(self) -> None:
         """Kill the process of every flow run not finished (after a failure)."""
@@ -173,8 +226,8 @@ class PrefectServer:
         return answer.json()
 
     def flow_runs(self, flow_name: str | None = None) -> list[dict[str, Any]]:
-        """Every flow run (of one flow), with its state."""
-        query: dict[str, Any] = {"limit": 200}
+        """Every flow run (of one flow), with its state, soonest first."""
+        query: dict[str, Any] = {"limit": 200, "sort": "EXPECTED_START_TIME_ASC"}
         if flow_name:
             query["flows"] = {"name": {"any_": [flow_name]}}
         return self.api("POST", "/flow_runs/filter", **query)
@@ -199,23 +252,36 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(tmp_path: Path, startup_timeout: float = 180) -> Iterator[PrefectServer]:
-    """``prefect server start`` on a fresh PostgreSQL database, PREFECT_HOME in ``tmp_path``;
-    yields once /api/health answers. Stops the server, its workers and drops its database."""
+def prefect_server(
+    tmp_path: Path,
+    startup_timeout: float = 180,
+    database: str = "postgresql",
+    scheduler_loop_seconds: float | None = None,
+) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a fresh PostgreSQL database (``database="sqlite"``: Prefect's
+    default SQLite file), PREFECT_HOME in ``tmp_path``, on a free port; yields once
+    /api/health answers. ``scheduler_loop_seconds`` shortens the scheduler's loop (60 s).
+    Stops the server, its workers and drops its database."""
     logs = tmp_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with fresh_database("prefect_e2e") as database_url, ExitStack() as stack:
+    with ExitStack() as stack:
         port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         home = tmp_path / "prefect-home"
-        server_env = clean_env(
-            PREFECT_HOME=str(home),
-            # The UI asks the API where the server says it is (its default is port 4200).
-            PREFECT_API_URL=api_url,
-            PREFECT_SERVER_DATABASE_CONNECTION_URL=make_url(database_url)
-            .set(drivername="postgresql+asyncpg")
-            .render_as_string(hide_password=False),
-        )
+        # The UI asks the API where the server says it is (its default is port 4200).
+        settings = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url}
+        if database == "postgresql":
+            database_url = stack.enter_context(fresh_database("prefect_e2e"))
+            settings["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = (
+                make_url(database_url)
+                .set(drivername="postgresql+asyncpg")
+                .render_as_string(hide_password=False)
+            )
+        elif database != "sqlite":
+            raise ValueError(f"no such database for the Prefect server: {database}")
+        if scheduler_loop_seconds is not None:
+            settings["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(scheduler_loop_seconds)
+        server_env = clean_env(**settings)
         command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
         process = start([str(BIN / command[0]), *command[1:]], server_env, logs / "server.log")
         stack.callback(stop, process)

@@ -1,7 +1,8 @@
 """Scale-out as the README's section runs it: a Prefect server and amends' database on
-PostgreSQL, the deployments of deployments/prefect.yaml, and two process workers sharing the
-work. Incidents come in at once, through the deployment and through the incident event, beside
-a nightly run; every case is recovered once and every message reaches the SMTP server once.
+PostgreSQL, the installed deployments (python -m amends.deployments.deploy), and two process
+workers, started outside any clone, sharing the work. Incidents come in at once, through the
+deployment and through the incident event, beside a nightly run; every case is recovered once
+and every message reaches the SMTP server once.
 """
 
 from __future__ import annotations

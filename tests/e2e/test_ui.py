@@ -1,5 +1,5 @@
 """End to end, the way Prefect users run amends: a Prefect server on PostgreSQL, a process work
-pool with one worker, the deployments of deployments/prefect.yaml, an incident run triggered
+pool with one worker, the installed deployments (amends.deployments), an incident run triggered
 through the API, and the Prefect UI in headless Chromium showing the run, its parameters and
 its artifact.
 
@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-POOL = "amends"  # the work pool deployments/prefect.yaml names
+POOL = "amends"  # the work pool the installed prefect.yaml names
 # A worker polls every ~15 s and a flow run's process imports Prefect first: give a slow CI
 # machine room.
 RUN_TIMEOUT = 300.0

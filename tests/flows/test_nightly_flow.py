@@ -5,11 +5,8 @@ from __future__ import annotations
 import email
 from datetime import date, timedelta
 from email import policy as email_policy
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from sqlalchemy import select
@@ -18,9 +15,7 @@ from typer.testing import CliRunner
 from amends.cli import app
 from amends.delivery.mailcatcher import MailCatcher
 from amends.flows.nightly import nightly_reengagement
-from amends.flows.serving import NIGHTLY_CRON, deployments
 from amends.runtime import Runtime
-from amends.settings import Settings
 from amends.storage import models
 from amends.storage.models import utcnow
 
@@ -116,35 +111,6 @@ def test_amends_nightly_refuses_a_moment_it_cannot_read(
     assert problem in result.output
     with smtp_rt.db.session() as session:
         assert session.scalars(select(models.Message)).all() == []
-
-
-def _as_declared(schedule: Any) -> dict[str, Any]:
-    if hasattr(schedule, "cron"):
-        return {"cron": schedule.cron, "timezone": schedule.timezone}
-    return {"interval": int(schedule.interval.total_seconds())}
-
-
-def test_the_served_and_the_declared_deployments_agree() -> None:
-    served = {d.name: d for d in deployments(Settings(business_timezone="Europe/Madrid"))}
-    declared = yaml.safe_load(
-        (Path(__file__).parents[2] / "deployments" / "prefect.yaml").read_text()
-    )
-    declared = {d["name"]: d for d in declared["deployments"]}
-    assert set(served) == set(declared) == {
-        "recover-incident", "nightly-reengagement", "monitor-mentions", "recovery-report"
-    }  # fmt: skip
-    for name, deployment in declared.items():
-        assert [_as_declared(s.schedule) for s in served[name].schedules] == deployment.get(
-            "schedules", []
-        ), name
-    assert declared["nightly-reengagement"]["schedules"][0]["cron"] == NIGHTLY_CRON
-
-
-def test_served_schedules_keep_the_business_time_zone() -> None:
-    served = {d.name: d for d in deployments(Settings(business_timezone="America/New_York"))}
-    for name in ("nightly-reengagement", "recovery-report"):
-        (schedule,) = served[name].schedules
-        assert schedule.schedule.timezone == "America/New_York"
 
 
 def test_nightly_runs_a_night_as_of_a_given_moment(smtp_rt: Runtime) -> None:
