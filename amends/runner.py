@@ -35,13 +35,12 @@ if TYPE_CHECKING:
     from amends.tasks.report import ReportRun
 
 
-def prepare(verbose: bool, home: Path | None = None) -> str | None:
+def prepare(verbose: bool, home: Path | None = None) -> None:
     """Quiet, offline-friendly Prefect defaults for a terminal; the environment still wins.
 
-    With no ``PREFECT_API_URL``, the local server that ``amends server start`` left running
-    for this data folder is used, so the command starts at once and its runs stay in the UI.
-    Returns the API's URL, or None when Prefect must start a temporary server of its own.
-    Call it before anything imports Prefect: Prefect reads its settings once.
+    With no ``PREFECT_API_URL`` in the environment, the server that ``amends server start``
+    runs for the data folder ``home``, if it runs, is used: the command starts at once and its
+    runs stay in the UI. Call it before anything imports Prefect, which reads its settings once.
     """
     # The run's logs still reach the Prefect UI; the terminal gets the command's own report.
     os.environ.setdefault(
@@ -49,17 +48,11 @@ def prepare(verbose: bool, home: Path | None = None) -> str | None:
     )
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    if home is None:
-        return None
-    # Prefect's temporary server keeps its runs where the local server will find them.
-    os.environ.setdefault("PREFECT_HOME", str(LocalServer.folder(home).resolve()))
+    if os.environ.get("PREFECT_API_URL") or home is None:
+        return
     server = LocalServer.find(home)
-    if server is None:
-        return None
-    os.environ["PREFECT_API_URL"] = server.api_url
-    return server.api_url
+    if server is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url
 
 
 @dataclass(frozen=True)
@@ -179,7 +172,8 @@ def _free_port(preferred: int) -> int:
 
 
 def api_url() -> str | None:
-    """The Prefect server's API this process talks to, if one is configured."""
+    """The Prefect server's API this process talks to: None when Prefect must start a
+    temporary server of its own for each command."""
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
@@ -260,9 +254,18 @@ def serve(settings: Settings) -> None:
     serve_all(settings)
 
 
+def deploy(settings: Settings, work_pool: str | None, prefect_file: Path | None) -> list[str]:
+    """Create or update amends' deployments on the Prefect server for a work pool's workers;
+    returns their full names."""
+    from amends.deployments.serving import deploy_all
+
+    return list(deploy_all(settings, work_pool=work_pool, prefect_file=prefect_file))
+
+
 __all__: Iterable[str] = [
     "LocalServer",
     "api_url",
+    "deploy",
     "file_incident",
     "prepare",
     "run_incident",

@@ -64,7 +64,7 @@ def file_by_deployment(incident: Incident) -> FlowRun:
 def _no_deployment(url: str) -> ConfigurationError:
     return ConfigurationError(
         f"no deployment {DEPLOYMENT} on the Prefect server at {url}: run "
-        "`python -m amends.deployments.deploy` (once the work pool exists: "
+        "`amends deploy` (once the work pool exists: "
         "`prefect work-pool create amends --type process`)"
     )
 

@@ -99,12 +99,14 @@ def friendly(command: Callable[P, None]) -> Callable[P, None]:
 
 
 def start_prefect(verbose: bool, home: Path | None = None) -> None:
-    """Ready Prefect for a command that runs flows: the data folder's local server when one
-    runs, else a temporary server Prefect starts for this command alone (said, once)."""
+    """Ready Prefect for a command that runs flows: the data folder's own server when one runs
+    (``amends server start``), else the configured one, else a temporary server Prefect starts
+    for this command alone, which is said in a line."""
     from amends import runner
     from amends.settings import Settings
 
-    if runner.prepare(verbose, home or Settings().home) is None:
+    runner.prepare(verbose, home or Settings().home)
+    if runner.api_url() is None:
         err.print(
             "[dim]Prefect starts a temporary server for this command (10-20 s); "
             "`amends server start` keeps one running, so commands start at once and their "

@@ -254,7 +254,8 @@ def serve(verbose: VerboseFlag = False) -> None:
     from amends.delivery.optout import PATH, optout_server
 
     rt = runtime()
-    if runner.prepare(verbose, rt.settings.home) is None:
+    runner.prepare(verbose, rt.settings.home)
+    if runner.api_url() is None:
         raise fail(
             "amends serve needs a Prefect server: `amends server start` runs one for this data "
             "folder, or set PREFECT_API_URL to yours"
@@ -271,3 +272,35 @@ def serve(verbose: VerboseFlag = False) -> None:
         if optout is not None:
             optout.shutdown()
             optout.server_close()
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def deploy(
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="The work pool whose workers run them (default: prefect.yaml's, amends)."
+        ),
+    ] = None,
+    prefect_file: Annotated[
+        Path | None,
+        typer.Option(help="An edited copy of amends' prefect.yaml to deploy instead."),
+    ] = None,
+    verbose: VerboseFlag = False,
+) -> None:
+    """Deploy amends' four deployments to a Prefect server, for a work pool's workers.
+
+    The same as `prefect deploy --all` on the installed prefect.yaml, with the schedules in
+    AMENDS_BUSINESS_TIMEZONE. A worker needs only `pip install amends` and its settings. The
+    work pool must exist: `prefect work-pool create amends --type process`.
+    """
+    rt = runtime()
+    runner.prepare(verbose, rt.settings.home)
+    if runner.api_url() is None:
+        raise fail(
+            "amends deploy needs a Prefect server: set PREFECT_API_URL to yours, or "
+            "`amends server start` for one on this machine"
+        )
+    for name in runner.deploy(rt.settings, pool, prefect_file):
+        out.print(f"Deployed {name}", highlight=False)

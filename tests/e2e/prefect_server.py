@@ -146,7 +146,7 @@ class PrefectServer:
     ) -> str:
         """Create the process work pool and deploy every deployment of the installed
         prefect.yaml (or an edited copy) as the README says, from a folder that is no clone,
-        with the business time zone in the environment: ``python -m amends.deployments.deploy``,
+        with the business time zone in the environment: ``amends deploy``,
         or ``prefect deploy --all`` on the same file (``with_prefect``). Returns the output."""
         self.run("prefect", "work-pool", "create", pool, "--type", "process")
         env = {**self.env, "AMENDS_BUSINESS_TIMEZONE": timezone}
@@ -154,7 +154,7 @@ class PrefectServer:
             command = ["prefect", "deploy", "--all", "--prefect-file"]
             command.append(str(prefect_file or PREFECT_FILE))
         else:
-            command = ["python", "-m", "amends.deployments.deploy", "--pool", pool]
+            command = ["amends", "deploy", "--pool", pool]
             command += ["--prefect-file", str(prefect_file)] if prefect_file else []
         return self.run(*command, env=env, cwd=self.folder("deploy"))
 

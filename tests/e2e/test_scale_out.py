@@ -1,5 +1,5 @@
 """Scale-out as the README's section runs it: a Prefect server and amends' database on
-PostgreSQL, the installed deployments (python -m amends.deployments.deploy), and two process
+PostgreSQL, the installed deployments (amends deploy), and two process
 workers, started outside any clone, sharing the work. Incidents come in at once, through the
 deployment and through the incident event, beside a nightly run; every case is recovered once
 and every message reaches the SMTP server once.

@@ -6,8 +6,8 @@ The server's scheduler loops every 2 s instead of 60. monitor-mentions' quarter 
 original; the other schedules are left as they are and only checked for their next runs.
 On PostgreSQL with a worker, deployed by `prefect deploy`; on SQLite served by
 `python -m amends.deployments.serve` (what `amends serve` runs): both of Prefect's databases
-keep a working scheduler, and both fill in the business time zone. (`python -m
-amends.deployments.deploy` deploys for test_scale_out.py and test_ui.py.)
+keep a working scheduler, and both fill in the business time zone. (`amends deploy`
+deploys for test_scale_out.py and test_ui.py.)
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def test_without_the_deployment_it_says_how_to_deploy(
     result = runner.invoke(app, ["incident", str(incident_file), via])
     assert result.exit_code == 1
     assert "no deployment recover-incident/recover-incident on the Prefect server" in result.output
-    assert "python -m amends.deployments.deploy" in result.output
+    assert "amends deploy" in result.output
 
 
 @pytest.mark.parametrize("via", ["--via-deployment", "--via-event"])
