@@ -194,9 +194,9 @@ class NightlyFigures(_Section):
 class ListeningFigures(_Section):
     """How the monitor-mentions flow tells a complaint, and what it opens for one."""
 
-    negative_score: float = Field(ge=-1, le=0)
-    cue_unless_above: float = Field(ge=-1, le=1)
     complaint_cues: list[str] = Field(max_length=500)
+    complaint_threshold: float | None = Field(default=None, ge=0, le=1)
+    answer_within_days: float = Field(default=7, gt=0, le=3650)
     max_incidents_per_run: int = Field(ge=0, le=10_000)
     fault: Fault
     high_severity_score: float = Field(ge=-1, le=0)
