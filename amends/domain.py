@@ -355,6 +355,11 @@ class Customer(_Model):
     referrals: int = Field(
         default=0, ge=0, le=100_000, description="Customers this customer has sent the business."
     )
+    identified: bool = Field(
+        default=True,
+        description="False for someone the business knows only by a public post's handle: "
+        "they get a public reply and an invitation to talk, never money, until identified.",
+    )
 
 
 class Costs(_Model):

@@ -3,6 +3,8 @@ case's recovery, the customer's own public complaints, which deserve a public re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
@@ -89,16 +91,24 @@ def prepare_answer(mention_id: int) -> Incident | int:
     return answer_complaint(rt.db, mention_id, rt.policy.listening)
 
 
+def _answer_window_start(days: float) -> datetime:
+    return datetime.now(UTC) - timedelta(days=days)
+
+
 @task(name="complaints-to-answer", cache_policy=NONE)
 def complaints_to_answer(cap: int) -> list[int]:
-    """The oldest complaints no case answers yet, at most ``cap``."""
-    return pending_complaints(task_runtime().db, cap)
+    """The oldest complaints no case answers yet, at most ``cap``, inside the policy's answer
+    window (older ones are kept for the report, never answered)."""
+    rt = task_runtime()
+    since = _answer_window_start(rt.policy.listening.answer_within_days)
+    return pending_complaints(rt.db, cap, since)
 
 
 @task(name="complaints-waiting", cache_policy=NONE)
 def complaints_waiting() -> int:
     """How many complaints are left for the next run."""
-    return count_pending(task_runtime().db)
+    rt = task_runtime()
+    return count_pending(rt.db, _answer_window_start(rt.policy.listening.answer_within_days))
 
 
 @task(name="note-unopened-complaint", cache_policy=NONE)

@@ -8,10 +8,12 @@ duplicate is what the monitor-mentions flow answers.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -19,6 +21,8 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from amends.domain import SocialPlatform, line, text
+from amends.errors import InvalidInput
+from amends.listening.recogniser import ComplaintModel, Confusion, features, shipped_model
 from amends.recovery.assess import wording_score
 from amends.recovery.policy import ListeningFigures
 from amends.storage import models
@@ -34,7 +38,8 @@ class PublicPost(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     platform: SocialPlatform
-    handle: line(2, 100)
+    # None: a feed entry that names no author; kept for the report, never answered.
+    handle: line(2, 100) | None = None
     url: line(8, 500)
     text: text(MAX_TEXT)
     posted_at: AwareDatetime
@@ -58,6 +63,13 @@ class Reading:
     sentiment: float  # VADER's compound score, -1 (hostile) to +1 (warm)
     cues: tuple[str, ...]  # the complaint cues found
     complaint: bool
+    probability: float = 0.0  # the model's chance that it is a complaint
+    reasons: tuple[str, ...] = ()  # the features that weighed most towards the decision
+
+    def why(self) -> str:
+        """The decision in one line, for the monitor's artifact and `amends listening`."""
+        verdict = "complaint" if self.complaint else "not a complaint"
+        return f"{verdict} ({self.probability:.2f}): " + (", ".join(self.reasons) or "-")
 
 
 @cache
@@ -71,22 +83,37 @@ def _cue_pattern(cues: tuple[str, ...]) -> re.Pattern[str] | None:
 _LINK = re.compile(r"https?://\S+")
 
 
-def read_post(words: str, figures: ListeningFigures) -> Reading:
-    """Is this a complaint? Negative sentiment (VADER, as assess reads a complaint's wording),
-    or a complaint cue in words that do not read warm.
+def post_features(
+    words: str, figures: ListeningFigures
+) -> tuple[dict[str, float], float, tuple[str, ...]]:
+    """The recogniser's view of a post: its feature vector, VADER sentiment and the policy's
+    complaint cues it carries (the same for training, the monitor and evaluation)."""
+    bare = _LINK.sub(" ", words)
+    sentiment = wording_score(bare)
+    pattern = _cue_pattern(tuple(figures.complaint_cues))
+    cues = tuple(m.group(0).lower() for m in pattern.finditer(bare)) if pattern else ()
+    return features(words, sentiment, len(cues)), sentiment, cues
+
+
+def read_post(
+    words: str, figures: ListeningFigures, model: ComplaintModel | None = None
+) -> Reading:
+    """Is this a complaint? The shipped model's probability (words, character n-grams,
+    sentiment and cues) at or above the policy's ``complaint_threshold`` (the model's own
+    when the policy sets none), with the features that weighed most.
 
     Args:
         words: The post's text.
-        figures: The policy's ``listening`` section: thresholds and cues.
+        figures: The policy's ``listening`` section: cues and threshold.
+        model: Another model than the shipped one (tests).
     """
-    words = _LINK.sub(" ", words)
-    sentiment = wording_score(words)
-    pattern = _cue_pattern(tuple(figures.complaint_cues))
-    cues = tuple(m.group(0).lower() for m in pattern.finditer(words)) if pattern else ()
-    complaint = sentiment <= figures.negative_score or (
-        bool(cues) and sentiment <= figures.cue_unless_above
-    )
-    return Reading(sentiment, cues, complaint)
+    model = model or shipped_model()
+    vector, sentiment, cues = post_features(words, figures)
+    probability, pushes = model.weigh(vector)
+    threshold = figures.complaint_threshold
+    complaint = probability >= (model.threshold if threshold is None else threshold)
+    reasons = tuple(model.strongest(pushes, towards=complaint))
+    return Reading(sentiment, cues, complaint, probability, reasons)
 
 
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_][\w.-]*(?:@[\w-]+(?:\.[\w-]+)+)?)")
@@ -157,6 +184,8 @@ class Recorded:
     complaints_addressed: int = 0
     addressed: int = 0  # new posts written to the business
     linked: int = 0  # new posts by a known customer
+    # Why each new post was, or was not, read as a complaint: (url, the reading's reason).
+    decisions: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def complaints_about(self) -> int:
@@ -254,7 +283,7 @@ def record_posts(
     keys: set[tuple[str, str]] = set()
     for post in posts:
         report.read += 1
-        if handle_key(post.handle) in ours:
+        if post.handle and handle_key(post.handle) in ours:
             report.own += 1
             continue
         identity = [(post.platform.value, "url:" + post.url)]
@@ -279,19 +308,20 @@ def record_posts(
             and (p.platform.value, p.external_id) not in seen_ids
         ]
         report.seen_before = report.read - report.own - report.duplicates - len(fresh)
-        authors = {(p.platform.value, handle_key(p.handle)) for p in fresh}
+        authors = {(p.platform.value, handle_key(p.handle)) for p in fresh if p.handle}
         shared = {(p.platform.value, r[0]) for p in fresh if (r := repost_of(p))}
         earlier = _earlier_words(session, _lookup_keys(authors | shared))
         customers = _customers(session, _lookup_keys(authors))
         kept: dict[tuple, models.Mention] = {}
         repeats: list[tuple[models.Mention, int | models.Mention]] = []
         for post in sorted(fresh, key=lambda p: (p.posted_at, p.url)):
-            platform, author = post.platform.value, handle_key(post.handle)
+            platform = post.platform.value
+            author = handle_key(post.handle) if post.handle else None
             shares = repost_of(post)
             reading = read_post(shares[1] if shares else post.text, figures)
             mention = models.Mention(
                 platform=platform,
-                handle=post.handle,
+                handle=post.handle or "",
                 url=post.url,
                 text=post.text,
                 posted_at=post.posted_at,
@@ -307,19 +337,63 @@ def record_posts(
             session.add(mention)
             words = (platform, *(shares or (author, post.text)))
             words = (words[0], words[1], _same_words(words[2]))
-            original = kept.get(words) or earlier.get(words)
+            # Two anonymous entries with the same words are two people, not one repeating.
+            same_author = author is not None or shares is not None
+            original = (kept.get(words) or earlier.get(words)) if same_author else None
             if shares or original is not None:
                 report.duplicates += 1
                 if original is not None:
                     repeats.append((mention, original))
             else:
-                kept[words] = mention
+                if same_author:
+                    kept[words] = mention
                 report.complaints += mention.complaint
                 report.complaints_addressed += mention.complaint and mention.addressed
             report.new += 1
+            report.decisions.append((post.url, reading.why()))
             report.addressed += mention.addressed
             report.linked += mention.customer_id is not None
         session.flush()
         for mention, original in repeats:
             mention.duplicate_of = original if isinstance(original, int) else original.id
     return report
+
+
+# --- measuring the recogniser -------------------------------------------------------------------
+
+
+def evaluate_labelled(path: Path, figures: ListeningFigures) -> Confusion:
+    """Read a CSV of labelled posts (a header row, ``text`` and ``label``: 1 a complaint, 0
+    not; an optional ``lang``) and count how the monitor's recogniser decides them.
+
+    Raises:
+        InvalidInput: the file cannot be read, has no header with those columns, or a label
+            is not 0 or 1; the message names the line.
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = set(reader.fieldnames or ())
+            missing = sorted({"text", "label"} - columns)
+            if missing:
+                raise InvalidInput(
+                    f"{path}: the first row must be a header with the columns text and label "
+                    f"(missing: {', '.join(missing)})"
+                )
+            confusion = Confusion()
+            for row in reader:
+                label = (row.get("label") or "").strip()
+                if label not in {"0", "1"}:
+                    raise InvalidInput(
+                        f"{path} line {reader.line_num}: label must be 1 (a complaint) or 0 "
+                        f"(not one), not {label[:20]!r}"
+                    )
+                said = read_post(row.get("text") or "", figures).complaint
+                confusion = confusion.add(said, label == "1")
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInput(f"{path} is not a UTF-8 CSV file: {error}") from None
+    if not confusion.total:
+        raise InvalidInput(f"{path} has no labelled posts under its header")
+    return confusion

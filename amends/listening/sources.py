@@ -32,6 +32,7 @@ from email.utils import parsedate_to_datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import yaml
@@ -250,7 +251,7 @@ class FileDrop:
             url = _permalink(str(platform), handle, external_id)
         return {
             "platform": platform,
-            "handle": handle,
+            "handle": handle or "",  # a file's post needs its author: refused without one
             "url": url,
             "text": clean_text(_pick(row, "text")),
             "posted_at": _when(_pick(row, "posted_at")),
@@ -313,8 +314,8 @@ def _shown(url: str) -> str:
 
 @dataclass
 class Feed:
-    """An RSS or Atom feed: each entry a post, its author the handle (the feed's title when
-    the entry names none)."""
+    """An RSS or Atom feed: each entry a post, its author the handle (none when the entry
+    names no author: such a post is kept, never answered)."""
 
     spec: SourceSpec
 
@@ -326,7 +327,6 @@ class Feed:
         if not parsed.entries and (parsed.bozo or not parsed.version):
             raise SourceError(f"{self.spec.name}: {self.spec.location} is not an RSS or Atom feed")
         fetched = Fetched()
-        title = str(parsed.feed.get("title") or self.spec.name)
         platform = self.spec.platform or SocialPlatform.OTHER
         for number, entry in enumerate(parsed.entries, start=1):
             # Read the keys themselves: feedparser maps a missing one to the other, with a
@@ -345,7 +345,9 @@ class Feed:
                 f"{self.spec.name} entry {number}",
                 {
                     "platform": platform,
-                    "handle": _handle(_feed_author(entry) or title),
+                    # No author, no handle: kept for the report, never answered (the feed's
+                    # title would make one "author" of every anonymous review).
+                    "handle": _handle(_feed_author(entry)),
                     "url": link,
                     "text": clean_text(words),
                     "posted_at": datetime.fromtimestamp(timegm(stamp), UTC) if stamp else None,
@@ -369,6 +371,21 @@ class Mastodon:
     for a query starting with ``#``, the search (``/api/v2/search``) otherwise."""
 
     spec: SourceSpec
+    _accounts: dict[str, str | None] = field(default_factory=dict)
+
+    def _account(self, account_id: Any) -> str | None:
+        """The ``acct`` of an account by id (``/api/v1/accounts/:id``), once per fetch; None
+        when the server will not say."""
+        key = str(account_id)
+        if key not in self._accounts:
+            url = f"{self.spec.location.rstrip('/')}/api/v1/accounts/{quote(key, safe='')}"
+            try:
+                body, _ = _get(self.spec, url)
+                acct = json.loads(body).get("acct")
+            except (SourceError, ValueError, RecursionError, AttributeError):
+                acct = None
+            self._accounts[key] = acct if isinstance(acct, str) else None
+        return self._accounts[key]
 
     def fetch(self) -> Fetched:
         spec = self.spec
@@ -413,6 +430,9 @@ class Mastodon:
             (m.get("acct") for m in mentions if isinstance(m, dict) and m.get("id") == parent),
             None,
         )
+        if replied is None and parent is not None:
+            # A reply need not mention whom it answers: ask the server whose account it is.
+            replied = self._account(parent)
         author = (shared or {}).get("account") if shared else None
         return {
             "platform": SocialPlatform.MASTODON,
@@ -509,8 +529,13 @@ def configured_sources(settings: Settings) -> list[SourceSpec]:
 # --- complaints into incidents ---------------------------------------------------------------
 
 
-def _unanswered() -> Any:
+def _unanswered(since: datetime | None = None) -> Any:
+    # A post older than the answer window, or with no author to answer, is kept for the
+    # report and never answered.
+    recent = () if since is None else (models.Mention.posted_at >= since,)
     return (
+        *recent,
+        models.Mention.handle != "",
         models.Mention.complaint.is_(True),
         models.Mention.case_id.is_(None),
         models.Mention.duplicate_of.is_(None),
@@ -518,23 +543,26 @@ def _unanswered() -> Any:
     )
 
 
-def pending_complaints(db: Database, limit: int | None = None) -> list[int]:
+def pending_complaints(
+    db: Database, limit: int | None = None, since: datetime | None = None
+) -> list[int]:
     """Complaints no case answers yet, oldest first, and those an earlier run could not open
-    after the rest: what a run opens incidents for."""
+    after the rest: what a run opens incidents for. Only posts from ``since`` on (the policy's
+    answer window) and with an author are answered."""
     with db.session() as session:
         query = (
             select(models.Mention.id)
-            .where(*_unanswered())
+            .where(*_unanswered(since))
             .order_by(models.Mention.answer_attempts, models.Mention.posted_at, models.Mention.id)
         )
         return list(session.scalars(query.limit(limit) if limit is not None else query))
 
 
-def count_pending(db: Database) -> int:
-    """How many complaints wait for an incident."""
+def count_pending(db: Database, since: datetime | None = None) -> int:
+    """How many complaints wait for an incident (from ``since`` on)."""
     with db.session() as session:
         return session.scalar(
-            select(func.count()).select_from(models.Mention).where(*_unanswered())
+            select(func.count()).select_from(models.Mention).where(*_unanswered(since))
         )
 
 
@@ -626,7 +654,13 @@ def answer_complaint(db: Database, mention_id: int, figures: ListeningFigures) -
                 "annual_value": customer.annual_value,
             }
             if customer is not None
-            else {"ref": social_ref(mention.platform, mention.handle), "name": mention.handle}
+            else {
+                "ref": social_ref(mention.platform, mention.handle),
+                "name": mention.handle,
+                # Known only by a handle: a public reply and an invitation to talk, no money,
+                # until the business knows who it is.
+                "identified": False,
+            }
         )
         data = {
             "ref": incident_ref(mention_id),
@@ -667,6 +701,9 @@ def link_mention(db: Database, mention_id: int, case_id: int) -> None:
 
 
 # --- a run's report ----------------------------------------------------------------------------
+
+
+DECISIONS_SHOWN = 200  # rows of the artifact's "why" table: a large export stays readable
 
 
 @dataclass
@@ -745,6 +782,11 @@ class MonitorReport:
         if refused:
             lines += ["", "## Rows refused (the first 20)", ""]
             lines += [f"- {md(line[:300])}" for line in refused]
+        if self.recorded.decisions:
+            shown = self.recorded.decisions[:DECISIONS_SHOWN]
+            lines += ["", f"## Why each post was read so (the first {len(shown)})", ""]
+            lines += ["| post | decision, its probability and strongest features |", "|---|---|"]
+            lines += [f"| {md(url)} | {md(why)} |" for url, why in shown]
         if self.opened:
             lines += ["", "## Incidents opened", "", ", ".join(md(ref) for ref in self.opened)]
         if self.not_opened:

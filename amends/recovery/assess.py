@@ -212,6 +212,12 @@ def assess(
             "Out of our control, but this customer's one forgiveness is spent: apologise and "
             "put it right, without an incentive."
         )
+    elif not customer.identified:
+        decision = Decision.SMOOTH_OVER
+        reasons.append(
+            "Known only by a public post's handle: a public reply and an invitation to talk, "
+            "no incentive until we know who the customer is."
+        )
     elif not worth.worth_it:
         decision = Decision.SMOOTH_OVER
         reasons.append(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -194,13 +194,27 @@ class NightlyFigures(_Section):
 class ListeningFigures(_Section):
     """How the monitor-mentions flow tells a complaint, and what it opens for one."""
 
-    negative_score: float = Field(ge=-1, le=0)
-    cue_unless_above: float = Field(ge=-1, le=1)
     complaint_cues: list[str] = Field(max_length=500)
+    complaint_threshold: float | None = Field(default=None, ge=0, le=1)
+    answer_within_days: float = Field(default=7, gt=0, le=3650)
     max_incidents_per_run: int = Field(ge=0, le=10_000)
     fault: Fault
     high_severity_score: float = Field(ge=-1, le=0)
     days_before_incident: float = Field(ge=0, le=365)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_retired_figures(cls, data: Any) -> Any:
+        # A policy copied before the trained recogniser: say what replaced these figures.
+        retired = isinstance(data, dict) and sorted(
+            {"negative_score", "cue_unless_above"} & set(data)
+        )
+        if retired:
+            raise ValueError(
+                f"{' and '.join(retired)} no longer apply: a trained recogniser tells complaints "
+                "now; remove them, and tune it with complaint_threshold (0 to 1) if you must"
+            )
+        return data
 
     @model_validator(mode="after")
     def _cues_compile(self) -> ListeningFigures:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +17,7 @@ from factories import SHARED_DATA, make_incident
 from loopback import serving
 from sqlalchemy import select
 
-from amends.domain import Incident
+from amends.domain import Decision, Incident
 from amends.errors import ConfigurationError, SourceError
 from amends.listening.mentions import PublicPost, is_addressed, read_post, record_posts
 from amends.listening.sources import (
@@ -26,6 +26,7 @@ from amends.listening.sources import (
     answer_complaint,
     configured_sources,
     count_failed_answer,
+    count_pending,
     fetch,
     link_mention,
     open_source,
@@ -33,6 +34,7 @@ from amends.listening.sources import (
     social_ref,
     source_kinds,
 )
+from amends.recovery.assess import assess
 from amends.recovery.intake import open_case
 from amends.runtime import Runtime
 from amends.settings import Settings
@@ -356,8 +358,9 @@ def test_rss_and_atom_feeds_are_read(web: str) -> None:
     rss = fetch(SourceSpec(name="reviews", kind="feed", location=f"{web}/acme.rss"))
     review, *others = rss.posts
     assert (review.handle, review.external_id) == ("@Ann L.", "review-101")
-    # RSS puts an address in <author>: a handle goes out in a public reply, an address never.
-    assert [p.handle for p in others] == ["@Bob", "@Reviews of Acme Cleaning"]
+    # RSS puts an address in <author>: a handle goes out in a public reply, an address never;
+    # an entry with no author has no handle (kept, never answered).
+    assert [p.handle for p in others] == ["@Bob", None]
     assert review.text == "Never showed up The crew never came & nobody called."
     assert review.posted_at == datetime(2026, 11, 20, 10, tzinfo=UTC)
     assert rss.refused == ["reviews entry 2: posted_at: Input should be a valid datetime"]
@@ -460,3 +463,62 @@ def test_an_unknown_kind_of_source_is_named() -> None:
     with pytest.raises(SourceError, match="no source of kind 'tiktok'"):
         open_source(SourceSpec(name="t", kind="tiktok", location="x"))
     assert isinstance(open_source(SourceSpec(name="f", kind="file", location="x")), FileDrop)
+
+
+def test_a_mastodon_reply_to_the_business_is_addressed_without_naming_it(web: str) -> None:
+    # Replying to one of @acme's posts, with the mention removed: the server says whose
+    # account the reply answers.
+    reply = status(7, "still no cleaner today", in_reply_to_id="1", in_reply_to_account_id="42")
+    route("/api/v1/timelines/tag/acme?limit=40", json.dumps([reply]))
+    route("/api/v1/accounts/42", json.dumps({"id": "42", "acct": "acme"}))
+    (toot,) = fetch(SourceSpec(name="t", kind="mastodon", location=web, query="#acme")).posts
+    assert toot.in_reply_to_handle == "@acme"
+    assert is_addressed(toot, ["@acme@mastodon.example"])
+
+
+def test_feed_entries_without_an_author_are_kept_never_answered_nor_merged(rt: Runtime) -> None:
+    words = "Terrible service, the cleaner never came and nobody called back."
+    anonymous = [
+        PublicPost(
+            platform="other",
+            url=f"https://reviews.example/{n}",
+            external_id=f"r-{n}",
+            text=words,
+            posted_at=datetime.now(UTC),
+        )
+        for n in (1, 2)
+    ]
+    recorded = record_posts(rt.db, anonymous, rt.policy.listening)
+    assert (recorded.new, recorded.duplicates, recorded.complaints) == (2, 0, 2)
+    assert pending_complaints(rt.db) == [] and count_pending(rt.db) == 0
+
+
+def test_posts_older_than_the_answer_window_are_kept_never_answered(rt: Runtime) -> None:
+    now = datetime.now(UTC)
+    words = "@acme my order never arrived and nobody answers my emails"
+    old = post(words, handle="@old", n=1, posted_at=datetime(2011, 5, 1, tzinfo=UTC))
+    recent = post(words, handle="@new", n=2, posted_at=now)
+    assert record_posts(rt.db, [old, recent], rt.policy.listening).complaints == 2
+    since = now - timedelta(days=rt.policy.listening.answer_within_days)
+    with rt.db.session() as session:
+        ids = dict(session.execute(select(models.Mention.handle, models.Mention.id)).all())
+    assert pending_complaints(rt.db, since=since) == [ids["@new"]]
+    assert count_pending(rt.db, since=since) == 1
+
+
+def test_an_author_the_business_does_not_know_gets_no_money(rt: Runtime) -> None:
+    words = "@acme four days late and my order never arrived, worst service ever!!"
+    record_posts(
+        rt.db, [post(words, handle="@stranger", posted_at=datetime.now(UTC))], rt.policy.listening
+    )
+    (mention_id,) = pending_complaints(rt.db)
+    incident = answer_complaint(rt.db, mention_id, rt.policy.listening)
+    assert incident.customer.identified is False
+    assessment = assess(incident, forgiven_before=False, policy=rt.policy)
+    assert assessment.decision is Decision.SMOOTH_OVER
+    assert "no incentive until we know who" in " ".join(assessment.reasons)
+    # The same incident from a customer the business knows would be recovered with money.
+    known = incident.model_copy(
+        update={"customer": incident.customer.model_copy(update={"identified": True})}
+    )
+    assert assess(known, forgiven_before=False, policy=rt.policy).decision is Decision.RECOVER

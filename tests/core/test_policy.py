@@ -59,6 +59,16 @@ def test_a_wrong_figure_is_named(tmp_path: Path) -> None:
         load_policy(_write(tmp_path, text))
 
 
+def test_a_policy_copied_before_the_recogniser_says_what_replaced_its_figures(
+    tmp_path: Path,
+) -> None:
+    text = DEFAULT_POLICY_FILE.read_text().replace(
+        "listening:\n", "listening:\n  negative_score: -0.3\n  cue_unless_above: 0.2\n", 1
+    )
+    with pytest.raises(PolicyError, match="cue_unless_above and negative_score no longer apply"):
+        load_policy(_write(tmp_path, text))
+
+
 def test_a_missing_mirror_row_is_named(tmp_path: Path) -> None:
     text = DEFAULT_POLICY_FILE.read_text().replace("  fax: letter\n", "")
     with pytest.raises(PolicyError, match="mirror lacks fax"):
