@@ -8,9 +8,11 @@ values is an enum (a drop-down in the UI). Validation errors name the field.
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Self
 
 import phonenumbers
@@ -215,15 +217,29 @@ class OfferKind(StrEnum):
 
 # --- field types -------------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 and C1 controls, and Unicode's own line and paragraph separators (U+0085 is NEL).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Embeddings, overrides and isolates reorder what a reader sees ("Trojan Source").
+_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(value: str) -> bool:
+    """True if ``value`` shows anything: not only spaces and invisible format characters."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value)
 
 
 def single_line(value: str) -> str:
-    """``value``, refused if it holds a line break or another control character."""
-    # Names and subjects end up in mail headers: CR/LF would let a customer inject headers.
+    """``value``, refused if it holds a line break, another control character, a bidirectional
+    override, or nothing visible (but may be empty)."""
+    # Names and subjects end up in mail headers: CR/LF would let a customer inject headers, and
+    # a text part shows U+2028 as a line break too.
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    if _BIDI_CONTROL.search(value):
+        raise ValueError("must not contain right-to-left or left-to-right overrides")
+    if value and not _visible(value):
+        raise ValueError("must contain a visible character")
     return value
 
 
@@ -245,6 +261,8 @@ def staff_line(value: str, field: str, limit: int) -> str:
 def _text(value: str) -> str:
     if _CONTROL_BUT_NEWLINES.search(value):
         raise ValueError("must not contain control characters")
+    if _BIDI_CONTROL.search(value):
+        raise ValueError("must not contain right-to-left or left-to-right overrides")
     return value
 
 
@@ -276,11 +294,48 @@ def _locale(value: str) -> str:
         raise ValueError(f"is not a known locale: {value!r}") from None
 
 
+@cache
+def _zone_names() -> frozenset[str]:
+    # "localtime" is a file on some machines (the machine's own zone), not a zone's name: a
+    # customer's time zone must mean the same wherever amends runs.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
+
+
 def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"is not a known time zone: {value!r}") from None
+    if value not in _zone_names():
+        raise ValueError(f"is not a known time zone: {value!r}")
+    return value
+
+
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|"
+    "NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR"
+)
+# A state's abbreviation and a number ending a line: a US ZIP code has 5 digits, or 5 and 4.
+_STATE_AND_ZIP = re.compile(rf"\b(?:{_US_STATES})\s+(\d+(?:-\d+)?)$")
+_US = re.compile(r"^(?:usa|us|u\.s\.a?\.?|united states(?: of america)?)$", re.IGNORECASE)
+# What an export or a form leaves when it hides part of a code: 334XX, 28***, ?
+_MASKED = re.compile(r"[*?]|\b(?=\w*\d)\w*[Xx]{2,}\w*\b")
+
+
+def _postal_address(value: str) -> str:
+    """An address a postman can use: a street and a town, no masked code, and a whole US ZIP."""
+    value = _text(value)
+    parts = [part.strip() for part in re.split(r"[\n,]", value) if part.strip()]
+    if len(parts) < 2:
+        raise ValueError(
+            "must give the street and the town, on separate lines or separated by commas"
+        )
+    if masked := _MASKED.search(value):
+        raise ValueError(f"has a masked or partial postal code ({masked.group()!r})")
+    for at, part in enumerate(parts):
+        zip_code = _STATE_AND_ZIP.search(part)
+        in_the_us = all(_US.match(rest) for rest in parts[at + 1 :])
+        if zip_code and in_the_us and not re.fullmatch(r"\d{5}(?:-\d{4})?", zip_code[1]):
+            raise ValueError(
+                f"has a US ZIP code {zip_code[1]!r}, which should have 5 digits (or 5 and 4); "
+                "outside the US, end the address with the country"
+            )
     return value
 
 
@@ -314,7 +369,11 @@ TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time
 
 class _Model(BaseModel):
     # Unknown keys are typos more often than not: reject them rather than drop them silently.
-    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=10_000)
+    # Numbers are finite, and strict: `true` is not 1 and "yes" is not true (an import reads
+    # its text cells laxly: see amends.storage.imports).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_max_length=10_000, allow_inf_nan=False
+    )
 
 
 class SocialAccount(_Model):
@@ -334,8 +393,12 @@ class Customer(_Model):
         default=None, description="Phone number with country code, such as +1 202 555 0143."
     )
     postal_address: (
-        Annotated[str, StringConstraints(max_length=500), AfterValidator(_text)] | None
-    ) = Field(default=None, description="Postal address, for letters.")
+        Annotated[str, StringConstraints(max_length=500), AfterValidator(_postal_address)] | None
+    ) = Field(
+        default=None,
+        description="Postal address, for letters: the street and the town, on separate lines "
+        "or separated by commas, with the postal code.",
+    )
     social: SocialAccount | None = Field(default=None, description="Social network account.")
     locale: LocaleTag = Field(
         default="en", description="The customer's language, such as en or es."
@@ -344,16 +407,25 @@ class Customer(_Model):
         default=None, description="The customer's IANA time zone; the business's when empty."
     )
     annual_value: float = Field(
-        default=0.0, ge=0, le=1e9, description="What the customer spends with the business a year."
+        default=0.0,
+        strict=True,
+        ge=0,
+        le=1e9,
+        description="What the customer spends with the business a year.",
     )
     tenure_years: float = Field(
         default=0.0,
+        strict=True,
         ge=0,
         le=200,
         description="Years as a customer.",
     )
     referrals: int = Field(
-        default=0, ge=0, le=100_000, description="Customers this customer has sent the business."
+        default=0,
+        strict=True,
+        ge=0,
+        le=100_000,
+        description="Customers this customer has sent the business.",
     )
     identified: bool = Field(
         default=True,
@@ -366,10 +438,18 @@ class Costs(_Model):
     """The four costs the failure put on the customer (seed 000)."""
 
     economic: float = Field(
-        default=0.0, ge=0, le=1e9, description="Money the customer lost or had to spend."
+        default=0.0,
+        strict=True,
+        ge=0,
+        le=1e9,
+        description="Money the customer lost or had to spend.",
     )
     time_hours: float = Field(
-        default=0.0, ge=0, le=10_000, description="Hours the customer spent dealing with it."
+        default=0.0,
+        strict=True,
+        ge=0,
+        le=10_000,
+        description="Hours the customer spent dealing with it.",
     )
     social: SocialCost = Field(
         default=SocialCost.NONE, description="Who else saw or suffered the failure."
@@ -424,6 +504,9 @@ def spoken(value: StrEnum | str | None) -> str:
     return (value.value if isinstance(value, StrEnum) else value).replace("_", " ")
 
 
+EARLIEST_RECEIVED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Incident(_Model):
     """A customer let down by the business: what happened and what it cost them.
 
@@ -445,6 +528,7 @@ class Incident(_Model):
     )
     abusive: bool = Field(
         default=False,
+        strict=True,
         description="The customer was abusive to staff: no incentive, a manager takes over.",
     )
     costs: Costs = Field(default_factory=Costs, description="The four costs the customer bore.")
@@ -467,8 +551,11 @@ class Incident(_Model):
 
     @field_validator("received_at")
     @classmethod
-    def _not_in_the_future(cls, value: datetime) -> datetime:
-        # An hour's grace for clocks that disagree.
+    def _plausible(cls, value: datetime) -> datetime:
+        # Before 1970 is a typo or a placeholder (0001-01-01), and far enough out to break
+        # date sums later; an hour's grace for clocks that disagree.
+        if value < EARLIEST_RECEIVED:
+            raise ValueError(f"is before {EARLIEST_RECEIVED.year}, too early to be a complaint")
         if value > datetime.now(UTC) + timedelta(hours=1):
             raise ValueError("is in the future")
         return value

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         return self.home / "letters"
 
     @property
+    def imports_dir(self) -> Path:
+        """Where an import writes the rows it refused, one CSV per imported file's name."""
+        return self.home / "imports"
+
+    @property
     def calendar_dir(self) -> Path:
         """Where check-in invitations (.ics) are written before they are attached."""
         return self.home / "calendar"

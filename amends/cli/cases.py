@@ -26,7 +26,8 @@ from amends.cli._app import (
 )
 
 if TYPE_CHECKING:
-    from amends.reporting.casebook import CaseOutcome
+    from amends.reporting.casebook import CaseLine, CaseOutcome
+    from amends.runtime import Runtime
 
 PANEL = "Cases"
 
@@ -118,22 +119,34 @@ def cases(
         bool, typer.Option("--csv", help="Print CSV, for a spreadsheet, instead of a table.")
     ] = False,
     limit: Annotated[int, typer.Option(help="How many cases, newest first.", min=1)] = 50,
+    every: Annotated[bool, typer.Option("--all", help="Every case, however many.")] = False,
 ) -> None:
-    """List cases with their stage and state."""
-    from amends.domain import spoken
-    from amends.reporting.casebook import CaseLine, list_cases
+    """List cases with their stage and state, newest first. When there are more than shown,
+    standard error says how many (standard output stays pure JSON or CSV)."""
+    from amends.reporting.casebook import CaseLine, count_cases, list_cases
 
     rt = runtime()
-    lines = list_cases(rt.db, limit=limit)
+    lines = list_cases(rt.db, limit=None if every else limit)
+    total = len(lines) if every else count_cases(rt.db)
     if as_json:
         out.print_json(json.dumps([line.model_dump(mode="json") for line in lines]))
-        return
-    if as_csv:
+    elif as_csv:
         from amends.reporting.spreadsheet import write_csv
 
         rows = [line.model_dump(mode="json") for line in lines]
         write_csv(rows, list(CaseLine.model_fields), sys.stdout)
-        return
+    else:
+        _print_cases(rt, lines)
+    if total > len(lines):
+        err.print(
+            f"The newest {len(lines):,} of {total:,} cases; --limit N or --all shows more.",
+            highlight=False,
+        )
+
+
+def _print_cases(rt: Runtime, lines: list[CaseLine]) -> None:
+    from amends.domain import spoken
+
     if not lines:
         where = rt.db.engine.url.render_as_string(hide_password=True)
         out.print(

@@ -60,21 +60,39 @@ def import_activity(file: ImportFile) -> None:
     _report_import(file, run)
 
 
+SHOWN_REFUSALS = 50
+
+
 def _report_import(file: Path, run: Callable) -> None:
-    db = runtime().db
+    from amends.reporting.spreadsheet import write_csv
+
+    rt = runtime()
     with err.status(f"Reading {file}…") as status:
-        report = run(db, file, lambda done: status.update(f"Importing {file}: {done:,} rows…"))
+        report = run(rt.db, file, lambda done: status.update(f"Importing {file}: {done:,} rows…"))
     out.print(
         f"{file}: {report.read:,} rows: {report.added:,} added, {report.updated:,} updated, "
         f"{report.unchanged:,} unchanged, {len(report.refused):,} refused.",
         highlight=False,
     )
-    for line, problem in report.refused[:50]:
+    if not report.refused:
+        return
+    for line, problem in report.refused[:SHOWN_REFUSALS]:
         err.print(f"  line {line}: {problem}", markup=False, highlight=False)
-    if len(report.refused) > 50:
-        err.print(f"  … and {len(report.refused) - 50:,} more", highlight=False)
-    if report.refused:
-        raise typer.Exit(1)
+    # Every refusal, however many, in a file named after the import's: the last import of a
+    # file of that name wins.
+    refusals = rt.settings.imports_dir / f"{file.stem}.refused.csv"
+    refusals.parent.mkdir(parents=True, exist_ok=True)
+    with refusals.open("w", encoding="utf-8", newline="") as handle:
+        rows = ({"line": line, "problem": problem} for line, problem in report.refused)
+        write_csv(rows, ["line", "problem"], handle)
+    more = len(report.refused) - SHOWN_REFUSALS
+    err.print(
+        (f"  … and {more:,} more. " if more > 0 else "  ")
+        + f"All {len(report.refused):,} refused rows are in {refusals}.",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

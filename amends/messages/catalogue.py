@@ -57,6 +57,14 @@ PROGRESS_NEXT = ("fix", "first_checkin", "next_checkin", "manager_call", "close_
 LENGTH_LIMITS = {(MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL): 280}
 
 
+def needed_templates(reply: ReplyChannel) -> list[tuple[MessageKind, ReplyChannel]]:
+    """The forms a case answered on ``reply`` may send: every kind written for that channel, and
+    the public reply, since a public post about the case may turn up."""
+    forms = [(kind, reply) for kind, channels in FORMS.items() if reply in channels]
+    public = (MessageKind.PUBLIC_REPLY, ReplyChannel.SOCIAL)
+    return forms if public in forms else [*forms, public]
+
+
 def extension(channel: ReplyChannel) -> str:
     """The file format of a channel's messages: ``html`` or ``txt``."""
     return "html" if channel in HTML_CHANNELS else "txt"

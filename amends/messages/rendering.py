@@ -95,7 +95,25 @@ class Templates:
                         candidate,
                     )
                 return candidate
-        raise TemplateError(f"no template for {kind} on {channel} ({ext}) in any locale")
+        raise TemplateError(
+            f"template {self.template_name(kind, channel, ext, locale)} is missing from "
+            f"{self.root} (and there is no {FALLBACK_LOCALE} one); reinstall amends, or "
+            "complete AMENDS_TEMPLATES_DIR"
+        )
+
+    def require(self, kind: str, channel: str, ext: str, locale: str) -> None:
+        """Check that the template :meth:`render` would use, and the wording it shares, exist.
+
+        Raises:
+            TemplateError: naming the missing file.
+        """
+        chosen = self.resolve_locale(kind, channel, ext, locale)
+        common = f"{chosen}/_common.j2"
+        if not (self.root / common).is_file():
+            raise TemplateError(
+                f"template {common} is missing from {self.root}; reinstall amends, or complete "
+                "AMENDS_TEMPLATES_DIR"
+            )
 
     def render(
         self, kind: str, channel: str, ext: str, locale: str, context: dict[str, Any]

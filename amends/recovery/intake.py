@@ -6,15 +6,17 @@ Bad input is refused with one line that names the field, before anything is writ
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel, address_for
 from amends.errors import IncidentConflict, InvalidIncident
+from amends.messages.catalogue import extension, needed_templates
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -117,12 +119,57 @@ def check_can_file(rt: Runtime, incident: Incident) -> None:
 
     Raises:
         InvalidIncident: the customer cannot be reached on the reply channel.
-        IncidentConflict: the ref or the complaint email is already filed with other details.
+        IncidentConflict: the ref or the complaint email is already filed with other details,
+            or the customer's ref differs only in case from one on file.
+        TemplateError: a template the case needs is missing.
     """
-    check_reachable(rt, incident)
+    reply = check_reachable(rt, incident)
+    check_templates_for(rt, incident, reply)
     with rt.db.session() as session:
         if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None:
             _refuse_same_complaint(session, incident)
+            _refuse_ref_in_other_case(session, incident)
+
+
+def check_templates_for(rt: Runtime, incident: Incident, reply: ReplyChannel) -> None:
+    """Refuse a case whose messages could not be written, before anything of it is.
+
+    Raises:
+        TemplateError: naming the first template missing in the customer's language and in
+            English (a wheel without its templates, a partial AMENDS_TEMPLATES_DIR).
+    """
+    for kind, channel in needed_templates(reply):
+        rt.templates.require(
+            kind.value, channel.value, extension(channel), incident.customer.locale
+        )
+
+
+def refs_on_file_in_other_case(session: Any, refs: Iterable[str]) -> dict[str, str]:
+    """Each of ``refs`` that is not on file but differs only in case from a customer's ref that
+    is, mapped to that ref: ``d-1`` and ``D-1`` are one customer typed twice more often than
+    two, and taking them for one could write one customer's details over another's."""
+    given = {ref.lower(): ref for ref in refs}
+    on_file = set(
+        session.scalars(
+            select(models.Customer.ref).where(func.lower(models.Customer.ref).in_(list(given)))
+        )
+    )
+    clashes = {}
+    for ref in refs:
+        other = next((known for known in on_file if known.lower() == ref.lower()), None)
+        if ref not in on_file and other is not None:
+            clashes[ref] = other
+    return clashes
+
+
+def _refuse_ref_in_other_case(session: Any, incident: Incident) -> None:
+    ref = incident.customer.ref
+    other = refs_on_file_in_other_case(session, [ref]).get(ref)
+    if other is not None:
+        raise IncidentConflict(
+            f"customer.ref {ref!r} differs only in case from customer {other!r} on file: "
+            "give the ref as it is on file"
+        )
 
 
 def open_case(rt: Runtime, incident: Incident) -> int:
@@ -135,6 +182,7 @@ def open_case(rt: Runtime, incident: Incident) -> int:
         IncidentConflict: an incident with this ref is recorded with other details.
     """
     reply = check_reachable(rt, incident)
+    check_templates_for(rt, incident, reply)
     payload = incident.model_dump(mode="json")
     try:
         return _record(rt, incident, reply, payload)
@@ -150,6 +198,7 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
         if case_id is not None:
             return case_id
         _refuse_same_complaint(session, incident)
+        _refuse_ref_in_other_case(session, incident)
         customer = _upsert_customer(session, incident)
         record = models.Incident(
             ref=incident.ref,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from amends.domain import STAGES, StageStatus, spoken
@@ -260,8 +260,14 @@ def case_outcome(db: Database, ref: str | int) -> CaseOutcome:
         )
 
 
-def list_cases(db: Database, *, limit: int = 200) -> list[CaseLine]:
-    """The newest cases first."""
+def count_cases(db: Database) -> int:
+    """How many cases there are."""
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(models.Case))
+
+
+def list_cases(db: Database, *, limit: int | None = 200) -> list[CaseLine]:
+    """The newest cases first; every case when ``limit`` is None."""
     with db.session() as session:
         cases = session.scalars(select(models.Case).order_by(models.Case.id.desc()).limit(limit))
         return [

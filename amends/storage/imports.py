@@ -20,17 +20,24 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends.domain import Customer, ReplyChannel
 from amends.errors import ImportFileError
-from amends.recovery.intake import describe
+from amends.recovery.intake import describe, refs_on_file_in_other_case
 from amends.storage import models
 from amends.storage.db import Database
 
@@ -78,14 +85,25 @@ class CustomerRow(Customer):
         return value
 
 
+def _not_in_the_future(value: date) -> date:
+    # Dates only move forward, so a future one could never be corrected. A day's grace: the
+    # exporting system's day may already have begun.
+    if value > datetime.now(UTC).date() + timedelta(days=1):
+        raise ValueError("is in the future")
+    return value
+
+
+PastOrToday = Annotated[date, AfterValidator(_not_in_the_future)]
+
+
 class ActivityRow(BaseModel):
     """A row of activity.csv: when the customer last bought and last answered."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     customer_ref: str = Field(min_length=1, max_length=64)
-    last_purchase: date | None = None
-    last_contact: date | None = None
+    last_purchase: PastOrToday | None = None
+    last_contact: PastOrToday | None = None
     unanswered_calls: int | None = Field(default=None, ge=0, le=10_000)
 
 
@@ -108,8 +126,15 @@ def import_customers(
     rows = _valid_rows(path, CUSTOMER_COLUMNS, ("ref", "name"), _customer_row, report)
     with db.session() as session:
         for batch in _batches(rows, on_progress):
-            known = _customers_by_ref(session, [row.ref for _, row in batch])
-            for _, row in batch:
+            refs = [row.ref for _, row in batch]
+            known = _customers_by_ref(session, refs)
+            clashes = refs_on_file_in_other_case(session, refs)
+            for line, row in batch:
+                if row.ref in clashes:
+                    report.refused.append(
+                        (line, f"ref {row.ref!r} differs only in case from {clashes[row.ref]!r}")
+                    )
+                    continue
                 values = _customer_values(row)
                 customer = known.get(row.ref)
                 if customer is None:
@@ -121,6 +146,7 @@ def import_customers(
                     report.updated += 1
                 else:
                     report.unchanged += 1
+    report.refused.sort()
     return report
 
 
@@ -138,12 +164,19 @@ def import_activity(
     rows = _valid_rows(path, ACTIVITY_COLUMNS, ("customer_ref",), _activity_row, report)
     with db.session() as session:
         for batch in _batches(rows, on_progress):
-            known = _customers_by_ref(session, [row.customer_ref for _, row in batch])
+            refs = [row.customer_ref for _, row in batch]
+            known = _customers_by_ref(session, refs)
+            clashes = refs_on_file_in_other_case(session, refs)
             for line, row in batch:
                 customer = known.get(row.customer_ref)
                 if customer is None:
+                    hint = (
+                        f" (customer {clashes[row.customer_ref]!r} differs only in case)"
+                        if row.customer_ref in clashes
+                        else "; import it first"
+                    )
                     report.refused.append(
-                        (line, f"customer_ref: no customer {row.customer_ref!r}; import it first")
+                        (line, f"customer_ref: no customer {row.customer_ref!r}{hint}")
                     )
                     continue
                 values = {
@@ -170,48 +203,91 @@ def _valid_rows(
     parse: Callable[[dict[str, str]], BaseModel],
     report: ImportReport,
 ) -> list[tuple[int, Any]]:
-    """Every row that validates, with its line number; the others go to ``report.refused``."""
-    text = read_text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in reader.fieldnames or []]
-    if not header:
+    """Every row that validates, with its line number; the others go to ``report.refused``.
+
+    A row repeating an earlier row's key, or differing from it only in case, is refused: two
+    refs that differ only in case are one customer typed twice more often than two customers.
+    """
+    # Lines as the csv module splits them (CR, LF, CRLF), each keeping its line break.
+    lines = io.StringIO(read_text(path), newline="").readlines()
+    reader = csv.reader(lines)
+    header = [name.strip() for name in next(reader, [])]
+    if not any(header):
         raise ImportFileError(f"{path} is empty: the first line must name the columns")
     unknown = [name for name in header if name not in columns]
     if unknown:
         raise ImportFileError(
             f"{path}: unknown column(s) {', '.join(unknown)}; the columns are {', '.join(columns)}"
         )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise ImportFileError(f"{path}: the header names {', '.join(twice)} twice")
     missing = [name for name in required if name not in header]
     if missing or len(header) < 2:
         raise ImportFileError(f"{path}: the header needs {', '.join(missing or columns[1:])}")
-    reader.fieldnames = header
     rows, seen = [], {}
-    try:
-        line = reader.line_num + 1
-        for record in reader:
-            # A quoted cell may span lines: a row is named by the line it starts on.
-            line, next_line = line, reader.line_num + 1
+    for line, cells, problem in _records(path, lines, reader.line_num):
+        record = dict(zip(header, cells, strict=False))
+        if problem is None and len(cells) > len(header):
+            problem = "more cells than the header has columns"
+        if problem is None:
             problem, row = _parse_row(record, parse)
-            key = record.get(required[0], "").strip()
-            if problem is None and key in seen:
-                problem = f"{required[0]} {key!r} repeats line {seen[key]}"
-            if problem is None:
-                seen[key] = line
-                rows.append((line, row))
-            else:
-                report.refused.append((line, problem))
-            line = next_line
-    except csv.Error as error:
-        raise ImportFileError(f"{path}: line {reader.line_num}: {error}") from None
+        key = (record.get(required[0]) or "").strip()
+        if problem is None and key.lower() in seen:
+            first, first_line = seen[key.lower()]
+            problem = f"{required[0]} {key!r} repeats line {first_line}" + (
+                f" ({first!r}, differing only in case)" if first != key else ""
+            )
+        if problem is None:
+            seen[key.lower()] = (key, line)
+            rows.append((line, row))
+        else:
+            report.refused.append((line, problem))
     return rows
 
 
+def _records(
+    path: Path, lines: list[str], start: int
+) -> Iterator[tuple[int, list[str], str | None]]:
+    """Each row after the header as ``(line, cells, problem)``, named by the line it starts on
+    (a quoted cell may span lines). A quote that never closes would swallow every row after
+    it: its row is refused, and the rows after it are read again from the next line."""
+    # A cell may be as large as the file; the validation that follows refuses a long one with
+    # its line, rather than the csv module refusing the whole file.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_IMPORT_BYTES))
+    while start < len(lines):
+        reader = csv.reader(lines[start:])
+        line = start + 1
+        try:
+            for cells in reader:
+                read_to = start + reader.line_num
+                if read_to == len(lines) and _unclosed_quote(lines[line - 1 :]):
+                    yield line, [], "a quote opened on this line is never closed"
+                    start = line
+                    break
+                if cells:  # a blank line is no row
+                    yield line, cells, None
+                line = read_to + 1
+            else:
+                return
+        except csv.Error as error:
+            raise ImportFileError(f"{path}: line {start + reader.line_num}: {error}") from None
+
+
+def _unclosed_quote(lines: list[str]) -> bool:
+    """True if the last row in ``lines`` ends inside a quoted cell."""
+    try:
+        for _ in csv.reader(lines, strict=True):
+            pass
+    except csv.Error:
+        return True
+    return False
+
+
 def _parse_row(
-    record: dict[str | None, Any], parse: Callable[[dict[str, str]], BaseModel]
+    record: dict[str, str], parse: Callable[[dict[str, str]], BaseModel]
 ) -> tuple[str | None, BaseModel | None]:
-    if None in record:
-        return "more cells than the header has columns", None
-    cells = {key: (value or "").strip() for key, value in record.items() if key}
+    cells = {key: value.strip() for key, value in record.items() if key}
     # No database stores a NUL, and no column needs a control character but a line break.
     for key, value in cells.items():
         if _CONTROL.search(value):
@@ -250,7 +326,8 @@ def _customer_row(cells: dict[str, str]) -> CustomerRow:
         data["social"] = {"platform": platform, "handle": handle}
     if "do_not_contact" in cells:
         data["do_not_contact"] = cells["do_not_contact"]
-    return CustomerRow.model_validate(data)
+    # Cells are text: "1200" is a number here, though an incident's JSON must give 1200.
+    return CustomerRow.model_validate(data, strict=False)
 
 
 def _activity_row(cells: dict[str, str]) -> ActivityRow:

@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,16 +16,18 @@ from typing import Any
 
 import pytest
 from factories import incident_data
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loopback import serving
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from amends.domain import STAGES
 from amends.errors import AmendsError, ImportFileError, InvalidIncident, SourceError
 from amends.listening.mentions import PublicPost, record_posts
 from amends.listening.sources import SourceSpec, fetch
 from amends.recovery.intake import open_case, parse_incident
+from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
 from amends.storage import models
 from amends.storage.imports import (
@@ -41,7 +44,12 @@ FUZZ = settings(
 )
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**15, max_value=10**40)
+    | st.floats(allow_nan=False)
+    | st.text(),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
     ),
@@ -50,6 +58,13 @@ json_values = st.recursive(
 hostile_text = st.text() | st.sampled_from(
     [
         "Ann\r\nBcc: everyone@example.com",  # header injection
+        "Ann\u2028Bcc: everyone@example.com",  # the same, by a Unicode line separator
+        "Ann\x85Bcc: everyone@example.com",
+        "\u200b",  # nothing visible
+        "Ann \u202eeel",  # reordered on screen
+        "0001-01-01T00:00:00+05:00",  # a time too far back to do sums with
+        "2999-01-01",
+        "1 Ocean Dr, Miami FL 334XX",  # a postal code no postman can use
         "{{ ''.__class__.__mro__[1].__subclasses__() }}",  # template injection
         "{% for x in range(10**9) %}x{% endfor %}",
         '=HYPERLINK("http://evil.example")',  # formula injection
@@ -111,6 +126,94 @@ def test_any_field_value_is_filed_or_refused_without_writing(
         )
 
 
+# What hostile input found once (issue 20): numbers of thousands of digits, times far from now
+# with any offset, Unicode line breaks and invisible or reordering characters, keys given twice.
+big_numbers = st.integers(1, 6000).map(lambda n: "9" * n) | st.sampled_from(
+    ["1e400", "-1e400", "1E-400", "-0", "0.0000000000000000001", "NaN", "Infinity", "true"]
+)
+far_times = st.datetimes(
+    min_value=datetime(1, 1, 1),
+    max_value=datetime(9999, 12, 31, 23, 59),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12, minutes=-30))]
+    ),
+)
+sneaky_text = st.text(
+    alphabet=st.sampled_from(
+        ["a", "B", " ", "\u2028", "\u2029", "\x85", "\u200b", "\u202e", "\u2066", "\r", "\n"]
+    ),
+    min_size=1,
+    max_size=12,
+)
+LINE_BREAKS = ("\r", "\n", "\x85", "\u2028", "\u2029")
+RAW = "__RAW__"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(["received_at", "summary", "name", "annual_value", "economic", "ref"]),
+    raw=big_numbers
+    | far_times.map(lambda t: json.dumps(t.isoformat()))
+    | sneaky_text.map(json.dumps)
+    | sneaky_text.map(lambda text: json.dumps("Ann" + text + "Bcc: all@example.com")),
+)
+def test_any_raw_json_value_is_an_incident_or_one_clear_error(name: str, raw: str) -> None:
+    data = incident_data()
+    target = data["customer"] if name in ("name", "annual_value") else data
+    target = data["costs"] if name == "economic" else target
+    target[name] = RAW
+    try:
+        incident = parse_incident(json.dumps(data).replace(json.dumps(RAW), raw))
+    except InvalidIncident as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    for line in (incident.summary, incident.customer.name, incident.ref):
+        assert not any(mark in line for mark in LINE_BREAKS)
+    assert datetime(1970, 1, 1, tzinfo=UTC) <= incident.received_at
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    where=st.sampled_from(["incident", "customer", "costs"]),
+    twice=st.data(),
+)
+def test_a_key_given_twice_anywhere_is_refused(where: str, twice: st.DataObject) -> None:
+    data = incident_data()
+    target = data if where == "incident" else data[where]
+    key = twice.draw(st.sampled_from(sorted(target)))
+    target[RAW] = 0  # where the key goes again, with a value of its own
+    text = json.dumps(data).replace(f'"{RAW}": 0', f"{json.dumps(key)}: {json.dumps(target[key])}")
+    with pytest.raises(InvalidIncident, match=f"incident gives {key!r} twice"):
+        parse_incident(text)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(moment=far_times)
+@example(moment=datetime(1, 1, 1, tzinfo=UTC))
+@example(moment=datetime(1, 1, 1, 3, tzinfo=timezone(timedelta(hours=5))))
+def test_any_time_is_refused_or_recovered_to_the_end(rt: Runtime, moment: datetime) -> None:
+    # Year 1 once wrote half a case and crashed the monitor stage with OverflowError.
+    n = next(EXAMPLES)
+    data = incident_data(
+        ref=f"INC-T{n}",
+        received_at=moment.isoformat(),
+        complaint_message_id=f"<t{n}@customer.example>",
+        customer={"ref": f"C-T{n}"},
+    )
+    before = counts(rt)
+    try:
+        incident = parse_incident(json.dumps(data))
+    except InvalidIncident as error:
+        assert "received_at:" in str(error)
+        assert counts(rt) == before
+        return
+    case_id = open_case(rt, incident)
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -122,7 +225,8 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 cells = st.lists(hostile_text.filter(lambda s: len(s) < 2000), min_size=0, max_size=13)
 GOOD_CUSTOMER = {
     "name": "Ann Lee", "email": "ann@example.com", "phone": "+34612345678",
-    "postal_address": "Calle Mayor 12", "social_platform": "twitter", "social_handle": "@ann",
+    "postal_address": "Calle Mayor 12, Madrid", "social_platform": "twitter",
+    "social_handle": "@ann",
     "locale": "es", "timezone": "Europe/Madrid", "annual_value": "1200",
     "preferred_channel": "email", "do_not_contact": "no",
 }  # fmt: skip

@@ -127,3 +127,68 @@ def test_a_new_customer_keeps_the_language_of_its_row(rt: Runtime, tmp_path: Pat
     assert import_customers(rt.db, path).added == 1
     with rt.db.session() as session:
         assert session.scalars(select(models.Customer.locale)).one() == "es"
+
+
+def test_a_purchase_in_the_future_is_refused_with_its_line(rt: Runtime, tmp_path: Path) -> None:
+    # Dates only move forward: 2999-01-01, once kept, could never be corrected.
+    import_customers(rt.db, write(tmp_path, "c.csv", "ref,name\nC-1,Ann\n"))
+    path = write(
+        tmp_path,
+        "a.csv",
+        "customer_ref,last_purchase,last_contact\nC-1,2999-01-01,\nC-1,,2999-01-01\n",
+    )
+    report = import_activity(rt.db, path)
+    assert report.refused == [
+        (2, "last_purchase: is in the future"),
+        (3, "last_contact: is in the future"),
+    ]
+    assert customers(rt)["C-1"].last_purchase_on is None
+
+
+def test_a_huge_cell_refuses_its_row_by_its_line(rt: Runtime, tmp_path: Path) -> None:
+    # Over the csv module's 131,072 characters: once the whole file, named as line 1.
+    huge = "x" * 200_000
+    path = write(tmp_path, "c.csv", f"ref,name\nC-1,{huge}\nC-2,Bo\n")
+    report = import_customers(rt.db, path)
+    assert [line for line, _ in report.refused] == [2]
+    assert "at most 120 characters" in report.refused[0][1]
+    assert set(customers(rt)) == {"C-2"}
+
+
+def test_a_column_named_twice_refuses_the_file(rt: Runtime, tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "ref,name,name,email\nC-1,Ann,Bo,a@example.com\n")
+    with pytest.raises(ImportFileError, match="the header names name twice"):
+        import_customers(rt.db, path)
+    assert customers(rt) == {}
+
+
+def test_an_unclosed_quote_refuses_its_row_only(rt: Runtime, tmp_path: Path) -> None:
+    # It once swallowed every row after it into one refused row.
+    path = write(tmp_path, "c.csv", 'ref,name\nC-1,Ann\nC-2,"Bo\nC-3,Cy\nC-4,Di\n')
+    report = import_customers(rt.db, path)
+    assert report.refused == [(3, "a quote opened on this line is never closed")]
+    assert set(customers(rt)) == {"C-1", "C-3", "C-4"}
+    last = write(tmp_path, "d.csv", 'ref,name\nC-5,Ed\nC-6,"Fay')  # at the very end
+    assert import_customers(rt.db, last).refused == [
+        (3, "a quote opened on this line is never closed")
+    ]
+
+
+def test_a_quoted_cell_over_lines_is_still_one_row(rt: Runtime, tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", 'ref,name,postal_address\nC-1,Ann,"1 Main St\nSpringfield"\n')
+    report = import_customers(rt.db, path)
+    assert (report.added, report.refused) == (1, [])
+    assert customers(rt)["C-1"].postal_address == "1 Main St\nSpringfield"
+
+
+def test_refs_differing_only_in_case_are_refused_as_a_clash(rt: Runtime, tmp_path: Path) -> None:
+    # One customer typed twice, more often than two customers: never merged, never two.
+    report = import_customers(rt.db, write(tmp_path, "c.csv", "ref,name\nD-1,Ann\nd-1,Ann\n"))
+    assert report.refused == [(3, "ref 'd-1' repeats line 2 ('D-1', differing only in case)")]
+    later = import_customers(rt.db, write(tmp_path, "e.csv", "ref,name\nd-1,Ann B\n"))
+    assert later.refused == [(2, "ref 'd-1' differs only in case from 'D-1'")]
+    assert set(customers(rt)) == {"D-1"}
+    activity = write(tmp_path, "a.csv", "customer_ref,last_purchase\nd-1,2026-01-01\n")
+    assert import_activity(rt.db, activity).refused == [
+        (2, "customer_ref: no customer 'd-1' (customer 'D-1' differs only in case)")
+    ]

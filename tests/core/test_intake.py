@@ -11,8 +11,14 @@ from factories import incident_data, make_incident
 from sqlalchemy import func, select
 
 from amends.domain import ReplyChannel
-from amends.errors import IncidentConflict, InvalidIncident
-from amends.recovery.intake import MAX_INCIDENT_BYTES, open_case, parse_incident
+from amends.errors import IncidentConflict, InvalidIncident, TemplateError
+from amends.recovery.intake import (
+    MAX_INCIDENT_BYTES,
+    check_can_file,
+    open_case,
+    parse_incident,
+    validate_incident,
+)
 from amends.storage import models
 
 
@@ -46,6 +52,47 @@ def test_a_valid_incident_is_normalised() -> None:
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
         ({"received_at": "2099-01-01T00:00:00+00:00"}, "received_at: is in the future"),
         ({"complaint_message_id": "<a\x01b@x>"}, "complaint_message_id: String should match"),
+        # Times no complaint arrived at: year 1 crashed a later stage, and with an offset the
+        # insert, printing the incident to stderr.
+        ({"received_at": "0001-01-01T00:00:00+00:00"}, "received_at: is before 1970"),
+        ({"received_at": "0001-01-01T00:00:00+05:00"}, "received_at: is before 1970"),
+        ({"received_at": "1969-12-31T23:59:59+00:00"}, "received_at: is before 1970"),
+        # Unicode line breaks read as one in a text part: "Hello Ann" then "Bcc: ...".
+        (
+            {"customer": {"name": "Ann\u2028Bcc: all@example.com"}},
+            "customer.name: must be a single",
+        ),
+        (
+            {"customer": {"name": "Ann\u2029Bcc: all@example.com"}},
+            "customer.name: must be a single",
+        ),
+        (
+            {"customer": {"name": "Ann\u0085Bcc: all@example.com"}},
+            "customer.name: must be a single",
+        ),
+        ({"summary": "Late\u2028again"}, "summary: must be a single line"),
+        ({"customer": {"name": "\u200b"}}, "customer.name: must contain a visible character"),
+        ({"customer": {"name": "\u200b \u2060"}}, "customer.name: must contain a visible"),
+        (
+            {"customer": {"name": "Ann \u202egnirts"}},
+            "customer.name: must not contain right-to-left",
+        ),
+        ({"details": "fine\u2066hidden\u2069"}, "details: must not contain right-to-left"),
+        (
+            {"customer": {"annual_value": True}},
+            "customer.annual_value: Input should be a valid num",
+        ),
+        ({"costs": {"economic": False}}, "costs.economic: Input should be a valid number"),
+        ({"customer": {"referrals": True}}, "customer.referrals: Input should be a valid integer"),
+        ({"abusive": "yes"}, "abusive: Input should be a valid boolean"),
+        ({"abusive": 1}, "abusive: Input should be a valid boolean"),
+        ({"customer": {"timezone": "localtime"}}, "customer.timezone: is not a known time zone"),
+        # Addresses no postman can use.
+        ({"customer": {"postal_address": "1 Ocean Dr, Miami FL 334XX"}}, "has a masked or partial"),
+        ({"customer": {"postal_address": "Calle Mayor 12, 28***"}}, "has a masked or partial"),
+        ({"customer": {"postal_address": "1 Ocean Dr, Miami, FL 3314"}}, "ZIP code '3314'"),
+        ({"customer": {"postal_address": "1 Ocean Dr\nMiami FL 331\nUSA"}}, "ZIP code '331'"),
+        ({"customer": {"postal_address": "1 Ocean Drive"}}, "must give the street and the town"),
     ],
 )
 def test_bad_fields_are_named(changes: dict, names: str) -> None:
@@ -53,6 +100,39 @@ def test_bad_fields_are_named(changes: dict, names: str) -> None:
         parse(**changes)
     assert names in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1 Ocean Dr, Miami, FL 33139",
+        "1 Ocean Dr\nMiami, FL 33139-1234\nUSA",
+        "1 Hay St, Perth WA 6000, Australia",  # a four-digit code, not in the US
+        "Calle Mayor 12, 28013 Madrid",
+        "221B Baker Street\nLondon NW1 6XE",
+        "Apt #4, 12 Rue X, 75001 Paris",
+    ],
+)
+def test_a_whole_postal_address_is_accepted(address: str) -> None:
+    assert parse(customer={"postal_address": address}).customer.postal_address == address
+
+
+def test_numbers_and_names_that_are_fine_still_pass() -> None:
+    incident = parse(
+        abusive=True,
+        costs={"economic": 450, "time_hours": 6.5},
+        customer={"annual_value": 12000, "name": "Zoë \u200dRuiz", "timezone": "America/New_York"},
+    )
+    assert (incident.costs.economic, incident.customer.annual_value) == (450.0, 12000.0)
+    assert incident.abusive is True
+
+
+def test_nan_from_python_names_what_is_wrong() -> None:
+    # JSON cannot carry NaN (parse_incident refuses it), but the flow's parameter can.
+    data = incident_data()
+    data["customer"]["annual_value"] = float("nan")
+    with pytest.raises(InvalidIncident, match="customer.annual_value: Input should be a finite"):
+        validate_incident(data)
 
 
 @pytest.mark.parametrize(
@@ -167,3 +247,46 @@ def test_two_incidents_of_a_new_customer_filed_at_once(rt) -> None:  # type: ign
 def test_deeply_nested_json_is_refused() -> None:
     with pytest.raises(InvalidIncident, match="nested too deeply"):
         parse_incident("[" * 200_000)
+
+
+def test_a_ref_differing_only_in_case_from_a_customer_on_file_is_refused(rt) -> None:  # type: ignore[no-untyped-def]
+    open_case(rt, make_incident(ref="INC-1", customer={"ref": "D-1"}))
+    other = make_incident(
+        ref="INC-2", complaint_message_id="<2@x.example>", customer={"ref": "d-1"}
+    )
+    with pytest.raises(IncidentConflict, match="'d-1' differs only in case from customer 'D-1'"):
+        check_can_file(rt, other)
+    with pytest.raises(IncidentConflict, match="differs only in case"):
+        open_case(rt, other)
+    assert (_rows(rt, models.Incident), _rows(rt, models.Customer)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("channel", "missing", "names"),
+    [
+        ("email", "en/apology.email.html.j2", "template en/apology.email.html.j2 is missing"),
+        ("email", "en/_common.j2", "template en/_common.j2 is missing"),
+        ("email", "en/public_reply.social.txt.j2", "public_reply.social.txt.j2 is missing"),
+        ("letter", "en/checkin_invitation.letter.html.j2", "checkin_invitation.letter.html.j2"),
+    ],
+)
+def test_a_missing_template_is_named_before_anything_is_written(
+    rt, tmp_path, channel: str, missing: str, names: str
+) -> None:  # type: ignore[no-untyped-def]
+    # As in a wheel built without some templates: the case would stop half-written.
+    import shutil
+
+    from amends.messages.rendering import Templates
+
+    folder = tmp_path / "templates"
+    shutil.copytree(rt.templates.root, folder)
+    for locale in ("en", "es"):
+        (folder / missing.replace("en/", f"{locale}/")).unlink()
+    partial = replace(rt, templates=Templates(folder, timezone="Europe/Madrid"))
+    incident = make_incident(channel=channel)
+    with pytest.raises(TemplateError, match=names) as refused:
+        check_can_file(partial, incident)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(TemplateError, match=names):
+        open_case(partial, incident)
+    assert (_rows(rt, models.Case), _rows(rt, models.Customer)) == (0, 0)

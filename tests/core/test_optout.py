@@ -18,6 +18,7 @@ from amends.runtime import Runtime
 from amends.storage import models
 
 SECRET = "s3cret-for-tests"
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_one_click_records_the_opt_out(rt: Runtime, endpoint: str) -> None:
         assert suppressions(rt) == []  # a link scanner's GET changes nothing
         done = client.post(link("rk@example.com"), content="List-Unsubscribe=One-Click")
         assert done.status_code == 200 and "no more offers" in done.text
-        assert client.post(link("rk@example.com")).status_code == 200  # twice is fine
+        again = client.post(link("rk@example.com"), data={"List-Unsubscribe": "One-Click"})
+        assert again.status_code == 200  # twice is fine
     assert suppressions(rt) == [("rk@example.com", "marketing")]
 
 
@@ -61,7 +63,8 @@ def test_the_link_in_the_mail_is_the_one_the_endpoint_takes(rt: Runtime, endpoin
             "unsubscribe_url": f"{endpoint}/unsubscribe",
         }
     )
-    assert httpx.post(unsubscribe_link(settings, "Ann@Example.com")).status_code == 200
+    one_click = httpx.post(unsubscribe_link(settings, "Ann@Example.com"), content=ONE_CLICK)
+    assert one_click.status_code == 200
     assert suppressions(rt) == [("ann@example.com", "marketing")]
 
 
@@ -124,7 +127,7 @@ def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -
     drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
     (offer,) = rt.channels[next(iter(rt.channels))].delivered
     (href,) = re.findall(r'href="([^"]+)"', offer.body)
-    assert httpx.post(href.replace("&amp;", "&")).status_code == 200
+    assert httpx.post(href.replace("&amp;", "&"), content=ONE_CLICK).status_code == 200
     assert suppressions(rt) == [("ann@example.com", "marketing")]
 
 
@@ -147,3 +150,74 @@ def test_the_form_posts_only_to_the_endpoint_itself(endpoint: str) -> None:
     assert page.status_code == 404
     page = httpx.get(endpoint + link("rk@example.com"))
     assert 'action="/unsubscribe?' in page.text
+
+
+@pytest.mark.parametrize("body", [b"", b"x=1", b"List-Unsubscribe=Maybe", b"One-Click"])
+def test_only_the_one_click_body_unsubscribes(rt: Runtime, endpoint: str, body: bytes) -> None:
+    response = httpx.post(endpoint + link("rk@example.com"), content=body)
+    assert response.status_code == 400
+    assert suppressions(rt) == []
+
+
+def test_one_click_as_multipart_form_data_unsubscribes(rt: Runtime, endpoint: str) -> None:
+    # RFC 8058 prefers multipart/form-data; some mail programs send it.
+    response = httpx.post(
+        endpoint + link("rk@example.com"), files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert response.status_code == 200
+    assert suppressions(rt) == [("rk@example.com", "marketing")]
+
+
+def test_the_page_s_button_sends_the_one_click_body(endpoint: str) -> None:
+    page = httpx.get(endpoint + link("rk@example.com"))
+    assert '<input type="hidden" name="List-Unsubscribe" value="One-Click">' in page.text
+
+
+def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import time
+
+    from amends.delivery import optout
+
+    monkeypatch.setattr(optout, "DEADLINE_SECONDS", 0.5)
+    settings = rt.settings.model_copy(update={"unsubscribe_secret": SecretStr(SECRET)})
+    with serving(optout_server(settings, rt.db, port=0)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            connection.sendall(f"GET {link('rk@example.com')} HTTP/1.1\r\n".encode())
+            # A header line well inside the per-read timeout each time, forever; the server
+            # hangs up once the whole request's deadline is past.
+            for number in range(100):  # 10 s at most: 20 deadlines
+                try:
+                    connection.sendall(f"X-Slow-{number}: 1\r\n".encode())
+                except OSError:  # the server hung up
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the server still reads a request trickled in for 10 s")
+
+
+def test_connections_beyond_the_cap_are_answered_503_at_once(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from amends.delivery import optout
+
+    monkeypatch.setattr(optout, "MAX_CONNECTIONS", 2)
+    settings = rt.settings.model_copy(update={"unsubscribe_secret": SecretStr(SECRET)})
+    with serving(optout_server(settings, rt.db, port=0)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        try:
+            for connection in held:  # each holds a thread, sending half a request
+                connection.sendall(b"GET /unsubscribe HTTP/1.1\r\n")
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                assert extra.recv(100).startswith(b"HTTP/1.0 503")
+        finally:
+            for connection in held:
+                connection.close()
+        # The slots come back: a later client is served.
+        assert httpx.get(url + link("rk@example.com")).status_code == 200

@@ -309,5 +309,5 @@ def test_the_sandbox_refuses_unsafe_templates(tmp_path: Path) -> None:
 
 
 def test_an_unknown_template_is_named(templates: Templates) -> None:
-    with pytest.raises(TemplateError, match="no template for nothing on email"):
+    with pytest.raises(TemplateError, match="template en/nothing.email.html.j2 is missing from "):
         templates.render("nothing", "email", "html", "en", sample_context(SETTINGS))

@@ -656,3 +656,33 @@ def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None
         theirs = sum(1 for row in csv.DictReader(handle) if row["author_id"] != "AppleSupport")
     assert (again["recorded"]["new"], again["recorded"]["seen_before"]) == (0, theirs)
     assert again["opened"] == [] and again["pending"] > 0  # left for a later run
+
+
+def test_import_writes_every_refused_row_to_a_file_and_says_where(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("ref,name,email\n" + "".join(f"C-{n},Ann,bad\n" for n in range(60)))
+    result = amends("import", "customers", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.count("  line ") == 50  # the first 50 on the terminal
+    report = rt.settings.imports_dir / "customers.refused.csv"
+    assert f"… and 10 more. All 60 refused rows are in {report}." in result.stderr
+    rows = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8"))))
+    assert [int(row["line"]) for row in rows] == list(range(2, 62))
+    assert rows[-1]["problem"].startswith("email: is not a valid email address")
+
+
+def test_cases_say_when_more_exist_and_all_lists_them(rt: Runtime) -> None:
+    for n in range(3):
+        open_case(rt, make_incident(ref=f"INC-{n}", complaint_message_id=f"<{n}@customer.example>"))
+    for output in ("--json", "--csv", "--table"):
+        args = ["cases", "--limit", "2"] + ([output] if output != "--table" else [])
+        result = amends(*args)
+        assert result.exit_code == 0, result.output
+        assert "The newest 2 of 3 cases; --limit N or --all shows more." in result.stderr
+    listed = json.loads(amends("cases", "--json", "--limit", "2").stdout)  # stdout stays JSON
+    assert [line["incident_ref"] for line in listed] == ["INC-2", "INC-1"]
+    every = amends("cases", "--json", "--all")
+    assert len(json.loads(every.stdout)) == 3 and "newest" not in every.stderr
+    assert "newest" not in amends("cases", "--json", "--limit", "3").stderr
