@@ -107,3 +107,18 @@ def test_no_module_imports_itself_through_others(installed_layout: Path) -> None
 
 def test_a_cycle_is_found() -> None:
     assert _cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c"]]
+
+
+def test_the_wheel_lists_every_package() -> None:
+    """pyproject names the packages one by one (flows, tasks and templates live elsewhere in
+    the repository): a new package it forgets would be missing from every install."""
+    setuptools = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
+    folders = {"amends": ROOT / "amends"} | {
+        package: ROOT / folder for package, folder in setuptools["package-dir"].items()
+    }
+    found = set()
+    for package, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            found.add(".".join((package, *parts)))
+    assert found == set(setuptools["packages"])
