@@ -54,12 +54,22 @@ class DeliveryError(AmendsError):
     Args:
         reason: What went wrong, fit to show to staff.
         transient: True when the same attempt may succeed later (connection refused, 4xx).
+        maybe_delivered: True when the connection was lost after the message itself went out:
+            the server may have taken it without saying so.
     """
 
-    def __init__(self, reason: str, *, transient: bool, bounce: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        bounce: bool = False,
+        maybe_delivered: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        self.maybe_delivered = maybe_delivered
         # The server refused the recipient for good (5xx): the address is not written to again.
         self.bounce = bounce and not transient
 
