@@ -13,6 +13,7 @@ which deserves a one-line message, from a bug, which deserves a traceback.
 - :class:`DeliveryPending`: messages stay queued after a transient failure; retried later.
 - :class:`DatabaseOutdated`: the database needs ``amends db upgrade``.
 - :class:`ConfigurationError`: the settings contradict each other.
+- :class:`PrefectUnavailable`: Prefect's temporary server did not start; nothing ran.
 - :class:`ImportFileError`: a CSV import cannot be read as a whole (bad rows are reported,
   not raised).
 """
@@ -84,6 +85,10 @@ class DatabaseOutdated(AmendsError):
 
 class ConfigurationError(AmendsError):
     """The settings cannot work together."""
+
+
+class PrefectUnavailable(AmendsError):
+    """Prefect's temporary server did not start in time (a busy machine); nothing ran."""
 
 
 class ImportFileError(AmendsError):

@@ -656,3 +656,26 @@ def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None
         theirs = sum(1 for row in csv.DictReader(handle) if row["author_id"] != "AppleSupport")
     assert (again["recorded"]["new"], again["recorded"]["seen_before"]) == (0, theirs)
     assert again["opened"] == [] and again["pending"] > 0  # left for a later run
+
+
+def test_prefect_s_temporary_server_starting_too_slowly_is_one_line(tmp_path: Path) -> None:
+    # As on a busy machine: the server is not up when its start-up timeout passes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env.update(
+        AMENDS_HOME=str(tmp_path / "var"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "amends", "report"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: Prefect's temporary server did not start within 0 s")
+    assert "run the command again" in line and "PREFECT_API_URL" in line
+    assert not (tmp_path / "var" / "reports").exists()  # nothing ran
