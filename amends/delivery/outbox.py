@@ -3,6 +3,7 @@
 Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
 claims a message (queued -> sending) in its own transaction before delivering it, so two live
 senders never deliver the same message, and records the result right after the server answers.
+A case's messages go out in the order they were decided: a later one waits for an earlier one.
 
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
@@ -10,7 +11,9 @@ claim timeout it is queued again and resent with the same Message-ID, which mail
 once. A live sender never works on a claim that old (it gives back what it cannot send in half
 the timeout), and records a result only under its own claim token: keep the senders' clocks in
 step (NTP). A transient failure stays queued with its reason and is tried again after a growing
-pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure.
+pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure. A
+connection lost after the message went out (the server may have it) allows one resend; a second
+such loss goes to staff too.
 """
 
 from __future__ import annotations
