@@ -13,6 +13,7 @@ which deserves a one-line message, from a bug, which deserves a traceback.
 - :class:`DeliveryPending`: messages stay queued after a transient failure; retried later.
 - :class:`DatabaseOutdated`: the database needs ``amends db upgrade``.
 - :class:`ConfigurationError`: the settings contradict each other.
+- :class:`PrefectUnavailable`: Prefect's temporary server did not start; nothing ran.
 - :class:`ImportFileError`: a CSV import cannot be read as a whole (bad rows are reported,
   not raised).
 """
@@ -54,12 +55,22 @@ class DeliveryError(AmendsError):
     Args:
         reason: What went wrong, fit to show to staff.
         transient: True when the same attempt may succeed later (connection refused, 4xx).
+        maybe_delivered: True when the connection was lost after the message itself went out:
+            the server may have taken it without saying so.
     """
 
-    def __init__(self, reason: str, *, transient: bool, bounce: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        bounce: bool = False,
+        maybe_delivered: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        self.maybe_delivered = maybe_delivered
         # The server refused the recipient for good (5xx): the address is not written to again.
         self.bounce = bounce and not transient
 
@@ -74,6 +85,10 @@ class DatabaseOutdated(AmendsError):
 
 class ConfigurationError(AmendsError):
     """The settings cannot work together."""
+
+
+class PrefectUnavailable(AmendsError):
+    """Prefect's temporary server did not start in time (a busy machine); nothing ran."""
 
 
 class ImportFileError(AmendsError):

@@ -15,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from amends.errors import ConfigurationError
+from amends.errors import ConfigurationError, PrefectUnavailable
 
 if TYPE_CHECKING:
     from amends.domain import Incident
@@ -33,6 +34,30 @@ if TYPE_CHECKING:
     from amends.runtime import Runtime
     from amends.settings import Settings
     from amends.tasks.report import ReportRun
+
+
+# The start of Prefect's own message when its temporary server is not up in time.
+_EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+@contextmanager
+def _temporary_server() -> Iterator[None]:
+    """Prefect's temporary server failing to start (its timeout passed on a busy machine) as
+    one line that says what to do, instead of Prefect's traceback with the server's output."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not str(error).startswith(_EPHEMERAL_TIMEOUT):
+            raise
+        from prefect.settings import get_current_settings
+
+        timeout = get_current_settings().server.ephemeral.startup_timeout_seconds
+        raise PrefectUnavailable(
+            f"Prefect's temporary server did not start within {timeout} s (a busy machine?), so "
+            "nothing ran: run the command again, set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_"
+            "SECONDS higher, or keep a server running: `amends server start`, or yours in "
+            "PREFECT_API_URL"
+        ) from None
 
 
 def prepare(verbose: bool, home: Path | None = None) -> None:
@@ -184,7 +209,8 @@ def task_runtime() -> Runtime:
     ``AMENDS_SMTP_BLOCK`` names."""
     from amends.tasks._runtime import task_runtime as tasks_runtime
 
-    return tasks_runtime()
+    with _temporary_server():  # a block is read from the API
+        return tasks_runtime()
 
 
 def run_incident(incident: Incident) -> CaseOutcome:
@@ -197,7 +223,7 @@ def run_incident(incident: Incident) -> CaseOutcome:
 
     # Here, in the thread that runs the flow: both are context variables. Tags given at the
     # run's creation spare label-run a call to the API.
-    with in_process_run(), tags(*run_tags(incident)):
+    with _temporary_server(), in_process_run(), tags(*run_tags(incident)):
         return recover_incident(incident)
 
 
@@ -224,7 +250,8 @@ def run_report(since: date | None, until: date | None, output: Path | None) -> R
     """Run the recovery-report flow in this process."""
     from amends.flows.report import ReportRequest, recovery_report
 
-    return recovery_report(ReportRequest(since=since, until=until, output=output))
+    with _temporary_server():
+        return recovery_report(ReportRequest(since=since, until=until, output=output))
 
 
 def run_monitor(
@@ -234,7 +261,8 @@ def run_monitor(
     from amends.flows.monitor import MonitorRequest, monitor_mentions
 
     request = MonitorRequest(sources=sources, handles=handles, max_incidents=max_incidents)
-    return monitor_mentions(request)
+    with _temporary_server():
+        return monitor_mentions(request)
 
 
 def run_nightly(now: datetime | None, watch: Callable[[str, int, int], None]) -> NightReport:
@@ -243,7 +271,7 @@ def run_nightly(now: datetime | None, watch: Callable[[str, int, int], None]) ->
     from amends.flows.nightly import nightly_reengagement
     from amends.tasks.nightly import watching
 
-    with watching(watch), in_process_run():
+    with _temporary_server(), watching(watch), in_process_run():
         return nightly_reengagement(now=now)
 
 

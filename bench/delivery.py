@@ -62,29 +62,32 @@ def open_sockets() -> int:
 
 
 def queue(db: Database, n: int, sender: str) -> None:
+    """One apology for each of N cases: a case's own messages go out one after another."""
     now = models.utcnow()
     with db.session() as session:
         customer = models.Customer(
             ref="C-1", name="Rodolfo K.", email="rk@example.com", locale="en"
         )
-        incident = models.Incident(
-            ref="INC-1", customer=customer, channel=Channel.EMAIL, received_at=now, summary="x",
-            category=Category.OTHER, severity=Severity.LOW, fault=Fault.OURS, costs={}, payload={},
-        )  # fmt: skip
-        case = models.Case(
-            incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,
-            first_response_due=now + timedelta(hours=24),
-        )  # fmt: skip
-        session.add(case)
-        session.flush()
         for i in range(n):
+            incident = models.Incident(
+                ref=f"INC-{i}", customer=customer, channel=Channel.EMAIL, received_at=now,
+                summary="x", category=Category.OTHER, severity=Severity.LOW, fault=Fault.OURS,
+                costs={}, payload={},
+            )  # fmt: skip
+            case = models.Case(
+                incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,
+                first_response_due=now + timedelta(hours=24),
+            )  # fmt: skip
+            session.add(case)
+            session.flush()
             key = f"bench-{i}"
             session.add(
                 models.Message(
                     customer_id=customer.id, case_id=case.id, key=key, stage=Stage.FOLLOW_UP,
                     kind=MessageKind.APOLOGY,
                     channel=ReplyChannel.EMAIL, recipient="rk@example.com", subject=f"Sorry {i}",
-                    body=BODY, message_id=message_id_for(key, sender), status=MessageStatus.QUEUED,
+                    body=BODY, message_id=message_id_for(key, sender, installation="bench"),
+                    status=MessageStatus.QUEUED,
                 )
             )  # fmt: skip
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.states import State
 from prefect_email import EmailServerCredentials
 
 from amends.blocks import AmendsDatabase, AmendsWebhooks
@@ -19,32 +17,20 @@ from amends.tasks._pacing import email_pace
 from amends.tasks._runtime import configured
 
 
-def _only_pending(task: Any, task_run: Any, state: State) -> bool:
-    """Retry transient delivery failures; a bug fails at once."""
-    try:
-        state.result()
-    except DeliveryPending:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(
-    name="deliver-messages",
-    cache_policy=NONE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_only_pending,
-    task_run_name="deliver-case-{case_id}",
-)
+@task(name="deliver-messages", cache_policy=NONE, task_run_name="deliver-case-{case_id}")
 def deliver_messages(
     case_id: int,
     email_server_credentials: EmailServerCredentials | None = None,
     database: AmendsDatabase | None = None,
     webhooks: AmendsWebhooks | None = None,
 ) -> DrainReport:
-    """Send the case's queued messages; each is claimed first, so none goes out twice.
+    """Send the case's queued messages that are due; each is claimed first, so none goes out
+    twice, and a case's messages go out in the order they were decided.
+
+    No retries here: a message that failed waits for the outbox's own pause (30 s, then longer)
+    and goes out with `amends send` or the nightly run. Retrying within the run would spend its
+    attempts in seconds (its next pause hours long) and resend to a server that takes the
+    message and drops the connection.
 
     Args:
         case_id: The case whose outbox is drained.
@@ -86,13 +72,11 @@ def _drain_case(rt: Runtime, case_id: int) -> DrainReport:
         else:
             logger.info("%s by %s sent", outcome.kind.value, outcome.channel.value)
 
-    # Within a run, Prefect's retry delays pace the attempts: every queued message is due.
     report = drain(
         rt.db,
         rt.channels,
         claim_timeout=timedelta(seconds=rt.settings.claim_timeout_seconds),
         case_id=case_id,
-        due_only=False,
         on_each=log,
         before_send=email_pace(rt.settings),
     )
@@ -107,8 +91,8 @@ def _drain_case(rt: Runtime, case_id: int) -> DrainReport:
 
 
 def deliver_or_keep_queued(case_id: int) -> None:
-    """Deliver the case's messages; those that still fail after the retries stay queued,
-    visibly, and the recovery goes on. Anything else is a bug and stops the run."""
+    """Deliver the case's messages; those that fail stay queued, visibly, for a later sender,
+    and the recovery goes on. Anything else is a bug and stops the run."""
     state = deliver_messages(case_id, return_state=True)
     if state.is_failed():
         error = state.result(raise_on_failure=False)

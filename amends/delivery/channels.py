@@ -8,6 +8,8 @@ printed letter, a visit): its messages wait in the outbox, with a staff action.
 
 from __future__ import annotations
 
+import contextlib
+import email.policy
 import hashlib
 import hmac
 import re
@@ -20,6 +22,7 @@ from importlib.metadata import entry_points
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yagmail
+from email_validator import EmailNotValidError, validate_email
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
@@ -36,8 +39,9 @@ class EmailAdapter:
 
     yagmail builds the message (:meth:`compose`); amends then mends what 0.16 gets wrong:
     its text/plain part is a copy of the HTML, its calendar part lacks ``method=REQUEST``, and
-    it has no List-Unsubscribe. Sending goes through yagmail's own connection with ``sendmail``
-    called once per message: yagmail's ``send`` would open a new connection per call without
+    it has no List-Unsubscribe, and it writes a UTF-8 address as an encoded word no server
+    reads. Sending goes through yagmail's own connection, one SMTP transaction per message
+    (:meth:`_transfer`): yagmail's ``send`` would open a new connection per call without
     closing the last, and quietly resend after a disconnect. Alone, a message gets its own
     connection, closed after it; within :meth:`batch`, messages share one, and any error drops
     it for a fresh one. ``tests/core/test_channels.py`` pins each of these, so a yagmail
@@ -92,9 +96,10 @@ class EmailAdapter:
         # existing file as an attachment: hand it one line of HTML. Only ASCII white space is
         # folded; a no-break space keeps "600,00 €" together.
         html = re.sub(r"[ \t\r\n]+", " ", message.body).strip()
+        recipient = ascii_form(message.recipient)
         # yagmail's own two steps of prepare_send, keeping the MIME object to mend it. A bare
         # address: given {address: name}, yagmail writes only the name in To.
-        addresses = resolve_addresses(client.user, client.useralias, message.recipient, None, None)
+        addresses = resolve_addresses(client.user, client.useralias, recipient, None, None)
         mime = prepare_message(
             client.user,
             client.useralias,
@@ -119,6 +124,11 @@ class EmailAdapter:
             mime["List-Unsubscribe"] = self._unsubscribe(message.recipient)
             if self.settings.unsubscribe_url:
                 mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if not recipient.isascii():
+            # A mailbox name beyond ASCII (josé@...): the message goes as UTF-8 (RFC 6532),
+            # the address as it is, never an encoded word.
+            mime.replace_header("To", recipient)
+            return addresses["recipients"], mime.as_string(policy=email.policy.SMTPUTF8)
         return addresses["recipients"], mime.as_string()
 
     def _unsubscribe(self, recipient: str) -> str:
@@ -137,7 +147,7 @@ class EmailAdapter:
                     self._local.client = client  # closed with the batch, even if login fails
                 client.login()
             recipients, raw = self.compose(message, client)
-            refused = client.smtp.sendmail(client.user, recipients, raw)
+            refused = self._transfer(client.smtp, client.user, recipients, raw)
         except Exception as error:
             if in_batch:
                 self._drop()
@@ -150,6 +160,61 @@ class EmailAdapter:
                 f"recipient refused: {_describe(refused)}", transient=False, bounce=True
             )
         return message.message_id
+
+    def _transfer(
+        self, smtp: smtplib.SMTP, sender: str, recipients: list[str], raw: str
+    ) -> dict[str, tuple[int, bytes]]:
+        """One SMTP transaction: smtplib's ``sendmail`` in its steps, with two differences.
+        Addresses beyond ASCII go with SMTPUTF8 (RFC 6531) where the server offers it, and
+        fail this one message with the reason where it does not. A connection lost after the
+        message itself went out is told apart from one lost before: the server may have it.
+
+        Returns the recipients refused (the others took the message)."""
+        where = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+        smtp.ehlo_or_helo_if_needed()
+        options = []
+        if not all(address.isascii() for address in (sender, *recipients)):
+            if not smtp.has_extn("smtputf8"):
+                wide = next(a for a in (sender, *recipients) if not a.isascii())
+                raise DeliveryError(
+                    f"{wide} can only be written to as UTF-8 (SMTPUTF8), which the SMTP server "
+                    f"{where} does not offer: reach the customer another way",
+                    transient=False,
+                )
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+        data = re.sub(r"\r\n|\n|\r(?!\n)", "\r\n", raw).encode()  # as sendmail does for str
+        if smtp.has_extn("size"):
+            options.append(f"size={len(data)}")
+        code, reply = smtp.mail(sender, options)
+        if code != 250:
+            _reset(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        refused = {}
+        for recipient in recipients:
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+            if code == 421:
+                smtp.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        if len(refused) == len(recipients):
+            _reset(smtp, code)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        try:
+            code, reply = smtp.data(data)
+        except smtplib.SMTPResponseException:
+            raise  # an answer: a refusal, not a lost connection
+        except OSError as error:  # disconnected, reset, timed out
+            raise DeliveryError(
+                f"SMTP connection lost after the message was sent, before the server "
+                f"confirmed it ({error or type(error).__name__})",
+                transient=True,
+                maybe_delivered=True,
+            ) from None
+        if code != 250:
+            _reset(smtp, code)
+            raise smtplib.SMTPDataError(code, reply)
+        return refused
 
     def _describe(self, error: Exception) -> Exception:
         """An SMTP or network error as a DeliveryError, a sender that cannot work at all as a
@@ -186,6 +251,28 @@ class EmailAdapter:
         if isinstance(error, OSError):  # refused, reset, timed out, unknown host
             return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
         return error
+
+
+def _reset(smtp: smtplib.SMTP, code: int) -> None:
+    """After a refusal, as smtplib does: 421 closes the connection, anything else resets the
+    transaction so the connection serves the next message."""
+    if code == 421:
+        smtp.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        smtp.rset()
+
+
+def ascii_form(address: str) -> str:
+    """The address as any server takes it: an internationalised domain in its ASCII (IDNA)
+    form (rk@exämple.com -> rk@xn--exmple-cua.com). A mailbox name beyond ASCII (josé@...)
+    has none and stays as it is: it needs SMTPUTF8."""
+    if address.isascii():
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email or address
+    except EmailNotValidError:
+        return address
 
 
 def _text(value: bytes | str) -> str:

@@ -54,7 +54,10 @@ class MailCatcher:
         self.host = host
         self.port = port or free_port(host)
         folder.mkdir(parents=True, exist_ok=True)
-        self._controller = Controller(_SaveToFolder(folder), hostname=host, port=self.port)
+        # SMTPUTF8 (aiosmtpd's Controller's default, said aloud): josé@example.com is caught too.
+        self._controller = Controller(
+            _SaveToFolder(folder), hostname=host, port=self.port, enable_SMTPUTF8=True
+        )
 
     def messages(self) -> list[Path]:
         """The saved messages, oldest first."""

@@ -3,6 +3,7 @@
 Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
 claims a message (queued -> sending) in its own transaction before delivering it, so two live
 senders never deliver the same message, and records the result right after the server answers.
+A case's messages go out in the order they were decided: a later one waits for an earlier one.
 
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
@@ -10,7 +11,9 @@ claim timeout it is queued again and resent with the same Message-ID, which mail
 once. A live sender never works on a claim that old (it gives back what it cannot send in half
 the timeout), and records a result only under its own claim token: keep the senders' clocks in
 step (NTP). A transient failure stays queued with its reason and is tried again after a growing
-pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure.
+pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure. A
+connection lost after the message went out (the server may have it) allows one resend; a second
+such loss goes to staff too.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from amends.delivery import consent
 from amends.delivery.adapter import ChannelAdapter, Outgoing
@@ -53,11 +56,32 @@ def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyCha
     return f"case-{case_id}:{stage.value}:{kind.value}:{channel.value}"
 
 
-def message_id_for(key: str, sender_email: str) -> str:
-    """A stable RFC 5322 Message-ID, so a resend is recognisably the same message."""
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+def key_digest(key: str) -> str:
+    """A short, stable digest of a message's key (for ids and file names)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def message_id_for(key: str, sender_email: str, *, installation: str) -> str:
+    """A stable RFC 5322 Message-ID, so a resend is recognisably the same message. The key is
+    only unique within one database: the installation's identifier makes the id unique across
+    databases (staging and production, a rebuilt one)."""
     domain = sender_email.rpartition("@")[2] or "amends.invalid"
-    return f"<{digest}.amends@{domain}>"
+    return f"<{key_digest(key)}.{installation}@{domain}>"
+
+
+def installation_identifier(session: Session) -> str:
+    """This database's identifier, made the first time it is asked for (migration 0007 makes
+    it; a database built otherwise gets it here). Two processes asking at once agree."""
+    identifier = session.scalar(select(models.Installation.identifier))
+    if identifier is None:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(
+            dialect.insert(models.Installation)
+            .values(id=1, identifier=secrets.token_hex(8))
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        identifier = session.scalar(select(models.Installation.identifier))
+    return identifier
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,7 @@ def queue_drafts(
     if not drafts:
         return set()
     at = at or models.utcnow()
+    installation = installation_identifier(session)
     rows = [
         {
             "customer_id": d.customer_id,
@@ -110,7 +135,7 @@ def queue_drafts(
             "subject": d.subject,
             "body": d.body,
             "attachment": str(d.attachment) if d.attachment else None,
-            "message_id": message_id_for(d.key, sender_email),
+            "message_id": message_id_for(d.key, sender_email, installation=installation),
             "in_reply_to": d.in_reply_to,
             "status": (
                 MessageStatus.QUEUED if d.channel in automatic else MessageStatus.AWAITING_STAFF
@@ -220,12 +245,35 @@ def retry_delay(attempts: int) -> timedelta:
     return min(timedelta(seconds=30 * 4 ** (attempts - 1)), timedelta(hours=6))
 
 
+# Messages a sender still has to try: a later message of the same case waits for these.
+_UNSETTLED = (MessageStatus.QUEUED, MessageStatus.SENDING)
+
+
 def queued_messages(
-    db: Database, case_id: int | None = None, *, due_by: datetime | None = None
+    db: Database,
+    case_id: int | None = None,
+    *,
+    due_by: datetime | None = None,
+    in_order: bool = False,
 ) -> list[int]:
     """Ids of messages waiting for an automatic sender, oldest first: one case's, or all; with
-    ``due_by``, only those whose pause after a failure is over by then."""
+    ``due_by``, only those whose pause after a failure is over by then; with ``in_order``, only
+    those a sender may take now.
+
+    A case's messages go out in the order they were decided: one waits while an earlier message
+    of its case is queued (even pausing after a failure) or being sent, so the invitation never
+    overtakes the apology. A message that failed, went to staff or was withheld holds nothing up.
+    """
     query = select(models.Message.id).where(models.Message.status == MessageStatus.QUEUED)
+    if in_order:
+        earlier = aliased(models.Message)
+        query = query.where(
+            ~exists().where(
+                earlier.case_id == models.Message.case_id,
+                earlier.id < models.Message.id,
+                earlier.status.in_(_UNSETTLED),
+            )
+        )
     if case_id is not None:
         query = query.where(models.Message.case_id == case_id)
     if due_by is not None:
@@ -259,6 +307,7 @@ class _Claimed:
     channel: ReplyChannel
     kind: MessageKind
     attempts: int
+    unconfirmed: int  # earlier attempts the server may have taken without confirming
     token: str  # the claim's own mark: only its holder records the result
     # Whether a delivery can change the case's state: only once its stages are done (before,
     # the stages set it).
@@ -304,6 +353,7 @@ def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
                 channel=m.channel,
                 kind=m.kind,
                 attempts=m.attempts,
+                unconfirmed=m.unconfirmed,
                 token=token,
                 settles_on_success=stage is Stage.REENGAGE,
                 outgoing=Outgoing(
@@ -412,10 +462,16 @@ def _send(
     try:
         provider_id = adapter.deliver(claimed.outgoing)
     except DeliveryError as error:
-        retry = error.transient and claimed.attempts < MAX_ATTEMPTS
+        # The message went out and the server never answered: one resend (same Message-ID);
+        # a second such loss means the server keeps taking it, so a person checks instead.
+        taken_twice = error.maybe_delivered and claimed.unconfirmed >= 1
+        retry = error.transient and claimed.attempts < MAX_ATTEMPTS and not taken_twice
         new_status = MessageStatus.QUEUED if retry else MessageStatus.FAILED
         reason = (
-            error.reason
+            f"the server lost the connection after taking the message, twice: it has probably "
+            f"arrived (Message-ID {claimed.outgoing.message_id}); {error.reason}"
+            if taken_twice
+            else error.reason
             if retry or not error.transient
             else f"gave up after {claimed.attempts} attempts: {error.reason}"
         )
@@ -429,6 +485,7 @@ def _send(
                 status=new_status,
                 last_error=reason,
                 next_attempt_at=models.utcnow() + retry_delay(claimed.attempts) if retry else None,
+                unconfirmed=claimed.unconfirmed + int(error.maybe_delivered),
             )
             if recorded and error.bounce:
                 # A hard bounce: that address is not written to again.
@@ -653,36 +710,55 @@ def drain(
     with ExitStack() as connections:
         for adapter in {id(a): a for a in adapters.values()}.values():
             connections.enter_context(adapter.batch())
-        pending = queued_messages(db, case_id, due_by=due_by)
-        # Claims go in small batches (one commit for several messages); each result is still
-        # recorded the moment its server answers. A batch is sent only while its claim is
-        # young: past half the claim timeout, the rest is given back and claimed afresh, so
-        # that no other sender can take over a claim this one still works on.
-        young = claim_timeout.total_seconds() / 2
-        while pending:
-            batch = _claim(db, pending[:CLAIM_BATCH])
-            pending = pending[CLAIM_BATCH:]
-            claimed_at = time.monotonic()
-            for position, claimed in enumerate(batch):
-                if before_send is not None and not claimed.withheld and claimed.channel in adapters:
-                    # Waited for before the claim's age is checked, so a long wait gives the
-                    # rest back rather than send on an old claim.
-                    try:
-                        before_send(claimed.channel)
-                    except BaseException:
-                        _release(db, batch[position:])
-                        raise
-                # The first message too, after a rate limit's wait: its claim may be old by now.
-                if (position or before_send) and time.monotonic() - claimed_at > young:
-                    _release(db, batch[position:])
-                    pending = [m.id for m in batch[position:]] + pending
-                    break
-                try:
-                    _count(report, _send(db, claimed, adapters), on_each)
-                except BaseException:
-                    _release(db, batch[position + 1 :])
-                    raise
+        # In rounds: a message held back behind an earlier one of its case is due in the next
+        # round once that one is settled; each message is tried at most once per drain.
+        tried: set[int] = set()
+        while pending := [
+            m for m in queued_messages(db, case_id, due_by=due_by, in_order=True) if m not in tried
+        ]:
+            tried.update(pending)
+            _drain_round(db, adapters, pending, claim_timeout, report, on_each, before_send)
     return report
+
+
+def _drain_round(
+    db: Database,
+    adapters: dict[ReplyChannel, ChannelAdapter],
+    pending: list[int],
+    claim_timeout: timedelta,
+    report: DrainReport,
+    on_each: Callable[[DeliveryOutcome], None] | None,
+    before_send: Callable[[ReplyChannel], None] | None,
+) -> None:
+    """Claim and send the given messages, in batches."""
+    # Claims go in small batches (one commit for several messages); each result is still
+    # recorded the moment its server answers. A batch is sent only while its claim is
+    # young: past half the claim timeout, the rest is given back and claimed afresh, so
+    # that no other sender can take over a claim this one still works on.
+    young = claim_timeout.total_seconds() / 2
+    while pending:
+        batch = _claim(db, pending[:CLAIM_BATCH])
+        pending = pending[CLAIM_BATCH:]
+        claimed_at = time.monotonic()
+        for position, claimed in enumerate(batch):
+            if before_send is not None and not claimed.withheld and claimed.channel in adapters:
+                # Waited for before the claim's age is checked, so a long wait gives the
+                # rest back rather than send on an old claim.
+                try:
+                    before_send(claimed.channel)
+                except BaseException:
+                    _release(db, batch[position:])
+                    raise
+            # The first message too, after a rate limit's wait: its claim may be old by now.
+            if (position or before_send) and time.monotonic() - claimed_at > young:
+                _release(db, batch[position:])
+                pending = [m.id for m in batch[position:]] + pending
+                break
+            try:
+                _count(report, _send(db, claimed, adapters), on_each)
+            except BaseException:
+                _release(db, batch[position + 1 :])
+                raise
 
 
 def _count(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from amends.delivery.outbox import (
     Draft,
-    message_id_for,
+    key_digest,
     message_key,
     queue_message,
     write_attachment,
@@ -485,7 +485,7 @@ def queue_for_case(
     # key of its own (a check-in moved twice) adds the key's digest.
     name = f"case-{case.id}-{incident.ref}-{kind.value}"
     if key:
-        name += f"-{message_id_for(key, '')[1:9]}"
+        name += f"-{key_digest(key)[:8]}"
     key = key or message_key(case.id, stage, kind, channel)
     attachment = None
     if channel is ReplyChannel.LETTER:

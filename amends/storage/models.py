@@ -205,6 +205,8 @@ class Message(Base):
     in_reply_to: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Connections lost after the message itself went out: the server may have it already.
+    unconfirmed: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None]  # when a sender took it; a stale claim is resent
     claim_token: Mapped[str | None] = mapped_column(String(32))  # whose claim it is
     next_attempt_at: Mapped[datetime | None]  # after a transient failure: not before then
@@ -377,4 +379,15 @@ class Suppression(Base):
     address: Mapped[str] = mapped_column(String(254))  # lower-cased email, or E.164 phone
     scope: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Installation(Base):
+    """This database's own identifier, made once: it is in every Message-ID, so two
+    installations (staging and production, a rebuilt database) never send the same one."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1: one row
+    identifier: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

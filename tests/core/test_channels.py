@@ -186,3 +186,53 @@ def test_the_password_never_reaches_an_error(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError) as caught:
         adapter.deliver(outgoing(tmp_path))
     assert "hunter2" not in str(caught.value) and "hunter2" not in repr(adapter.settings)
+
+
+class Envelopes:
+    """Keeps each message's envelope recipients and the message as it arrived."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        # Read as text: the bytes parser would not decode UTF-8 headers (RFC 6532).
+        message = email.message_from_string(
+            envelope.original_content.decode(), policy=email_policy.default
+        )
+        self.received.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+@pytest.fixture(params=[True, False], ids=["smtputf8", "ascii-only"])
+def envelopes(request: pytest.FixtureRequest) -> object:
+    handler, port = Envelopes(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=request.param)
+    controller.start()
+    yield handler, port, request.param
+    controller.stop()
+
+
+def test_internationalised_addresses_go_out_where_the_server_can_take_them(
+    tmp_path: Path, envelopes: tuple[Envelopes, int, bool]
+) -> None:
+    handler, port, smtputf8 = envelopes
+    adapter = EmailAdapter(Settings(smtp_port=port))
+    # A domain beyond ASCII has an ASCII form (IDNA) that every server takes.
+    adapter.deliver(outgoing(tmp_path, recipient="rk@exämple.com"))
+    (recipients, message), *_ = handler.received
+    assert recipients == ["rk@xn--exmple-cua.com"]
+    assert message["To"].addresses[0].addr_spec == "rk@xn--exmple-cua.com"
+    # A mailbox name beyond ASCII has none: UTF-8 (SMTPUTF8) where the server offers it.
+    if smtputf8:
+        adapter.deliver(outgoing(tmp_path, recipient="josé@example.com"))
+        recipients, message = handler.received[1]
+        assert recipients == ["josé@example.com"]
+        assert message["To"].addresses[0].addr_spec == "josé@example.com"
+        assert message["Subject"] == "Re: Four days without cleaning"
+        return
+    with pytest.raises(
+        DeliveryError, match=r"josé@example.com can only be written to as UTF-8 \(SMTPUTF8\)"
+    ) as refused:
+        adapter.deliver(outgoing(tmp_path, recipient="josé@example.com"))
+    assert not refused.value.transient and not refused.value.bounce  # the address is fine
+    assert len(handler.received) == 1

@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
+from amends.delivery.outbox import installation_identifier, message_id_for
 from amends.runtime import Runtime
 from amends.storage import models
 from amends.storage.db import Database
@@ -17,7 +18,7 @@ from amends.storage.models import Base
 
 def test_migrations_match_the_models(database_url: str) -> None:
     db = Database(database_url)
-    assert db.upgrade() == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert db.upgrade() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     assert db.is_current() and db.upgrade() == []
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -54,7 +55,7 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
                     "payload": json.dumps({"ref": f"INC-{number}", "our_fault": ours}),
                 },
             )
-    assert db.upgrade() == ["0002", "0003", "0004", "0005", "0006"]
+    assert db.upgrade() == ["0002", "0003", "0004", "0005", "0006", "0007"]
     with db.engine.connect() as connection:
         faults = connection.execute(text("SELECT ref, fault FROM incidents ORDER BY id")).all()
     assert [tuple(row) for row in faults] == [("INC-1", "ours"), ("INC-2", "customer")]
@@ -91,7 +92,7 @@ def test_0004_gives_each_message_and_staff_action_its_case_s_customer(database_u
             "created_at) VALUES (1, 3, 'a', 'call_back', 'frontline', 'Call', 'open', :now)",
         ):
             connection.execute(text(statement), {"now": now})
-    assert db.upgrade() == ["0004", "0005", "0006"]
+    assert db.upgrade() == ["0004", "0005", "0006", "0007"]
     with db.engine.connect() as connection:
         for table in ("messages", "staff_actions"):
             owner = connection.execute(text(f"SELECT customer_id, case_id FROM {table}")).one()
@@ -121,3 +122,51 @@ def test_0004_downgrades_with_a_winback_letter_waiting_for_staff(
     with rt.db.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM messages")).scalar() == 0
         assert connection.execute(text("SELECT count(*) FROM staff_actions")).scalar() == 0
+
+
+def test_0007_names_the_installation_and_keeps_every_id_that_went_out(database_url: str) -> None:
+    db = Database(database_url)
+    config = db._alembic()
+    now = "2026-11-01 10:00:00+00:00"
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+        for statement in (
+            "INSERT INTO customers (id, ref, name, locale, annual_value, do_not_contact, "
+            "unanswered_calls, created_at, updated_at) VALUES (7, 'C-7', 'Ann', 'en', 0, false, "
+            "0, :now, :now)",
+            "INSERT INTO incidents (id, ref, customer_id, channel, received_at, summary, details, "
+            "category, severity, fault, abusive, costs, payload, created_at) VALUES (1, 'INC-1', "
+            "7, 'email', :now, 'Late', '', 'other', 'low', 'ours', false, '{}', '{}', :now)",
+            "INSERT INTO cases (id, incident_id, customer_id, state, reply_channel, "
+            "first_response_due, opened_at, updated_at) VALUES (3, 1, 7, 'open', 'email', :now, "
+            ":now, :now)",
+        ):
+            connection.execute(text(statement), {"now": now})
+        for id_, status, attempts in [(1, "sent", 1), (2, "queued", 1), (3, "queued", 0)]:
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, customer_id, case_id, key, stage, kind, channel, "
+                    "recipient, subject, body, message_id, status, attempts, created_at) VALUES "
+                    "(:id, 7, 3, :key, 'follow_up', 'apology', 'email', 'a@example.com', '', "
+                    "'Sorry', :message_id, :status, :attempts, :now)"
+                ),
+                {
+                    "id": id_,
+                    "key": f"k{id_}",
+                    "message_id": f"<d{id_}.amends@acme.example>",
+                    "status": status,
+                    "attempts": attempts,
+                    "now": now,
+                },
+            )
+    assert db.upgrade() == ["0007"]
+    with db.session() as session:
+        installation = installation_identifier(session)
+        ids = dict(session.execute(select(models.Message.id, models.Message.message_id)).all())
+    assert len(installation) == 16
+    # Sent, or tried (it may have reached the server): the id it went out with.
+    assert (ids[1], ids[2]) == ("<d1.amends@acme.example>", "<d2.amends@acme.example>")
+    # Never tried: the new form, with this installation's identifier.
+    assert ids[3] == message_id_for("k3", "care@acme.example", installation=installation)
+    db.dispose()

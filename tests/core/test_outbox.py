@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import threading
 import time
 from datetime import timedelta
@@ -21,6 +22,7 @@ from amends.delivery.outbox import (
     _send,
     deliver,
     drain,
+    installation_identifier,
     queued_messages,
     requeue_stale_claims,
 )
@@ -31,6 +33,7 @@ from amends.recovery.stages import run_stage
 from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
 from amends.storage import models
+from amends.storage.db import Database
 
 
 def queued_apology(rt: Runtime) -> tuple[int, int]:
@@ -301,3 +304,158 @@ def test_a_slow_sender_never_has_its_claims_taken_over(rt: Runtime) -> None:
         sender.join()
     ids = [m.message_id for m in adapter.delivered]
     assert len(ids) == len(set(ids)) == queued > CLAIM_BATCH
+
+
+def queued_cases(rt: Runtime, *emails: str) -> list[int]:
+    """A case for each address, its apology and check-in invitation queued, nothing sent."""
+    cases = []
+    for n, address in enumerate(emails):
+        incident = make_incident(
+            ref=f"INC-{n}",
+            complaint_message_id=f"<c{n}@customer.example>",
+            customer={"ref": f"C-{n}", "email": address},
+        )
+        case_id = open_case(rt, incident)
+        for stage in STAGES:
+            run_stage(rt, case_id, stage)
+        cases.append(case_id)
+    return cases
+
+
+class FailingFor(RecordingAdapter):
+    """Delivers, except to the addresses it is told to fail for."""
+
+    def __init__(self, failures: dict[str, DeliveryError]) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def deliver(self, message: Outgoing) -> str:
+        if message.recipient in self.failures:
+            raise self.failures[message.recipient]
+        return super().deliver(message)
+
+
+def test_a_case_s_messages_go_out_in_the_order_they_were_decided(rt: Runtime) -> None:
+    (case_id,) = queued_cases(rt, "ann@example.com")
+    timeout = timedelta(minutes=10)
+    down = RecordingAdapter(fail_with=DeliveryError("SMTP 421: try later", transient=True))
+    report = drain(rt.db, {ReplyChannel.EMAIL: down}, claim_timeout=timeout, due_only=False)
+    apology, invitation = case_outcome(rt.db, case_id).messages
+    assert (apology.kind, invitation.kind) == ("apology", "checkin_invitation")
+    # Only the apology was tried: the invitation waits behind it, never tried on its own.
+    assert report.retrying == 1
+    assert (apology.attempts, invitation.attempts) == (1, 0)
+    # While the apology pauses after its failure, a sender (cron's `amends send`) sends nothing:
+    # the invitation, due, still waits for the apology.
+    up = RecordingAdapter()
+    assert drain(rt.db, {ReplyChannel.EMAIL: up}, claim_timeout=timeout).sent == 0
+    # Once the apology may go again: the apology, then the invitation, in the same pass.
+    assert drain(rt.db, {ReplyChannel.EMAIL: up}, claim_timeout=timeout, due_only=False).sent == 2
+    assert [m.message_id for m in up.delivered] == [apology.message_id, invitation.message_id]
+
+
+def test_one_message_s_failure_never_blocks_the_others(rt: Runtime) -> None:
+    refused, pausing, fine = queued_cases(
+        rt, "gone@example.com", "busy@example.com", "ann@example.com"
+    )
+    adapter = FailingFor(
+        {
+            "gone@example.com": DeliveryError("SMTP 550: no such mailbox", transient=False),
+            "busy@example.com": DeliveryError("SMTP 452: mailbox full", transient=True),
+        }
+    )
+    drain(rt.db, {ReplyChannel.EMAIL: adapter}, claim_timeout=timedelta(minutes=10))
+    statuses = {
+        case_id: [(m.status, m.attempts) for m in case_outcome(rt.db, case_id).messages]
+        for case_id in (refused, pausing, fine)
+    }
+    assert statuses[fine] == [("sent", 1), ("sent", 1)]
+    # A failed apology holds nothing up (staff reach the customer; the address bounced).
+    assert statuses[refused][0] == ("failed", 1) and statuses[refused][1][0] != "queued"
+    # One that will be retried holds up only its own case's later messages.
+    assert statuses[pausing] == [("queued", 1), ("queued", 0)]
+
+
+class TakesItAndHangsUp:
+    """An SMTP server that receives the whole message, then drops the connection instead of
+    answering: the sender cannot know whether it was taken."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.message_ids.append(email.message_from_bytes(envelope.original_content)["Message-ID"])
+        server.transport.close()
+        return "250 OK"  # never reaches the sender
+
+
+def test_a_server_that_takes_the_message_and_hangs_up_gets_it_at_most_twice(
+    rt: Runtime,
+) -> None:
+    handler, port = TakesItAndHangsUp(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        case_id, _ = queued_apology(rt)
+        adapters = {
+            ReplyChannel.EMAIL: EmailAdapter(rt.settings.model_copy(update={"smtp_port": port}))
+        }
+        # Every sender there is, as often as it likes: a flow's steps, cron, the nightly run.
+        for _ in range(MAX_ATTEMPTS + 2):
+            drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), due_only=False)
+    finally:
+        controller.stop()
+    case = case_outcome(rt.db, case_id)
+    (message,) = case.messages
+    # Sent, and once more with the same Message-ID after the first lost answer; then a person
+    # checks, rather than the customer getting it eight times.
+    assert handler.message_ids == [message.message_id] * 2
+    assert message.status == "failed" and "probably arrived" in (message.last_error or "")
+    assert case.staff_actions[-1].kind == "delivery_problem"
+
+
+def test_two_installations_never_give_a_message_the_same_id(rt: Runtime, tmp_path: Path) -> None:
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    Database(other_url).upgrade()
+    other = Runtime.from_settings(
+        rt.settings.model_copy(update={"database_url": other_url}),
+        channels={ReplyChannel.EMAIL: RecordingAdapter()},
+    )
+    ids = []
+    for runtime in (rt, other):
+        case_id = open_case(runtime, make_incident())
+        for stage in (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT, Stage.FOLLOW_UP):
+            run_stage(runtime, case_id, stage)
+        (message,) = case_outcome(runtime.db, case_id).messages
+        ids.append(message.message_id)
+    # The same case, stage and purpose (the same key) in two databases: two ids.
+    assert ids[0] != ids[1]
+    assert ids[0].split(".")[0] == ids[1].split(".")[0]  # the key's digest, the same
+    with rt.db.session() as session, other.db.session() as session_other:
+        assert installation_identifier(session) in ids[0]
+        assert installation_identifier(session_other) in ids[1]
+
+
+def test_an_address_the_server_cannot_take_fails_alone_and_the_rest_go_out(rt: Runtime) -> None:
+    received: list[str] = []
+
+    class AsciiOnly:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.extend(envelope.rcpt_tos)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(AsciiOnly(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        _, wide, _ = queued_cases(rt, "ann@example.com", "josé@example.com", "rk@exämple.com")
+        adapter = EmailAdapter(rt.settings.model_copy(update={"smtp_port": port}))
+        report = drain(rt.db, {ReplyChannel.EMAIL: adapter}, claim_timeout=timedelta(minutes=10))
+    finally:
+        controller.stop()
+    assert (report.sent, report.failed) == (4, 2)
+    assert received.count("ann@example.com") == received.count("rk@xn--exmple-cua.com") == 2
+    case = case_outcome(rt.db, wide)
+    assert [m.status for m in case.messages] == ["failed", "failed"]
+    assert "can only be written to as UTF-8 (SMTPUTF8)" in (case.messages[0].last_error or "")
+    assert case.staff_actions[-1].kind == "delivery_problem"  # reach them another way

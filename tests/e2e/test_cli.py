@@ -150,7 +150,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = amends("db", "upgrade")
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0006)" in again.stdout
+    assert "is up to date (revision 0007)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -686,3 +686,28 @@ def test_cases_say_when_more_exist_and_all_lists_them(rt: Runtime) -> None:
     every = amends("cases", "--json", "--all")
     assert len(json.loads(every.stdout)) == 3 and "newest" not in every.stderr
     assert "newest" not in amends("cases", "--json", "--limit", "3").stderr
+
+
+def test_prefect_s_temporary_server_starting_too_slowly_is_one_line(tmp_path: Path) -> None:
+    # As on a busy machine: the server is not up when its start-up timeout passes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env.update(
+        AMENDS_HOME=str(tmp_path / "var"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "amends", "report"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    # The line that says a temporary server starts, then the one that says it did not.
+    starting, line = result.stderr.strip().splitlines()
+    assert starting.startswith("Prefect starts a temporary server for this command")
+    assert line.startswith("error: Prefect's temporary server did not start within 0 s")
+    assert "run the command again" in line and "PREFECT_API_URL" in line
+    assert not (tmp_path / "var" / "reports").exists()  # nothing ran

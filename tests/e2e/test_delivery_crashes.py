@@ -7,6 +7,7 @@ against a real SMTP server on loopback, and counts what the server received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import os
 import random
@@ -23,25 +24,52 @@ from factories import make_incident
 from sqlalchemy import func, select
 
 from amends.delivery.mailcatcher import free_port
-from amends.domain import MessageStatus, Stage
+from amends.domain import MessageKind, MessageStatus, Stage
 from amends.recovery.intake import open_case
 from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
 from amends.storage import models
 
 CASES = 15  # an apology and a check-in invitation each
+KILLS = 60  # kill points per run of the kill test
 
 
 class SlowServer:
-    """Accepts each message after a short pause, so that a kill can land mid-conversation."""
+    """Accepts each message after a short pause, so that a kill can land mid-conversation.
+
+    Told a victim, it kills that sender at a chosen point of its n-th message: before the
+    server's answer (the server has the message; the sender never hears so), or a moment after
+    it (the sender has its 250 but may not have recorded it yet).
+    """
 
     def __init__(self) -> None:
         self.message_ids: list[str] = []
+        self.victim: int | None = None  # the pid of the sender to kill
+        self.on_message = 0
+        self.after_answer: float | None = None  # seconds after the answer; None: before it
+        self.seen = 0
+
+    def aim(self, pid: int, on_message: int, after_answer: float | None) -> None:
+        self.victim, self.on_message, self.after_answer, self.seen = (
+            pid, on_message, after_answer, 0,
+        )  # fmt: skip
+
+    def _kill(self) -> None:
+        if self.victim is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.victim, signal.SIGKILL)
+            self.victim = None
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(0.08)
+        await asyncio.sleep(0.05)
         message = email.message_from_bytes(envelope.original_content)
         self.message_ids.append(message["Message-ID"])
+        self.seen += 1
+        if self.victim is not None and self.seen == self.on_message:
+            if self.after_answer is None:
+                self._kill()
+            else:
+                asyncio.get_running_loop().call_later(self.after_answer, self._kill)
         return "250 OK"
 
 
@@ -54,9 +82,9 @@ def server() -> Iterator[tuple[SlowServer, int]]:
     controller.stop()
 
 
-def queue_mail(rt: Runtime) -> set[str]:
+def queue_mail(rt: Runtime, cases: int = CASES, first: int = 0) -> set[str]:
     """Queue the follow-up and re-engagement mail of several cases, without sending any."""
-    for n in range(CASES):
+    for n in range(first, first + cases):
         case_id = open_case(
             rt, make_incident(ref=f"INC-{n}", complaint_message_id=f"<c{n}@customer.example>",
                               customer={"ref": f"C-{n}"})
@@ -93,29 +121,60 @@ def test_a_sender_killed_at_any_moment_loses_nothing(
     # Only one sender runs at a time here: a claim older than a second belongs to a dead one
     # (a live sender gives back what it has not sent in half that).
     command, env = sender(rt, port, claim_timeout=1)
-    chance, kills = random.Random(2026), 0
-    for _ in range(25):
+    chance, kills, where = random.Random(2026), 0, Counter[str]()
+    for attempt in range(3 * KILLS):
+        if kills >= KILLS:
+            break
+        if not unsent(rt):  # all sent: more mail for the next senders to die over
+            expected |= queue_mail(rt, first=CASES * (attempt + 1))
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(chance.uniform(0.4, 1.6))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+        point = chance.choice(["at a random moment", "before the answer", "after the answer"])
+        if point == "at a random moment":  # starting, claiming, composing, recording...
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=chance.uniform(0.2, 1.5))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+        else:
+            after = chance.uniform(0, 0.01) if point == "after the answer" else None
+            handler.aim(process.pid, chance.randint(1, 3), after)
+        process.wait(timeout=120)
+        handler.victim = None
+        if process.returncode == -signal.SIGKILL:
             kills += 1
-        process.wait()
-        if not unsent(rt):
-            break
+            where[point] += 1
     time.sleep(1.1)  # the last killed sender's claims are now old enough to be taken over
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
 
     received = Counter(handler.message_ids)
-    assert set(received) == expected  # nothing lost
-    duplicates = sum(received.values()) - len(received)
+    lost = expected - set(received)
     # A duplicate needs a kill between the server's acceptance and the sender's record; each
-    # resend carries the message's own Message-ID (counted above by that id).
+    # resend carries the message's own Message-ID (counted by that id).
+    duplicates = sum(received.values()) - len(received)
+    print(
+        f"\n{kills} kill points ({', '.join(f'{n} {p}' for p, n in sorted(where.items()))}), "
+        f"{len(expected)} messages, {duplicates} duplicates with the same Message-ID, "
+        f"{len(lost)} lost"
+    )
+    assert kills >= KILLS
+    assert not lost and set(received) == expected
     assert duplicates <= kills
-    print(f"\n{kills} kills, {len(expected)} messages, {duplicates} delivered twice")
     assert unsent(rt) == 0
+    # Under kills too, a case's invitation never arrived before its apology.
+    first_arrival = {message_id: handler.message_ids.index(message_id) for message_id in received}
+    with rt.db.session() as session:
+        for case_id, kind, message_id in session.execute(
+            select(models.Message.case_id, models.Message.kind, models.Message.message_id)
+        ):
+            if kind is MessageKind.CHECKIN_INVITATION:
+                apology = session.scalar(
+                    select(models.Message.message_id).where(
+                        models.Message.case_id == case_id,
+                        models.Message.kind == MessageKind.APOLOGY,
+                    )
+                )
+                assert first_arrival[apology] < first_arrival[message_id]
 
 
 def test_two_senders_at_once_deliver_each_message_once(

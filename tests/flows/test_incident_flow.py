@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import email
+from datetime import timedelta
 from email import policy as email_policy
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from factories import incident_data, make_incident
 from prefect import get_client
 from prefect.exceptions import ParameterTypeError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from typer.testing import CliRunner
 
-from amends.delivery.mailcatcher import MailCatcher
+from amends.cli import app
+from amends.delivery.channels import EmailAdapter
+from amends.delivery.mailcatcher import MailCatcher, free_port
+from amends.domain import ReplyChannel
 from amends.flows.incident import recover_incident
-from amends.runtime import Runtime
+from amends.reporting.casebook import case_outcome
+from amends.runtime import Runtime, use_runtime
 from amends.storage import models
-from amends.tasks.delivery import deliver_messages
+from amends.tasks.nightly import send_queued
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -61,17 +69,65 @@ def test_a_second_run_resumes_and_sends_nothing_twice(
     assert len(second.timeline) == len(first.timeline)
 
 
-def test_mail_server_down_leaves_the_apology_queued_and_visible(
-    rt_without_smtp: Runtime, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("sender", ["amends send", "the nightly run"])
+def test_after_a_short_outage_the_apology_goes_first_within_minutes_of_the_server_s_return(
+    rt_without_smtp: Runtime, tmp_path: Path, sender: str
 ) -> None:
-    monkeypatch.setattr(deliver_messages, "retry_delay_seconds", [0, 0])
+    rt = rt_without_smtp
     outcome = recover_incident(make_incident(ref="INC-3001"))
-    apology = outcome.messages[0]
-    assert apology.status == "queued"
-    # Two deliveries in the flow (after follow-up, after re-engage), each tried three times.
-    assert apology.attempts == 6
-    assert "cannot reach SMTP server" in (apology.last_error or "")
     assert outcome.stages[-1].status == "completed"  # the recovery went on
+    apology, invitation = outcome.messages
+    assert (apology.status, invitation.status) == ("queued", "queued")
+    assert "cannot reach SMTP server" in (apology.last_error or "")
+    # One attempt in the run (not six in seconds), so its next one is due within a minute,
+    # not hours later; the invitation was never tried: it waits for the apology.
+    assert (apology.attempts, invitation.attempts) == (1, 0)
+    with rt.db.session() as session:
+        pause = session.scalar(select(func.max(models.Message.next_attempt_at))) - models.utcnow()
+        # The pause is over, as a minute later; the server is back, on the same port.
+        session.execute(update(models.Message).values(next_attempt_at=models.utcnow()))
+    assert pause <= timedelta(minutes=1)
+    with MailCatcher(tmp_path / "back", port=rt.settings.smtp_port) as server:
+        if sender == "amends send":  # as from cron, every few minutes
+            result = CliRunner().invoke(app, ["send"])
+            assert result.exit_code == 0, result.output
+        else:
+            assert send_queued().sent == 2
+        arrived = [
+            email.message_from_bytes(path.read_bytes())["Message-ID"] for path in server.messages()
+        ]
+    sent = case_outcome(rt.db, outcome.case_id).messages
+    assert arrived == [apology.message_id, invitation.message_id]  # the apology first
+    assert [(m.status, m.attempts) for m in sent] == [("sent", 2), ("sent", 1)]
+
+
+def test_a_server_that_takes_the_apology_and_hangs_up_gets_it_once_from_the_run(
+    rt: Runtime,
+) -> None:
+    received: list[str] = []
+
+    class HangsUp:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.append(email.message_from_bytes(envelope.original_content)["Message-ID"])
+            server.transport.close()
+            return "250 OK"  # never reaches the sender
+
+    port = free_port()
+    controller = Controller(HangsUp(), hostname="127.0.0.1", port=port)
+    controller.start()
+    settings = rt.settings.model_copy(update={"smtp_port": port})
+    use_runtime(
+        Runtime.from_settings(settings, channels={ReplyChannel.EMAIL: EmailAdapter(settings)})
+    )
+    try:
+        outcome = recover_incident(make_incident(ref="INC-3002"))
+    finally:
+        controller.stop()
+    apology = outcome.messages[0]
+    # Once by the run; its retries (were six) multiply nothing. The one resend a lost answer
+    # allows comes from a later sender, after the pause.
+    assert received == [apology.message_id]
+    assert (apology.status, apology.attempts) == ("queued", 1)
 
 
 def test_an_invalid_incident_is_refused_before_anything_is_written(rt: Runtime) -> None:
