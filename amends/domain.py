@@ -25,7 +25,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
@@ -507,6 +506,21 @@ def spoken(value: StrEnum | str | None) -> str:
 EARLIEST_RECEIVED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _plausible(value: datetime) -> datetime:
+    # Before 1970 is a typo or a placeholder (0001-01-01), and far enough out to break date
+    # sums later (year 1 with an offset does not even fit in UTC); an hour's grace for clocks
+    # that disagree.
+    if value < EARLIEST_RECEIVED:
+        raise ValueError(f"is before {EARLIEST_RECEIVED.year}, too early to be real")
+    if value > datetime.now(UTC) + timedelta(hours=1):
+        raise ValueError("is in the future")
+    return value
+
+
+#: A time with its UTC offset, after 1970 and not in the future: a complaint's, a post's.
+PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
+
 class Incident(_Model):
     """A customer let down by the business: what happened and what it cost them.
 
@@ -515,7 +529,7 @@ class Incident(_Model):
 
     ref: Ref = Field(description="A unique reference for the incident, such as INC-1001.")
     channel: Channel = Field(description="How the customer voiced the complaint.")
-    received_at: AwareDatetime = Field(
+    received_at: PlausibleTime = Field(
         description="When the complaint arrived, with its UTC offset."
     )
     summary: line(3, 200) = Field(description="One line: what went wrong.")
@@ -548,17 +562,6 @@ class Incident(_Model):
     complaint_subject: line(0, 200) | None = Field(
         default=None, description="Subject of the complaint email."
     )
-
-    @field_validator("received_at")
-    @classmethod
-    def _plausible(cls, value: datetime) -> datetime:
-        # Before 1970 is a typo or a placeholder (0001-01-01), and far enough out to break
-        # date sums later; an hour's grace for clocks that disagree.
-        if value < EARLIEST_RECEIVED:
-            raise ValueError(f"is before {EARLIEST_RECEIVED.year}, too early to be a complaint")
-        if value > datetime.now(UTC) + timedelta(hours=1):
-            raise ValueError("is in the future")
-        return value
 
     @model_validator(mode="after")
     def _reachable_on_complaint_channel(self) -> Self:

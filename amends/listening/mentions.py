@@ -16,11 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from amends.domain import SocialPlatform, line, text
+from amends.domain import PlausibleTime, SocialPlatform, line, text
 from amends.errors import InvalidInput
 from amends.listening.recogniser import ComplaintModel, Confusion, features, shipped_model
 from amends.recovery.assess import wording_score
@@ -42,7 +42,7 @@ class PublicPost(BaseModel):
     handle: line(2, 100) | None = None
     url: line(8, 500)
     text: text(MAX_TEXT)
-    posted_at: AwareDatetime
+    posted_at: PlausibleTime
     source: line(1, 64) | None = None
     external_id: line(1, 200) | None = None
     in_reply_to: line(1, 200) | None = None
