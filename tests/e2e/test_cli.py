@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import email
 import io
 import json
@@ -24,7 +25,7 @@ from amends.cli import app
 from amends.domain import Stage
 from amends.recovery.intake import open_case
 from amends.recovery.stages import run_stage
-from amends.runtime import Runtime
+from amends.runtime import Runtime, use_runtime
 from amends.storage import models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -645,6 +646,11 @@ def test_a_bad_monitor_source_is_one_line(rt: Runtime) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None:
+    # The export's tweets are of 2017: a business answering them widens its answer window.
+    listening = rt.policy.listening.model_copy(update={"answer_within_days": 3650})
+    use_runtime(
+        dataclasses.replace(rt, policy=rt.policy.model_copy(update={"listening": listening}))
+    )
     threads = str(SHARED_DATA / "twitter_support_threads_93.csv")
     args = ["monitor", "--file", threads, "--handle", "@AppleSupport", "--max-incidents", "0"]
     result = amends(*args, "--feed", "http://127.0.0.1:9/reviews.rss")
