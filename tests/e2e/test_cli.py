@@ -15,7 +15,7 @@ from email import policy as email_policy
 from pathlib import Path
 
 import pytest
-from factories import SHARED_DATA, incident_data, make_incident
+from factories import DATA, incident_data, make_incident
 from icalendar import Calendar
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -643,7 +643,7 @@ def test_a_bad_monitor_source_is_one_line(rt: Runtime) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None:
-    threads = str(SHARED_DATA / "twitter_support_threads_93.csv")
+    threads = str(DATA / "twitter_support_threads_93.csv")
     args = ["monitor", "--file", threads, "--handle", "@AppleSupport", "--max-incidents", "0"]
     result = amends(*args, "--feed", "http://127.0.0.1:9/reviews.rss")
     assert result.exit_code == 3, result.output  # read what it could, and says what it could not
