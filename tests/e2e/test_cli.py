@@ -28,6 +28,7 @@ from amends.runtime import Runtime
 from amends.storage import models
 
 REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "amends" / "recovery" / "policy.yaml"  # the shipped policy, wherever pytest runs
 runner = CliRunner()
 
 
@@ -154,6 +155,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "amends.storage.db").is_file()
 
 
+@pytest.mark.e2e  # two `amends demo` processes, each with Prefect's own temporary server
 def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     """The README's first command, as a new user runs it: a fresh process and data folder,
     Prefect's own temporary server, nothing configured."""
@@ -345,7 +347,7 @@ def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
 
 
 def test_policy_check_shows_what_a_policy_decides() -> None:
-    result = amends("policy", "check", "amends/policy.yaml")
+    result = amends("policy", "check", str(POLICY))
     assert result.exit_code == 0, result.output
     assert "is valid" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "DEMO-1008" in line)
@@ -355,7 +357,7 @@ def test_policy_check_shows_what_a_policy_decides() -> None:
 
 def test_policy_check_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(Path("amends/policy.yaml").read_text().replace("currency: EUR", "currency: €"))
+    path.write_text(POLICY.read_text().replace("currency: EUR", "currency: €"))
     result = amends("policy", "check", str(path))
     assert result.exit_code == 1
     assert "line 3: currency: String should match pattern" in result.stderr
