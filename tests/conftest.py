@@ -6,12 +6,13 @@
 - Databases: a SQLite file, and PostgreSQL at AMENDS_TEST_POSTGRES_URL. ``database_url`` is
   empty (a fresh file, a fresh schema), for the migration tests; ``settings`` and everything
   on it get a database at the migrations' head, migrated once per session (per xdist worker)
-  and copied for each test: the SQLite file with ``shutil.copy``, the PostgreSQL database
-  with ``CREATE DATABASE ... TEMPLATE``, made a test ahead (see ``_PostgresCopies``). Without
-  PostgreSQL the PostgreSQL cases skip with the reason, except under CI, where they fail.
+  and copied for each test: the SQLite file with ``shutil.copy``; on PostgreSQL the
+  migration's SQL, recorded once, replayed into a fresh schema (see ``_MigrationScript``).
+  Without PostgreSQL the PostgreSQL cases skip with the reason, except under CI, where they
+  fail.
 - Parallel runs (pytest-xdist): each worker is its own process, so it has its own
-  PREFECT_HOME, Prefect harness, temporary folders and template databases; PostgreSQL names
-  carry a random part.
+  PREFECT_HOME, Prefect harness, temporary folders and SQLite template; PostgreSQL schema
+  names carry a random part.
 """
 
 from __future__ import annotations
