@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "twitter_support_sample_5000.csv"
+SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "twitter_support_sample_5000.csv"
 
 
 def main() -> int:

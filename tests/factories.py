@@ -13,8 +13,8 @@ from amends.recovery.intake import open_case
 from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
 
-# Real public complaint data, in ../shared beside the repository (as CI and every checkout have it).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real public complaint data, vendored unchanged in tests/data (source and licence: its README).
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def incident_data(**changes: Any) -> dict[str, Any]:

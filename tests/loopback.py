@@ -15,7 +15,8 @@ from amends.delivery.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 @contextmanager
 def serving(server: HTTPServer) -> Iterator[str]:
     """Serve until the block ends; yields the server's base URL."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the serving loop's next poll: 0.05 s instead of the default 0.5 s.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from factories import SHARED_DATA, make_incident
+from factories import DATA, make_incident
 from loopback import serving
 from sqlalchemy import select
 
@@ -40,7 +40,7 @@ from amends.runtime import Runtime
 from amends.settings import Settings
 from amends.storage import models
 
-SAMPLE = SHARED_DATA / "twitter_support_sample_5000.csv"
+SAMPLE = DATA / "twitter_support_sample_5000.csv"
 WHEN = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 

@@ -16,7 +16,7 @@ from email import policy as email_policy
 from pathlib import Path
 
 import pytest
-from factories import SHARED_DATA, incident_data, make_incident
+from factories import DATA, incident_data, make_incident
 from icalendar import Calendar
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from amends.runtime import Runtime, use_runtime
 from amends.storage import models
 
 REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "amends" / "recovery" / "policy.yaml"  # the shipped policy, wherever pytest runs
 runner = CliRunner()
 
 
@@ -155,6 +156,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "amends.db").is_file()
 
 
+@pytest.mark.e2e  # two `amends demo` processes, each with Prefect's own temporary server
 def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     """The README's first command, as a new user runs it: a fresh process and data folder,
     Prefect's own temporary server, nothing configured."""
@@ -346,7 +348,7 @@ def test_staff_list_show_and_close_their_work(rt: Runtime) -> None:
 
 
 def test_policy_check_shows_what_a_policy_decides() -> None:
-    result = amends("policy", "check", "amends/recovery/policy.yaml")
+    result = amends("policy", "check", str(POLICY))
     assert result.exit_code == 0, result.output
     assert "is valid" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "DEMO-1008" in line)
@@ -356,9 +358,7 @@ def test_policy_check_shows_what_a_policy_decides() -> None:
 
 def test_policy_check_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(
-        Path("amends/recovery/policy.yaml").read_text().replace("currency: EUR", "currency: €")
-    )
+    path.write_text(POLICY.read_text().replace("currency: EUR", "currency: €"))
     result = amends("policy", "check", str(path))
     assert result.exit_code == 1
     assert "line 3: currency: String should match pattern" in result.stderr
@@ -651,7 +651,7 @@ def test_monitor_reads_an_export_and_names_a_failing_source(rt: Runtime) -> None
     use_runtime(
         dataclasses.replace(rt, policy=rt.policy.model_copy(update={"listening": listening}))
     )
-    threads = str(SHARED_DATA / "twitter_support_threads_93.csv")
+    threads = str(DATA / "twitter_support_threads_93.csv")
     args = ["monitor", "--file", threads, "--handle", "@AppleSupport", "--max-incidents", "0"]
     result = amends(*args, "--feed", "http://127.0.0.1:9/reviews.rss")
     assert result.exit_code == 3, result.output  # read what it could, and says what it could not

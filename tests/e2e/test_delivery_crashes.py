@@ -30,6 +30,9 @@ from amends.recovery.stages import run_stage
 from amends.runtime import Runtime
 from amends.storage import models
 
+# End to end: `amends send` processes, killed mid-send, against an SMTP server on loopback.
+pytestmark = pytest.mark.e2e
+
 CASES = 15  # an apology and a check-in invitation each
 KILLS = 60  # kill points per run of the kill test
 

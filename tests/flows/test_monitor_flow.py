@@ -1,4 +1,4 @@
-"""The monitor-mentions flow over the shared Twitter customer-support data (real tweets), under
+"""The monitor-mentions flow over the vendored Twitter customer-support data (real tweets), under
 the Prefect test harness: counts that an independent pass over the files agrees with, and a
 second run that keeps and opens nothing twice."""
 
@@ -13,7 +13,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from factories import SHARED_DATA
+from factories import DATA
 from loopback import SECRET, Receiver, serving
 from prefect import get_client
 from pydantic import SecretStr
@@ -31,7 +31,6 @@ from amends.storage.imports import import_customers
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-DATA = SHARED_DATA
 SAMPLE = DATA / "twitter_support_sample_5000.csv"
 THREADS = DATA / "twitter_support_threads_93.csv"
 
