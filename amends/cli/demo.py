@@ -210,8 +210,8 @@ def _print_summary(
         + (
             f"  • The runs in the Prefect UI: {api.removesuffix('/api')}"
             if (api := os.environ.get("PREFECT_API_URL"))
-            else "  • The runs in the Prefect UI: [bold]amends server start[/], then open the "
-            "address it prints (it keeps the demo's runs, and makes the next commands quicker)"
+            else "  • The runs in the Prefect UI: [bold]amends server start[/], then the demo "
+            "again: its runs show at the address it prints, and every command starts quicker"
         ),
         highlight=False,
     )
