@@ -91,7 +91,7 @@ def incident(
         else:
             out.print(line, markup=False, highlight=False)
         return
-    from amends.cli.demo import run_answering_approval
+    from amends.cli._recover import run_answering_approval
 
     with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
         # A large offer pauses the run for a manager: say so rather than hang in silence.

@@ -118,7 +118,7 @@ def policy_check(
     file: Annotated[Path, typer.Argument(help="The policy file (YAML) to check.")],
 ) -> None:
     """Check a policy file, and show what it decides and offers for the sample incidents."""
-    from amends.cli.demo import sample_incidents
+    from amends.cli._recover import sample_incidents
     from amends.domain import spoken
     from amends.recovery.assess import assess
     from amends.recovery.empower import choose_offer
