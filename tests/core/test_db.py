@@ -68,6 +68,20 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
     db.dispose()
 
 
+# A customer, an incident and its case as every revision since 0001 can hold them.
+CASE_3_OF_CUSTOMER_7 = (
+    "INSERT INTO customers (id, ref, name, locale, annual_value, do_not_contact, "
+    "unanswered_calls, created_at, updated_at) VALUES (7, 'C-7', 'Ann', 'en', 0, false, "
+    "0, :now, :now)",
+    "INSERT INTO incidents (id, ref, customer_id, channel, received_at, summary, details, "
+    "category, severity, fault, abusive, costs, payload, created_at) VALUES (1, 'INC-1', "
+    "7, 'email', :now, 'Late', '', 'other', 'low', 'ours', false, '{}', '{}', :now)",
+    "INSERT INTO cases (id, incident_id, customer_id, state, reply_channel, "
+    "first_response_due, opened_at, updated_at) VALUES (3, 1, 7, 'open', 'email', :now, "
+    ":now, :now)",
+)
+
+
 def test_0004_gives_each_message_and_staff_action_its_case_s_customer(database_url: str) -> None:
     db = Database(database_url)
     config = db._alembic()
@@ -76,15 +90,7 @@ def test_0004_gives_each_message_and_staff_action_its_case_s_customer(database_u
         config.attributes["connection"] = connection
         command.upgrade(config, "0003")
         for statement in (
-            "INSERT INTO customers (id, ref, name, locale, annual_value, do_not_contact, "
-            "unanswered_calls, created_at, updated_at) VALUES (7, 'C-7', 'Ann', 'en', 0, false, "
-            "0, :now, :now)",
-            "INSERT INTO incidents (id, ref, customer_id, channel, received_at, summary, details, "
-            "category, severity, fault, abusive, costs, payload, created_at) VALUES (1, 'INC-1', "
-            "7, 'email', :now, 'Late', '', 'other', 'low', 'ours', false, '{}', '{}', :now)",
-            "INSERT INTO cases (id, incident_id, customer_id, state, reply_channel, "
-            "first_response_due, opened_at, updated_at) VALUES (3, 1, 7, 'open', 'email', :now, "
-            ":now, :now)",
+            *CASE_3_OF_CUSTOMER_7,
             "INSERT INTO messages (id, case_id, key, stage, kind, channel, recipient, subject, "
             "body, status, attempts, created_at) VALUES (1, 3, 'k', 'follow_up', 'apology', "
             "'email', 'a@example.com', '', 'Sorry', 'sent', 1, :now)",
@@ -131,17 +137,7 @@ def test_0007_names_the_installation_and_keeps_every_id_that_went_out(database_u
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0006")
-        for statement in (
-            "INSERT INTO customers (id, ref, name, locale, annual_value, do_not_contact, "
-            "unanswered_calls, created_at, updated_at) VALUES (7, 'C-7', 'Ann', 'en', 0, false, "
-            "0, :now, :now)",
-            "INSERT INTO incidents (id, ref, customer_id, channel, received_at, summary, details, "
-            "category, severity, fault, abusive, costs, payload, created_at) VALUES (1, 'INC-1', "
-            "7, 'email', :now, 'Late', '', 'other', 'low', 'ours', false, '{}', '{}', :now)",
-            "INSERT INTO cases (id, incident_id, customer_id, state, reply_channel, "
-            "first_response_due, opened_at, updated_at) VALUES (3, 1, 7, 'open', 'email', :now, "
-            ":now, :now)",
-        ):
+        for statement in (*CASE_3_OF_CUSTOMER_7,):
             connection.execute(text(statement), {"now": now})
         for id_, status, attempts in [(1, "sent", 1), (2, "queued", 1), (3, "queued", 0)]:
             connection.execute(
