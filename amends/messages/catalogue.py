@@ -103,6 +103,18 @@ def business_context(settings: Settings) -> dict[str, Any]:
     }
 
 
+def incident_context(incident: Incident | models.Incident) -> dict[str, Any]:
+    """What a template is told of the incident, filed or stored: the same keys either way."""
+    return {
+        "ref": incident.ref,
+        "summary": incident.summary,
+        "received_at": incident.received_at,
+        "category": incident.category.value,
+        "channel": incident.channel.value,
+        "fault": incident.fault.value,
+    }
+
+
 def case_context(
     session: Session,
     case: models.Case,
@@ -131,14 +143,7 @@ def case_context(
             "handle": incident.customer.social.handle if incident.customer.social else "",
             "address": incident.customer.postal_address or "",
         },
-        "incident": {
-            "ref": incident.ref,
-            "summary": incident.summary,
-            "received_at": incident.received_at,
-            "category": incident.category.value,
-            "channel": incident.channel.value,
-            "fault": incident.fault.value,
-        },
+        "incident": incident_context(incident),
         "decision": case.decision.value if case.decision else "",
         "put_right": incident.put_right,
         "what_changed": incident.what_changed,
@@ -186,18 +191,7 @@ def customer_context(
             "handle": customer.social_handle or "",
             "address": customer.postal_address or "",
         },
-        "incident": (
-            {
-                "ref": incident.ref,
-                "summary": incident.summary,
-                "received_at": incident.received_at,
-                "category": incident.category.value,
-                "channel": incident.channel.value,
-                "fault": incident.fault.value,
-            }
-            if incident
-            else None
-        ),
+        "incident": incident_context(incident) if incident else None,
         "decision": "",
         "put_right": "",
         "what_changed": "",
