@@ -1,9 +1,10 @@
 """Imports from the business's own systems: its customers, and their latest activity.
 
 The nightly run finds lapsed customers from these (seed 002's warning signs: they stopped
-buying, stopped answering). Each file is read whole first: a bad row is reported with its line
-number and left out, the good rows are written in one transaction, and importing the same file
-again changes nothing.
+buying, stopped answering). A file is streamed: read a line at a time, validated, and written a
+batch at a time in one transaction, so memory stays flat however long the file is and a file
+found unreadable half-way writes nothing. A bad row is reported with its line number and left
+out, and importing the same file again changes nothing.
 
 ``customers.csv`` columns (a header row; only ``ref`` and ``name`` are required):
     ref, name, email, phone, postal_address, social_platform, social_handle, locale, timezone,
@@ -16,9 +17,10 @@ again changes nothing.
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.orm import Session
 
 from amends.domain import Customer, ReplyChannel
@@ -124,8 +126,9 @@ def import_customers(
     """
     report = ImportReport()
     rows = _valid_rows(path, CUSTOMER_COLUMNS, ("ref", "name"), _customer_row, report)
-    with db.session() as session:
+    with db.session() as session, _first_of_each_key(session, "ref", report) as first_only:
         for batch in _batches(rows, on_progress):
+            batch = first_only(batch, [row.ref for _, row in batch])
             refs = [row.ref for _, row in batch]
             known = _customers_by_ref(session, refs)
             clashes = refs_on_file_in_other_case(session, refs)
@@ -138,14 +141,13 @@ def import_customers(
                 values = _customer_values(row)
                 customer = known.get(row.ref)
                 if customer is None:
-                    customer = models.Customer(ref=row.ref, **{"locale": row.locale, **values})
-                    session.add(customer)
-                    known[row.ref] = customer
+                    session.add(models.Customer(ref=row.ref, **{"locale": row.locale, **values}))
                     report.added += 1
                 elif _apply(customer, values):
                     report.updated += 1
                 else:
                     report.unchanged += 1
+            _let_go(session)
     report.refused.sort()
     return report
 
@@ -162,8 +164,9 @@ def import_activity(
     """
     report = ImportReport()
     rows = _valid_rows(path, ACTIVITY_COLUMNS, ("customer_ref",), _activity_row, report)
-    with db.session() as session:
+    with db.session() as session, _first_of_each_key(session, "customer_ref", report) as first:
         for batch in _batches(rows, on_progress):
+            batch = first(batch, [row.customer_ref for _, row in batch])
             refs = [row.customer_ref for _, row in batch]
             known = _customers_by_ref(session, refs)
             clashes = refs_on_file_in_other_case(session, refs)
@@ -189,11 +192,21 @@ def import_activity(
                     report.updated += 1
                 else:
                     report.unchanged += 1
+            _let_go(session)
     report.refused.sort()
     return report
 
 
+def _let_go(session: Session) -> None:
+    """Write the batch and forget its objects: the transaction holds the rows, so memory stays
+    flat however long the file is."""
+    session.flush()
+    session.expunge_all()
+
+
 # --- reading ------------------------------------------------------------------------------------
+# A file is streamed, never held whole: its lines are read one by one, validated, and written a
+# batch at a time in one transaction, so a file that turns out unreadable half-way writes nothing.
 
 
 def _valid_rows(
@@ -202,15 +215,10 @@ def _valid_rows(
     required: tuple[str, ...],
     parse: Callable[[dict[str, str]], BaseModel],
     report: ImportReport,
-) -> list[tuple[int, Any]]:
+) -> Iterator[tuple[int, Any]]:
     """Every row that validates, with its line number; the others go to ``report.refused``.
-
-    A row repeating an earlier row's key, or differing from it only in case, is refused: two
-    refs that differ only in case are one customer typed twice more often than two customers.
-    """
-    # Lines as the csv module splits them (CR, LF, CRLF), each keeping its line break.
-    lines = io.StringIO(read_text(path), newline="").readlines()
-    reader = csv.reader(lines)
+    The header is checked before anything is read or written."""
+    reader = csv.reader(_lines(path))
     header = [name.strip() for name in next(reader, [])]
     if not any(header):
         raise ImportFileError(f"{path} is empty: the first line must name the columns")
@@ -225,53 +233,156 @@ def _valid_rows(
     missing = [name for name in required if name not in header]
     if missing or len(header) < 2:
         raise ImportFileError(f"{path}: the header needs {', '.join(missing or columns[1:])}")
-    rows, seen = [], {}
-    for line, cells, problem in _records(path, lines, reader.line_num):
-        record = dict(zip(header, cells, strict=False))
+    return _parsed(path, header, reader.line_num, parse, report)
+
+
+def _parsed(
+    path: Path,
+    header: list[str],
+    skip: int,
+    parse: Callable[[dict[str, str]], BaseModel],
+    report: ImportReport,
+) -> Iterator[tuple[int, Any]]:
+    for line, cells, problem in _records(path, skip):
         if problem is None and len(cells) > len(header):
             problem = "more cells than the header has columns"
         if problem is None:
-            problem, row = _parse_row(record, parse)
-        key = (record.get(required[0]) or "").strip()
-        if problem is None and key.lower() in seen:
-            first, first_line = seen[key.lower()]
-            problem = f"{required[0]} {key!r} repeats line {first_line}" + (
-                f" ({first!r}, differing only in case)" if first != key else ""
-            )
+            problem, row = _parse_row(dict(zip(header, cells, strict=False)), parse)
         if problem is None:
-            seen[key.lower()] = (key, line)
-            rows.append((line, row))
+            yield line, row
         else:
             report.refused.append((line, problem))
-    return rows
 
 
-def _records(
-    path: Path, lines: list[str], start: int
-) -> Iterator[tuple[int, list[str], str | None]]:
-    """Each row after the header as ``(line, cells, problem)``, named by the line it starts on
-    (a quoted cell may span lines). A quote that never closes would swallow every row after
-    it: its row is refused, and the rows after it are read again from the next line."""
+# The keys already read from the file being imported: a temporary table, so that a key repeated
+# a million rows later is still found without holding every key in memory.
+_SEEN_KEYS = Table(
+    "amends_import_keys",
+    MetaData(),
+    Column("folded", String, primary_key=True),
+    Column("key", String, nullable=False),
+    Column("line", Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+
+@contextmanager
+def _first_of_each_key(
+    session: Session, name: str, report: ImportReport
+) -> Iterator[Callable[[list[tuple[int, Any]], list[str]], list[tuple[int, Any]]]]:
+    """A filter that keeps a batch's rows whose key no earlier row of the file had, refusing the
+    others. Keys differing only in case count as one: two refs that differ only in case are one
+    customer typed twice more often than two customers."""
+    # PostgreSQL drops the table with a failed transaction; SQLite may keep it on the connection.
+    _SEEN_KEYS.drop(session.connection(), checkfirst=True)
+    _SEEN_KEYS.create(session.connection())
+
+    def first_only(batch: list[tuple[int, Any]], keys: list[str]) -> list[tuple[int, Any]]:
+        folded = [key.lower() for key in keys]
+        seen = {
+            row.folded: (row.key, row.line)
+            for row in session.execute(
+                select(_SEEN_KEYS).where(_SEEN_KEYS.c.folded.in_(set(folded)))
+            )
+        }
+        kept, new = [], []
+        for (line, row), key, fold in zip(batch, keys, folded, strict=True):
+            if fold in seen:
+                first, first_line = seen[fold]
+                report.refused.append(
+                    (
+                        line,
+                        f"{name} {key!r} repeats line {first_line}"
+                        + (f" ({first!r}, differing only in case)" if first != key else ""),
+                    )
+                )
+                continue
+            seen[fold] = (key, line)
+            new.append({"folded": fold, "key": key, "line": line})
+            kept.append((line, row))
+        if new:
+            session.execute(insert(_SEEN_KEYS), new)
+        return kept
+
+    yield first_only
+    _SEEN_KEYS.drop(session.connection())
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _records(path: Path, skip: int) -> Iterator[tuple[int, list[str], str | None]]:
+    """Each row after the first ``skip`` lines as ``(line, cells, problem)``, named by the line
+    it starts on (a quoted cell may span lines). A quote that never closes would swallow every
+    row after it: its row is refused, and the rows after it are read again from the next line."""
     # A cell may be as large as the file; the validation that follows refuses a long one with
     # its line, rather than the csv module refusing the whole file.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_IMPORT_BYTES))
-    while start < len(lines):
-        reader = csv.reader(lines[start:])
-        line = start + 1
+    while True:
+        taken: list[str] = []  # the lines of the row being read
+        reader = csv.reader(_noting(itertools.islice(_lines(path), skip, None), taken))
+        line, held = skip + 1, None
         try:
             for cells in reader:
-                read_to = start + reader.line_num
-                if read_to == len(lines) and _unclosed_quote(lines[line - 1 :]):
-                    yield line, [], "a quote opened on this line is never closed"
-                    start = line
-                    break
-                if cells:  # a blank line is no row
-                    yield line, cells, None
-                line = read_to + 1
-            else:
-                return
+                if held is not None:  # the held row did not run to the end: a real row
+                    yield held
+                    held = None
+                row = (line, cells, None)
+                # Only a row over several lines, or the file's last, can hide an open quote.
+                suspect = len(taken) > 1 or not taken[-1].endswith(("\n", "\r"))
+                if suspect and _unclosed_quote(taken):
+                    held = row
+                elif cells:  # a blank line is no row
+                    yield row
+                line = skip + reader.line_num + 1
+                taken.clear()
         except csv.Error as error:
-            raise ImportFileError(f"{path}: line {start + reader.line_num}: {error}") from None
+            raise ImportFileError(f"{path}: line {skip + reader.line_num}: {error}") from None
+        if held is None:
+            return
+        yield held[0], [], "a quote opened on this line is never closed"
+        skip = held[0]
+
+
+def _noting(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
+    for text in lines:
+        taken.append(text)
+        yield text
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines as the csv module splits them (CR, LF, CRLF), each keeping its line
+    break; read one at a time, UTF-8 (a byte-order mark allowed).
+
+    Raises:
+        ImportFileError: too large, unreadable, or not UTF-8 (naming the line).
+    """
+    try:
+        if path.stat().st_size > MAX_IMPORT_BYTES:
+            raise ImportFileError(f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
+        handle = path.open("rb")
+    except OSError as error:
+        raise ImportFileError(f"cannot read {path}: {error.strerror}") from None
+    number = 0
+    with handle:
+        for raw in handle:  # split at LF only: a CR-only file is one raw line, split below
+            try:
+                text = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+            except UnicodeDecodeError as error:
+                before = raw[: error.start].decode("utf-8", errors="replace")
+                line = number + len(_BREAK.findall(before)) + 1
+                raise ImportFileError(
+                    f"{path}: line {line} is not UTF-8 text; export the file as UTF-8 CSV"
+                ) from None
+            number += 1
+            # A lone CR ends a line too; most files have none but the one before LF.
+            if "\r" not in text[:-2]:
+                yield text  # (counted as one line above)
+            else:
+                pieces = _LINE.findall(text)
+                number += len(pieces) - 1
+                yield from pieces
 
 
 def _unclosed_quote(lines: list[str]) -> bool:
@@ -287,7 +398,8 @@ def _unclosed_quote(lines: list[str]) -> bool:
 def _parse_row(
     record: dict[str, str], parse: Callable[[dict[str, str]], BaseModel]
 ) -> tuple[str | None, BaseModel | None]:
-    cells = {key: value.strip() for key, value in record.items() if key}
+    # A break inside a quoted cell is a line break, whichever the exporting system wrote.
+    cells = {key: _BREAK.sub("\n", value.strip()) for key, value in record.items() if key}
     # No database stores a NUL, and no column needs a control character but a line break.
     for key, value in cells.items():
         if _CONTROL.search(value):
@@ -304,19 +416,7 @@ def read_text(path: Path) -> str:
     Raises:
         ImportFileError: too large, unreadable, or not UTF-8 (naming the line).
     """
-    try:
-        if path.stat().st_size > MAX_IMPORT_BYTES:
-            raise ImportFileError(f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ImportFileError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ImportFileError(
-            f"{path}: line {line} is not UTF-8 text; export the file as UTF-8 CSV"
-        ) from None
+    return "".join(_lines(path))
 
 
 def _customer_row(cells: dict[str, str]) -> CustomerRow:
@@ -375,9 +475,11 @@ def _later(stored: date | None, given: date | None) -> date | None:
 
 
 def _batches(
-    rows: list[tuple[int, Any]], on_progress: Callable[[int], None] | None
+    rows: Iterator[tuple[int, Any]], on_progress: Callable[[int], None] | None
 ) -> Iterator[list[tuple[int, Any]]]:
-    for start in range(0, len(rows), BATCH):
-        yield rows[start : start + BATCH]
+    done = 0
+    while batch := list(itertools.islice(rows, BATCH)):
+        yield batch
+        done += len(batch)
         if on_progress:
-            on_progress(min(start + BATCH, len(rows)))
+            on_progress(done)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from amends.errors import ImportFileError
 from amends.runtime import Runtime
 from amends.storage import models
-from amends.storage.imports import import_activity, import_customers
+from amends.storage.imports import BATCH, import_activity, import_customers
 
 CUSTOMERS = """\
 ref,name,email,phone,timezone,annual_value,preferred_channel,do_not_contact
@@ -192,3 +192,39 @@ def test_refs_differing_only_in_case_are_refused_as_a_clash(rt: Runtime, tmp_pat
     assert import_activity(rt.db, activity).refused == [
         (2, "customer_ref: no customer 'd-1' (customer 'D-1' differs only in case)")
     ]
+
+
+# --- streamed: a file is read a line at a time and written a batch at a time --------------------
+
+
+def many(count: int, start: int = 0) -> str:
+    return "".join(f"C-{n},Customer {n}\n" for n in range(start, start + count))
+
+
+def test_a_ref_repeated_batches_later_is_still_refused(rt: Runtime, tmp_path: Path) -> None:
+    # The rows a batch holds are forgotten once written; the keys are not.
+    path = write(tmp_path, "c.csv", "ref,name\n" + many(BATCH + 500) + "c-7,Seven Again\n")
+    report = import_customers(rt.db, path)
+    last = BATCH + 500 + 2
+    assert report.refused == [(last, "ref 'c-7' repeats line 9 ('C-7', differing only in case)")]
+    assert report.added == BATCH + 500
+    again = import_customers(rt.db, path)  # and the keys of one import are gone by the next
+    assert (again.added, again.unchanged, len(again.refused)) == (0, BATCH + 500, 1)
+
+
+def test_a_file_unreadable_after_some_batches_writes_nothing(rt: Runtime, tmp_path: Path) -> None:
+    text = ("ref,name\n" + many(2 * BATCH + 10)).encode() + b"C-x,Bad \xff byte\n"
+    with pytest.raises(ImportFileError, match=f"line {2 * BATCH + 12} is not UTF-8 text"):
+        import_customers(rt.db, write(tmp_path, "c.csv", text))
+    assert customers(rt) == {}
+
+
+def test_lines_may_end_in_a_lone_carriage_return(rt: Runtime, tmp_path: Path) -> None:
+    # Old spreadsheet exports end lines with CR alone; rows are still named by their line.
+    path = write(
+        tmp_path, "c.csv", 'ref,name,postal_address\rC-1,Ann,\rC-2,Bo,"1 Main St\rTown"\rC-3,\r'
+    )
+    report = import_customers(rt.db, path)
+    assert report.added == 2
+    assert report.refused == [(5, "name: Field required")]
+    assert customers(rt)["C-2"].postal_address == "1 Main St\nTown"
