@@ -88,7 +88,7 @@ def features(
     return vector
 
 
-@lru_cache(maxsize=1 << 17)  # the same n-grams come back post after post
+@lru_cache(maxsize=1 << 16)  # the same n-grams come back post after post
 def bucket(feature: str) -> int:
     """The weight slot of a feature: CRC-32 of its name (stable across runs and machines,
     unlike ``hash``)."""
@@ -104,9 +104,15 @@ _NAMED = {
 }
 
 
+_LONGEST_SHOWN = 30  # a 10,000-character "word" is named by its start
+
+
 def _shown(token: str) -> str:
     """A word of the post as a reason names it: quoted, without the punctuation around it."""
-    return '"' + (_SHOWN.get(token) or token.strip(_EDGES) or token) + '"'
+    word = _SHOWN.get(token) or token.strip(_EDGES) or token
+    if len(word) > _LONGEST_SHOWN:
+        word = word[: _LONGEST_SHOWN - 1] + "…"
+    return '"' + word + '"'
 
 
 @dataclass(frozen=True)

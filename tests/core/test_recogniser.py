@@ -107,6 +107,13 @@ def test_obvious_posts_are_decided_with_the_words_that_weighed(words: str, compl
     )
 
 
+def test_a_huge_word_is_named_by_its_start() -> None:
+    reading = read_post("@acme " + "awful" * 2_000 + " service", FIGURES)
+    long_one = [r for r in reading.reasons if r.startswith('"awfulawful')]
+    assert long_one and len(long_one[0]) < 45 and "…" in long_one[0]
+    assert len(reading.why()) < 150
+
+
 def test_the_policy_threshold_decides(tmp_path: Path) -> None:
     words = "@acme my parcel is late"
     probability = read_post(words, FIGURES).probability
