@@ -84,15 +84,16 @@ _LINK = re.compile(r"https?://\S+")
 
 
 def post_features(
-    words: str, figures: ListeningFigures
+    words: str, figures: ListeningFigures, owners: dict[str, str] | None = None
 ) -> tuple[dict[str, float], float, tuple[str, ...]]:
     """The recogniser's view of a post: its feature vector, VADER sentiment and the policy's
-    complaint cues it carries (the same for training, the monitor and evaluation)."""
+    complaint cues it carries (the same for training, the monitor and evaluation); ``owners``
+    as for ``features``."""
     bare = _LINK.sub(" ", words)
     sentiment = wording_score(bare)
     pattern = _cue_pattern(tuple(figures.complaint_cues))
     cues = tuple(m.group(0).lower() for m in pattern.finditer(bare)) if pattern else ()
-    return features(words, sentiment, len(cues)), sentiment, cues
+    return features(words, sentiment, len(cues), owners), sentiment, cues
 
 
 def read_post(
@@ -108,11 +109,12 @@ def read_post(
         model: Another model than the shipped one (tests).
     """
     model = model or shipped_model()
-    vector, sentiment, cues = post_features(words, figures)
+    owners: dict[str, str] = {}
+    vector, sentiment, cues = post_features(words, figures, owners)
     probability, pushes = model.weigh(vector)
     threshold = figures.complaint_threshold
     complaint = probability >= (model.threshold if threshold is None else threshold)
-    reasons = tuple(model.strongest(pushes, towards=complaint))
+    reasons = tuple(model.strongest(pushes, towards=complaint, owners=owners))
     return Reading(sentiment, cues, complaint, probability, reasons)
 
 
