@@ -113,6 +113,38 @@ class Business(_Part):
         raise ConfigurationError(f"{self.name} is closed every day of the year after {day}")
 
 
+_C, _S = Category, Severity
+# Where each remedy fits when `amends init` adds it; edit business.yaml to change it.
+DEFAULT_FIT: dict[OfferKind, dict] = {
+    OfferKind.SMALL_GIFT: {"severities": [_S.LOW, _S.MEDIUM], "max_value": 50},
+    OfferKind.REDO: {
+        "categories": [_C.SERVICE_FAILURE, _C.QUALITY, _C.WRONG_ITEM, _C.LATE_DELIVERY],
+        "severities": [_S.LOW, _S.MEDIUM, _S.HIGH],
+    },
+    OfferKind.REFUND: {},
+    OfferKind.SERVICE_CREDIT: {"severities": [_S.MEDIUM, _S.HIGH, _S.CRITICAL]},
+    OfferKind.FREE_VISIT: {"severities": [_S.MEDIUM, _S.HIGH, _S.CRITICAL]},
+    OfferKind.DISCOUNT: {},
+    OfferKind.FREE_TRIAL: {
+        "categories": [_C.SERVICE_FAILURE, _C.QUALITY, _C.LATE_DELIVERY],
+        "severities": [_S.HIGH, _S.CRITICAL],
+    },
+    OfferKind.GUARANTEE_CONTRACT: {
+        "categories": [_C.SERVICE_FAILURE, _C.QUALITY],
+        "severities": [_S.HIGH, _S.CRITICAL],
+    },
+    OfferKind.FREE_TRIAL_AND_GUARANTEE: {
+        "categories": [_C.SERVICE_FAILURE, _C.QUALITY],
+        "severities": [_S.CRITICAL],
+    },
+}
+
+
+def default_remedy(kind: OfferKind) -> Remedy:
+    """A remedy with the fit `amends init` gives it."""
+    return Remedy(kind=kind, **DEFAULT_FIT[kind])
+
+
 def load_business(path: Path) -> Business:
     """Read a business profile.
 
