@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from amends.business import TRIAL_KINDS, Business, Remedy
-from amends.domain import Decision, Fault, Incident, OfferKind, spoken
+from amends.domain import Decision, Fault, GivenKind, Incident, OfferKind, spoken
 from amends.recovery.assess import Assessment
 from amends.recovery.policy import Policy
 
@@ -76,6 +76,9 @@ def fitting_remedy(incident: Incident, business: Business, preferred: OfferKind)
     fits (the catalogue's order is the business's preference). It depends on the case alone,
     never on the sums, so a larger loss cannot switch it to a smaller remedy."""
     fits = business.remedies_for(incident.category, incident.severity, one_off=incident.one_off)
+    if incident.given and incident.given.kind is GivenKind.REFUND:
+        # The money paid is back already: what is left to make up comes another way.
+        fits = [r for r in fits if r.kind is not OfferKind.REFUND] or fits
     return next((r for r in fits if r.kind is preferred), fits[0] if fits else None)
 
 
