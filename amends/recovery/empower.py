@@ -71,15 +71,23 @@ def owed(assessment: Assessment, incident: Incident) -> tuple[float, str]:
     return round(wanted, 2), why
 
 
-def fitting_remedy(incident: Incident, business: Business, preferred: OfferKind) -> Remedy | None:
-    """The catalogue's remedy for the case: the preferred kind if it fits, else the first that
-    fits (the catalogue's order is the business's preference). It depends on the case alone,
-    never on the sums, so a larger loss cannot switch it to a smaller remedy."""
+def fitting_remedy(
+    incident: Incident, business: Business, preferred: OfferKind, wanted: float
+) -> Remedy | None:
+    """The catalogue's remedy for the case: of those that fit it and can carry ``wanted``, the
+    preferred kind, else the first (the catalogue's order is the business's preference); if
+    none can carry it, the one that carries the most. So a larger loss never moves to a
+    remedy that gives less."""
     fits = business.remedies_for(incident.category, incident.severity, one_off=incident.one_off)
     if incident.given and incident.given.kind is GivenKind.REFUND:
         # The money paid is back already: what is left to make up comes another way.
         fits = [r for r in fits if r.kind is not OfferKind.REFUND] or fits
-    return next((r for r in fits if r.kind is preferred), fits[0] if fits else None)
+    if not fits:
+        return None
+    carry = [r for r in fits if r.max_value is None or r.max_value >= wanted]
+    if not carry:
+        return max(fits, key=lambda r: r.max_value or 0)
+    return next((r for r in carry if r.kind is preferred), carry[0])
 
 
 def choose_offer(
@@ -102,7 +110,8 @@ def choose_offer(
     if wanted <= 0:
         return None
     severity = incident.severity
-    remedy = fitting_remedy(incident, business, policy.empower.offer_by_severity[severity])
+    preferred = policy.empower.offer_by_severity[severity]
+    remedy = fitting_remedy(incident, business, preferred, wanted)
     if remedy is None:
         return None
     if remedy.max_value is not None:

@@ -260,3 +260,12 @@ def test_a_low_severity_recovery_schedules_no_checkins(rt: Runtime, recorder) ->
             == []
         )
     assert len(recorder.delivered) == 1 and not recorder.delivered[0].attachment
+
+
+def test_a_remedy_too_small_for_the_loss_gives_way_to_one_that_carries_it() -> None:
+    low = {"category": "wrong_item", "severity": "low", "customer": {"annual_value": 900}}
+    costs = {"economic": 0, "social": "none", "emotional": "upset"}
+    _, small = offer_for(example_business(), **low, costs={**costs, "time_hours": 0})
+    _, larger = offer_for(example_business(), **low, costs={**costs, "time_hours": 2})
+    assert small.kind == "small_gift" and small.wanted == 25  # the sample gift: at most 50
+    assert larger.kind == "redo" and larger.wanted == 105  # 2 h x 40 + upset 25, whole
