@@ -212,6 +212,8 @@ class OfferKind(StrEnum):
     GUARANTEE_CONTRACT = "guarantee_contract"
     FREE_TRIAL_AND_GUARANTEE = "free_trial_and_guarantee"
     SMALL_GIFT = "small_gift"
+    REDO = "redo"  # the service done again, free
+    FREE_VISIT = "free_visit"  # a visit (a meal, a call-out) on the house
 
 
 # --- field types -------------------------------------------------------------------------------
@@ -458,6 +460,26 @@ class Costs(_Model):
     )
 
 
+class GivenKind(StrEnum):
+    """What the business already gave to put the failure right."""
+
+    REFUND = "refund"
+    REDO = "redo"
+    REPLACEMENT = "replacement"
+    CREDIT = "credit"
+    OTHER = "other"
+
+
+class Given(_Model):
+    """What putting it right already gave the customer: compensation nets it out, so that a
+    refunded order is never paid for twice."""
+
+    kind: GivenKind = Field(description="Refund, redo, replacement, credit or other.")
+    value: float = Field(
+        ge=0, le=1e9, description="What it was worth to the customer, in the business's currency."
+    )
+
+
 # Which contact detail reaches a customer on each complaint channel; a complaint on a channel
 # the customer cannot be reached on is refused at intake rather than answered elsewhere.
 CONTACT_FOR_CHANNEL: dict[Channel, tuple[str, ...]] = {
@@ -552,6 +574,14 @@ class Incident(_Model):
     )
     what_changed: text(1_000) = Field(
         default="", description="What has changed so it will not happen again."
+    )
+    given: Given | None = Field(
+        default=None, description="What was already refunded, redone or replaced, and its value."
+    )
+    one_off: bool = Field(
+        default=False,
+        strict=True,
+        description="A one-off service (a wedding's catering): no guarantee or trial to offer.",
     )
     complaint_message_id: (
         # Printable ASCII only: it goes back out in In-Reply-To and References.

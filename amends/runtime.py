@@ -50,7 +50,10 @@ class Runtime:
         return cls(
             settings=settings,
             db=db,
-            policy=load_policy(settings.policy_file),
+            # The policy's figures are in the business's own money.
+            policy=load_policy(settings.policy_file).model_copy(
+                update={"currency": settings.business.currency}
+            ),
             templates=Templates(settings.templates_dir, timezone=settings.business_timezone),
             channels=channels if channels is not None else load_channels(settings),
         )

@@ -7,6 +7,7 @@ PostgreSQL and the ``AMENDS_SMTP_*`` variables at a real mail server for product
 
 from __future__ import annotations
 
+import ipaddress
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,14 +15,16 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from amends.domain import TimeZone
+from amends.business import Business, example_business, load_business
+from amends.errors import ConfigurationError
 
 # The shipped templates: package data, a folder on disk in a wheel and in an editable install.
 SHIPPED_TEMPLATES = Path(str(files("amends.templates")))
 
 
 class Settings(BaseSettings):
-    """Where amends keeps its data, how it sends mail, and how the business signs."""
+    """Where amends keeps its data and how it sends mail; who the business is comes from its
+    profile (:attr:`business`)."""
 
     model_config = SettingsConfigDict(env_prefix="AMENDS_", frozen=True, extra="ignore")
 
@@ -62,10 +65,14 @@ class Settings(BaseSettings):
     # message is sent again. Keep it well above the SMTP timeout.
     claim_timeout_seconds: float = Field(default=600.0, ge=0)
 
-    business_name: str = "Acme Cleaning"
-    sender_email: str = "care@acme-cleaning.example"
-    sender_name: str = "Acme Cleaning customer care"
-    signature: str = "Dana Rivers, customer care manager"
+    business_file: Path | None = Field(
+        default=None,
+        description="The business profile (`amends init` writes it); AMENDS_HOME/business.yaml "
+        "when empty, else the demo's sample business.",
+    )
+    # The SMTP login, when it differs from the profile's sender (an EmailServerCredentials
+    # block's user): yagmail sends as whom it logs in as.
+    smtp_user: str | None = None
     unsubscribe_url: str | None = Field(
         default=None, description="https URL that records an opt-out (List-Unsubscribe)."
     )
@@ -89,8 +96,6 @@ class Settings(BaseSettings):
         description="A YAML file of mention sources; the drop folder AMENDS_HOME/listening when "
         "empty.",
     )
-    business_phone: str | None = Field(default=None, description="Printed in letters, if set.")
-    business_timezone: TimeZone = "Europe/Madrid"
     tone: Literal["warm", "formal"] = Field(
         default="warm", description="How messages greet and sign off: warm or formal."
     )
@@ -102,10 +107,48 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("home", "templates_dir", "policy_file", "listening_sources")
+    @field_validator("home", "templates_dir", "policy_file", "listening_sources", "business_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def business(self) -> Business:
+        """The business profile: the file `amends init` wrote, else the demo's sample business."""
+        path = self.business_file or self.home / "business.yaml"
+        if self.business_file is None and not path.is_file():
+            return example_business()
+        return load_business(path)
+
+    # The profile's identity under the names the rest of amends reads.
+    @property
+    def business_name(self) -> str:
+        return self.business.name
+
+    @property
+    def sender_email(self) -> str:
+        return self.smtp_user or self.business.sender_email
+
+    @property
+    def sender_name(self) -> str:
+        return self.business.sender_name
+
+    @property
+    def business_timezone(self) -> str:
+        return self.business.timezone
+
+    def check_identity(self) -> None:
+        """Refuse to send real mail as the demo's sample business.
+
+        Raises:
+            ConfigurationError: the mail server is not on this machine and the profile is the
+                example; one line says what to do.
+        """
+        if self.business.is_example and not _loopback(self.smtp_host):
+            raise ConfigurationError(
+                f"refusing to send through {self.smtp_host} as the sample business "
+                f"{self.business.name!r}: run `amends init` to set up your own"
+            )
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -135,3 +178,13 @@ class Settings(BaseSettings):
     def calendar_dir(self) -> Path:
         """Where check-in invitations (.ics) are written before they are attached."""
         return self.home / "calendar"
+
+
+def _loopback(host: str) -> bool:
+    """A mail server on this machine: a local catcher, never a customer's inbox."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -9,7 +9,8 @@ or from the shell:
         --params "{\"incident\": $(cat incident.json)}"
 
 The nightly-reengagement deployment runs on its own at 02:00 and recovery-report on Mondays at
-07:00, in AMENDS_BUSINESS_TIMEZONE; monitor-mentions every 15 minutes (as prefect.yaml says).
+07:00, in the business profile's time zone; monitor-mentions every 15 minutes (as
+prefect.yaml says).
 ``--prefect-file FILE`` serves an edited copy of the declaration instead.
 """
 

@@ -55,10 +55,12 @@ def deployments(settings: Settings, prefect_file: Path | None = None) -> list[Ru
 
     Example:
         ```python
+        from pathlib import Path
+
         from amends.deployments.serving import deployments
         from amends.settings import Settings
 
-        names = [d.name for d in deployments(Settings(business_timezone="America/New_York"))]
+        names = [d.name for d in deployments(Settings(business_file=Path("business.yaml")))]
         ```
     """
     return [_deployment(spec, settings) for spec in declared(prefect_file)]

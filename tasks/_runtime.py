@@ -43,7 +43,7 @@ def smtp_settings(settings: Settings, block: EmailServerCredentials) -> Settings
     }
     if block.username:
         # yagmail logs in as the sender: the block's user is who the mail is from.
-        update["sender_email"] = block.username
+        update["smtp_user"] = block.username
     return settings.model_copy(update=update)
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from amends import runner
+from amends.business import EXAMPLE_FILE
 from amends.delivery.mailcatcher import MailCatcher
 from amends.domain import Incident, spoken
 from amends.listening.mentions import PublicPost, record_posts
@@ -68,6 +69,8 @@ def run_demo(
         # The demo never sends real mail, whatever AMENDS_SMTP_* say.
         settings = base.model_copy(
             update={
+                # The demo is the sample business, whatever profile `amends init` wrote.
+                "business_file": EXAMPLE_FILE,
                 "smtp_host": catcher.host,
                 "smtp_port": catcher.port,
                 "smtp_password": None,

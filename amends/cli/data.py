@@ -123,8 +123,10 @@ def policy_check(
     from amends.recovery.assess import assess
     from amends.recovery.empower import choose_offer
     from amends.recovery.policy import load_policy
+    from amends.settings import Settings
 
     policy = load_policy(file)
+    settings = Settings()
     table = Table(
         Column("incident", no_wrap=True), "customer", "severity", "fault", "decision", "offer",
         "approval",
@@ -134,7 +136,7 @@ def policy_check(
     )  # fmt: skip
     for incident in sample_incidents():
         result = assess(incident, forgiven_before=False, policy=policy)
-        offer = choose_offer(result, incident.severity, incident.customer.annual_value, policy)
+        offer = choose_offer(result, incident, policy, settings.business)
         table.add_row(
             incident.ref,
             f"{incident.customer.name} ({policy.empower.tier_of(incident.customer.annual_value)})",

@@ -245,9 +245,9 @@ def serve(verbose: VerboseFlag = False) -> None:
     """Serve amends' deployments (incident, nightly, mentions, report) here, until Ctrl+C.
 
     For a small business without a work pool. Needs a Prefect server: PREFECT_API_URL, or the
-    data folder's own (`amends server start`). The nightly run starts at 02:00 in
-    AMENDS_BUSINESS_TIMEZONE. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the opt-out
-    links of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
+    data folder's own (`amends server start`). The nightly run starts at 02:00 in the business
+    profile's time zone. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the opt-out links
+    of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
     """
     import threading
 
@@ -292,7 +292,7 @@ def deploy(
     """Deploy amends' four deployments to a Prefect server, for a work pool's workers.
 
     The same as `prefect deploy --all` on the installed prefect.yaml, with the schedules in
-    AMENDS_BUSINESS_TIMEZONE. A worker needs only `pip install amends` and its settings. The
+    the business profile's time zone. A worker needs only `pip install amends` and its settings. The
     work pool must exist: `prefect work-pool create amends --type process`.
     """
     rt = runtime()

@@ -49,6 +49,7 @@ class EmailAdapter:
     """
 
     def __init__(self, settings: Settings) -> None:
+        settings.check_identity()
         self.settings = settings
         self._local = threading.local()  # a batch's open connection, per thread
 
@@ -223,7 +224,7 @@ class EmailAdapter:
         if isinstance(error, smtplib.SMTPAuthenticationError):
             return ConfigurationError(
                 f"the SMTP server {where} refused the login ({error.smtp_code}): check "
-                "AMENDS_SENDER_EMAIL and AMENDS_SMTP_PASSWORD"
+                "the profile's sender (amends init) and AMENDS_SMTP_PASSWORD"
             )
         if isinstance(error, smtplib.SMTPSenderRefused):
             return ConfigurationError(

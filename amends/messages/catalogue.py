@@ -92,13 +92,18 @@ def render_message(
     return rendered
 
 
-def business_context(settings: Settings) -> dict[str, Any]:
-    """How the business presents itself: settings, not template edits."""
+def business_context(settings: Settings, locale: str = "en") -> dict[str, Any]:
+    """How the business presents itself: its profile (`amends init`), not template edits. The
+    signature is the one for the customer's language: "signature" whole, or its two parts."""
+    business = settings.business
+    signature = business.signature(locale)
     return {
-        "name": settings.business_name,
-        "signature": settings.signature,
+        "name": business.name,
+        "signature": str(signature),
+        "signer": signature.name,
+        "title": signature.title,
         "email": settings.sender_email,
-        "phone": settings.business_phone or "",
+        "phone": business.phone,
         "tone": settings.tone,
     }
 
@@ -137,7 +142,7 @@ def case_context(
             )
         )
     return {
-        "business": business_context(settings),
+        "business": business_context(settings, incident.customer.locale),
         "customer": {
             "name": incident.customer.name,
             "handle": incident.customer.social.handle if incident.customer.social else "",
@@ -185,7 +190,7 @@ def customer_context(
     """What a template is told in a message outside the stages (a check-in reminder, a win-back
     offer), from rows already loaded: no queries, so the nightly run renders thousands fast."""
     return {
-        "business": business_context(settings),
+        "business": business_context(settings, customer.locale),
         "customer": {
             "name": customer.name,
             "handle": customer.social_handle or "",
@@ -271,7 +276,7 @@ def sample_context(
     summary, put_right, what_changed = SAMPLE_TEXT.get(locale.split("_")[0], SAMPLE_TEXT["en"])
     received = now - timedelta(days=2)
     return {
-        "business": business_context(settings),
+        "business": business_context(settings, locale),
         "customer": {
             "name": "Rodolfo Kendhall",
             "handle": "@rkendhall",

@@ -165,7 +165,11 @@ def _move(step: Step, checkin: models.CheckIn, actor: str) -> datetime:
     checkin.misses += 1
     checkin.sequence += 1
     checkin.starts_at = moved_time(
-        missed_at, step.rt.policy.checkins, zone, recorded=models.utcnow()
+        missed_at,
+        step.rt.policy.checkins,
+        zone,
+        recorded=models.utcnow(),
+        business=step.rt.settings.business,
     )
     when = checkin.starts_at.strftime("%Y-%m-%d %H:%M %Z")
     step.event(

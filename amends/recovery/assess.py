@@ -6,6 +6,7 @@ staff read on the case, in ``amends case`` and in the run's artifact.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +46,12 @@ class Worth(BaseModel):
     acquisition_cost: float
     worth_it: bool
 
+    @property
+    def worth_spending(self) -> float:
+        """The most winning this customer back is worth: what they are expected to bring, or
+        what a new customer costs, whichever is more (``worth_it`` is recovery_cost <= this)."""
+        return max(self.expected_value, self.acquisition_cost)
+
 
 class Assessment(BaseModel):
     """The outcome of the assess stage."""
@@ -72,8 +79,23 @@ def _sentiment() -> SentimentIntensityAnalyzer:
 
 
 def wording_score(text: str) -> float:
-    """How hostile the complaint's words read: VADER's compound score, -1 (hostile) to +1."""
+    """How hostile the words read: VADER's compound score, -1 (hostile) to +1."""
     return _sentiment().polarity_scores(text)["compound"] if text.strip() else 0.0
+
+
+# Sentence ends: VADER scores a sentence; a whole narrative's score only sinks as it grows.
+_SENTENCE_END = re.compile(r"(?<=[.!?¡¿])\s+|\n+")
+
+
+def anger_score(text: str) -> float:
+    """How hostile a complaint reads, whatever its length: the mean of its sentences' scores.
+
+    VADER sums a text's words before squashing the sum, so a long, calm narrative of many
+    mildly negative sentences reads as furious; the mean over sentences does not grow with
+    the number of them.
+    """
+    scores = [wording_score(part) for part in _SENTENCE_END.split(text) if part.strip()]
+    return round(sum(scores) / len(scores), 4) if scores else 0.0
 
 
 def emotional_level(incident: Incident, policy: Policy) -> tuple[EmotionalCost, str | None]:
@@ -81,13 +103,13 @@ def emotional_level(incident: Incident, policy: Policy) -> tuple[EmotionalCost, 
     words read angrier (never lowered: the operator heard the customer's voice)."""
     rated = incident.costs.emotional
     levels = list(EmotionalCost)
-    score = wording_score(f"{incident.summary}. {incident.details}")
+    score = anger_score(f"{incident.summary}.\n{incident.details}")
     if score > policy.assessment.angry_wording_score or rated is levels[-1]:
         return rated, None
     raised = levels[levels.index(rated) + 1]
     return raised, (
-        f"The complaint's wording reads angrier than rated (sentiment {score:+.2f}): "
-        f"emotional cost raised from {rated.value} to {raised.value}."
+        f"The complaint's wording reads angrier than rated (sentiment {score:+.2f} a "
+        f"sentence): emotional cost raised from {rated.value} to {raised.value}."
     )
 
 
@@ -209,8 +231,8 @@ def assess(
     elif forgiven_before:
         decision = Decision.SMOOTH_OVER
         reasons.append(
-            "Out of our control, but this customer's one forgiveness is spent: apologise and "
-            "put it right, without an incentive."
+            "Out of our control, but this customer's one forgiveness is spent: apologise, put "
+            "it right and make good what they lost, without a win-back incentive."
         )
     elif not customer.identified:
         decision = Decision.SMOOTH_OVER
@@ -222,7 +244,8 @@ def assess(
         decision = Decision.SMOOTH_OVER
         reasons.append(
             "Winning this customer back costs more than they are worth and more than a new "
-            "customer: apologise and put it right, without an incentive."
+            "customer: apologise, put it right and make good what they lost, without a "
+            "win-back incentive."
         )
     else:
         decision = Decision.RECOVER

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
+from amends.business import Business
 from amends.recovery.policy import CheckinFigures
 
 SATURDAY = 5
@@ -21,37 +22,58 @@ SATURDAY = 5
 CalendarMethod = Literal["REQUEST", "CANCEL"]
 
 
-def working_day_at(day: date, hour: int, zone: ZoneInfo) -> datetime:
-    """``hour`` o'clock local time on ``day``, or on the Monday after if it is a weekend."""
-    while day.weekday() >= SATURDAY:
+def working_day_at(
+    day: date, hour: int, zone: ZoneInfo, business: Business | None = None
+) -> datetime:
+    """``hour`` o'clock local time on ``day``, or on the business's next open day if it is
+    closed then (a closed weekday, a holiday); without a business, off weekends to Monday."""
+    if business is not None:
+        day = business.next_open_day(day)
+    while business is None and day.weekday() >= SATURDAY:
         day += timedelta(days=1)
     return datetime.combine(day, time(hour), tzinfo=zone)
 
 
-def checkin_times(opened: datetime, figures: CheckinFigures, timezone: str) -> list[datetime]:
-    """The check-ins' start times: the policy's cadence counted from the day the case opened, at
-    the policy's hour in the customer's time zone, moved off weekends to the next Monday.
+def checkin_times(
+    opened: datetime,
+    figures: CheckinFigures,
+    timezone: str,
+    *,
+    count: int | None = None,
+    business: Business | None = None,
+) -> list[datetime]:
+    """The check-ins' start times: the first ``count`` of the policy's cadence (all of it when
+    None; see :meth:`CheckinFigures.count_for`), counted from the day the case opened, at the
+    policy's hour in the customer's time zone, moved to the business's next open day.
 
     The hour is wall-clock time: across a daylight-saving change the meeting stays at 10:00
     local, and its UTC time moves.
     """
     zone = ZoneInfo(timezone)
     local_start = opened.astimezone(zone).date()
+    offsets = figures.offsets if count is None else figures.offsets[:count]
     return [
-        working_day_at(local_start + timedelta(days=days), figures.hour, zone)
-        for days in figures.offsets
+        working_day_at(local_start + timedelta(days=days), figures.hour, zone, business)
+        for days in offsets
     ]
 
 
 def moved_time(
-    missed: datetime, figures: CheckinFigures, timezone: str, *, recorded: datetime
+    missed: datetime,
+    figures: CheckinFigures,
+    timezone: str,
+    *,
+    recorded: datetime,
+    business: Business | None = None,
 ) -> datetime:
     """Where a missed check-in moves: the first working day ``reschedule_after_days`` after it
     was missed, or after the miss was recorded if that came later (never into the past), at the
     policy's hour in the customer's zone."""
     zone = ZoneInfo(timezone)
     since = max(missed, recorded).astimezone(zone).date()
-    return working_day_at(since + timedelta(days=figures.reschedule_after_days), figures.hour, zone)
+    return working_day_at(
+        since + timedelta(days=figures.reschedule_after_days), figures.hour, zone, business
+    )
 
 
 @dataclass(frozen=True)

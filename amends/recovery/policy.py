@@ -123,6 +123,13 @@ class BusinessHours(_Section):
 
 class CheckinFigures(_Section):
     cadence: list[CadenceStep] = Field(min_length=1, max_length=12)
+    # How many of the cadence's meetings a recovered case gets, by severity, and how many more
+    # for a customer in a higher tier (never for a severity that gets none).
+    # Empty (a policy copied before it existed): the whole cadence for every severity.
+    count_by_severity: dict[Severity, Annotated[int, Field(ge=0, le=288)]] = Field(
+        default_factory=dict
+    )
+    extra_by_tier: dict[str, Annotated[int, Field(ge=0, le=288)]] = Field(default_factory=dict)
     business_hours: BusinessHours
     hour: int = Field(ge=0, le=23)
     duration_minutes: int = Field(ge=5, le=240)
@@ -139,6 +146,26 @@ class CheckinFigures(_Section):
                 f"business hours {hours.start}-{hours.end}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _counts_within_cadence(self) -> CheckinFigures:
+        if self.count_by_severity:
+            _require_every(self.count_by_severity, Severity, "checkins.count_by_severity")
+        most = len(self.offsets)
+        too_many = [s.value for s, n in self.count_by_severity.items() if n > most]
+        if too_many:
+            raise ValueError(
+                f"checkins.count_by_severity: {', '.join(too_many)} asks for more check-ins "
+                f"than the cadence's {most}"
+            )
+        return self
+
+    def count_for(self, severity: Severity, tier: str) -> int:
+        """How many check-ins a recovered case of this severity and customer tier gets."""
+        base = self.count_by_severity.get(severity, len(self.offsets))
+        if base == 0:
+            return 0
+        return min(base + self.extra_by_tier.get(tier, 0), len(self.offsets))
 
     @property
     def offsets(self) -> list[int]:

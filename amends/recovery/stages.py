@@ -219,18 +219,21 @@ NO_INCENTIVE = {
 }
 
 
+# A case that calls for an offer gets none when nothing is left to make good or the business
+# offers nothing that fits it.
+NOTHING_OWED = "what was already given covers it, or no remedy of the business fits the case"
+
+
 def _empower(step: Step) -> Outcome:
     decision = step.case.decision
     assert decision is not None, "assess runs before empower"
     assessment = Assessment.model_validate(step.outcome(Stage.ASSESS).data)
     policy = step.rt.policy
-    offer = choose_offer(
-        assessment, step.incident.severity, step.incident.customer.annual_value, policy
-    )
+    offer = choose_offer(assessment, step.incident, policy, step.rt.settings.business)
     if offer is None:
         return (
             StageStatus.SKIPPED,
-            f"No incentive: {NO_INCENTIVE[decision]}.",
+            f"No offer: {NO_INCENTIVE.get(decision, NOTHING_OWED)}.",
             {"offer": None},
         )
     step.session.add(
@@ -384,7 +387,17 @@ def _reengage(step: Step) -> Outcome:
     customer = step.customer
     zone = customer.timezone or rt.settings.business_timezone
     figures = rt.policy.checkins
-    times = checkin_times(case.opened_at, figures, zone)
+    tier = rt.policy.empower.tier_of(step.incident.customer.annual_value)
+    count = figures.count_for(step.incident.severity, tier)
+    times = checkin_times(case.opened_at, figures, zone, count=count, business=rt.settings.business)
+    if not times:
+        settle(step.session, case)
+        return (
+            StageStatus.COMPLETED,
+            f"No check-ins for a {step.incident.severity.value}-severity failure "
+            "(the policy's checkins.count_by_severity).",
+            {"checkins": []},
+        )
     domain = rt.settings.sender_email.rpartition("@")[2]
     checkins = [
         models.CheckIn(

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from factories import make_incident
 
+from amends.business import example_business
 from amends.domain import Decision, EmotionalCost, Fault, OfferKind
 from amends.recovery.assess import assess, price_costs
 from amends.recovery.empower import choose_offer
 from amends.recovery.policy import load_policy
 
 POLICY = load_policy()
+BUSINESS = example_business()
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,11 @@ RULES = [
         (407.5, False),
     ),
     Rule(
-        "001 out of our control, forgiveness already spent",
+        "001 out of our control, forgiveness already spent: the money lost is still made good",
         {"fault": "external"},
         Decision.SMOOTH_OVER,
         "one forgiveness is spent",
-        None,
+        (225, False),
         forgiven_before=True,
     ),
     Rule(
@@ -108,7 +110,7 @@ RULES = [
         {"customer": {"annual_value": 10}, "costs": {"economic": 5000}, "severity": "critical"},
         Decision.SMOOTH_OVER,
         "costs more than they are worth",
-        None,
+        (1000, True),  # not worth an incentive, but the 5,000 lost is made good
         extra={"worth_it": False},
     ),
     Rule(
@@ -180,7 +182,7 @@ def test_rule(rule: Rule) -> None:
     )
     assert result.decision is rule.decision
     assert any(rule.reason in reason for reason in result.reasons), result.reasons
-    offer = choose_offer(result, incident.severity, incident.customer.annual_value, POLICY)
+    offer = choose_offer(result, incident, POLICY, BUSINESS)
     if rule.offer is None:
         assert offer is None
     else:
@@ -229,7 +231,7 @@ def test_wording_never_lowers_the_operator_rating() -> None:
 def test_an_offer_for_approval_says_what_a_manager_may_grant() -> None:
     incident = make_incident(customer={"annual_value": 3000}, costs={"economic": 3000})
     result = assess(incident, forgiven_before=False, policy=POLICY)
-    offer = choose_offer(result, incident.severity, 3000, POLICY)
+    offer = choose_offer(result, incident, POLICY, BUSINESS)
     assert offer.kind is OfferKind.FREE_TRIAL and offer.trial_days == 30
     assert (offer.tier, offer.frontline_limit, offer.manager_limit) == ("standard", 600, 2500)
     assert offer.wanted == 3365 and offer.approvable == 2500

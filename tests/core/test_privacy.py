@@ -49,7 +49,7 @@ def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None
     assert data["customer"]["email"] == "rk@example.com"
     assert [i["ref"] for i in data["incidents"]] == ["INC-1001"]
     assert {m["kind"] for m in data["messages"]} == {"apology", "checkin_invitation"}
-    assert len(data["checkins"]) == 7 and data["timeline"] and data["offers"]
+    assert len(data["checkins"]) == 5 and data["timeline"] and data["offers"]
     assert [a["why"] for a in data["exit_answers"]] == ["Prices went up"]
     with pytest.raises(NotFound):
         export(rt.db, "C-404")

@@ -49,7 +49,9 @@ def test_closing_the_last_action_closes_a_smoothed_over_case(rt: Runtime) -> Non
 
 
 def test_a_recovered_case_stays_open_for_its_check_ins(rt: Runtime) -> None:
-    case_id = recover(rt, channel="letter", severity="low", costs={"economic": 0, "time_hours": 0})
+    case_id = recover(
+        rt, channel="letter", severity="medium", costs={"economic": 0, "time_hours": 0}
+    )
     for action in open_actions(rt.db):
         complete_action(rt.db, action.id, note="", actor="dana")
     assert case_outcome(rt.db, case_id).state == "open"

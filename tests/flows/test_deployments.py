@@ -49,7 +49,8 @@ def test_importing_the_declaration_does_not_import_prefect() -> None:
 
 
 def test_the_schedules_keep_the_business_time_zone() -> None:
-    built = {d.name: d for d in deployments(Settings(business_timezone="America/New_York"))}
+    plumber = Path(__file__).parents[1] / "fixtures" / "businesses" / "plumber.yaml"
+    built = {d.name: d for d in deployments(Settings(business_file=plumber))}
     assert list(built) == NAMES
     (night,) = built["nightly-reengagement"].schedules
     assert (night.schedule.cron, night.schedule.timezone) == ("0 2 * * *", "America/New_York")
