@@ -121,10 +121,13 @@ def case_context(
     settings: Settings,
     *,
     checkins: list[datetime] | None = None,
+    next_step: str = "reply",
 ) -> dict[str, Any]:
     """What a template is told about a real case; the same keys as :func:`sample_context`.
 
     ``checkins`` are the meetings a message is about; the case's scheduled ones by default.
+    ``next_step`` (one of :data:`NEXT_STEPS`) is what the apology says follows it: the step
+    the stages will really take.
     """
     incident = filed_incident(case)
     offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
@@ -138,8 +141,12 @@ def case_context(
         )
     return {
         "business": business_context(settings),
-        "customer": {
-            "name": incident.customer.name,
+        "customer": customer_names(
+            incident.customer.name,
+            case.customer.addressed_as or incident.customer.addressed_as,
+            settings,
+        )
+        | {
             "handle": incident.customer.social.handle if incident.customer.social else "",
             "address": incident.customer.postal_address or "",
         },
@@ -163,7 +170,29 @@ def case_context(
         "progress": progress_of(session, case, checkins),
         "today": datetime.now(UTC),
         "unsubscribe": optout_link(settings, case.customer.email),
+        "next_step": next_step,
+        "answer_link": "",
     }
+
+
+NEXT_STEPS = (
+    "invitation",  # a check-in invitation follows by email, with its dates
+    "agree_checkins",  # staff get in touch to agree the check-in dates
+    "reply",  # nothing is scheduled: the customer replies if anything is still not right
+)
+
+
+def addressed_as(name: str, given: str | None, tone: str) -> str:
+    """The name a greeting uses: the one recorded for the customer, else the first name in a
+    warm tone ("Hello Arthur,") and the full name in a formal one ("Dear Arthur Penhaligon,"),
+    which every language's greeting then frames ("Buenos días, Arthur Penhaligon:")."""
+    if given and given.strip():
+        return given.strip()
+    return name.split()[0] if tone == "warm" and name.split() else name
+
+
+def customer_names(name: str, given: str | None, settings: Settings) -> dict[str, str]:
+    return {"name": name, "addressed_as": addressed_as(name, given, settings.tone)}
 
 
 def optout_link(settings: Settings, email: str | None) -> str:
@@ -181,13 +210,14 @@ def customer_context(
     checkins: list[datetime] | None = None,
     offer: dict[str, Any] | None = None,
     now: datetime | None = None,
+    answer_link: str | None = None,
 ) -> dict[str, Any]:
     """What a template is told in a message outside the stages (a check-in reminder, a win-back
     offer), from rows already loaded: no queries, so the nightly run renders thousands fast."""
     return {
         "business": business_context(settings),
-        "customer": {
-            "name": customer.name,
+        "customer": customer_names(customer.name, customer.addressed_as, settings)
+        | {
             "handle": customer.social_handle or "",
             "address": customer.postal_address or "",
         },
@@ -202,6 +232,8 @@ def customer_context(
         "progress": None,
         "today": now or datetime.now(UTC),
         "unsubscribe": optout_link(settings, customer.email),
+        "next_step": "reply",
+        "answer_link": answer_link if answer_link is not None else "",
     }
 
 
@@ -274,6 +306,7 @@ def sample_context(
         "business": business_context(settings),
         "customer": {
             "name": "Rodolfo Kendhall",
+            "addressed_as": addressed_as("Rodolfo Kendhall", None, settings.tone),
             "handle": "@rkendhall",
             "address": "Calle Mayor 12\n28013 Madrid",
         },
@@ -299,6 +332,8 @@ def sample_context(
         },
         "today": now,
         "unsubscribe": "https://acme.example/unsubscribe?email=rk%40example.com&token=0",
+        "next_step": "agree_checkins",
+        "answer_link": "https://acme.example/exit-answers?customer=C-42&token=0",
     }
 
 

@@ -25,6 +25,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from amends.errors import TemplateError
+from amends.exit_questions import questions_in
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ class Templates:
         return Rendered(subject=subject, body=body, locale=chosen)
 
     def formatters(self, locale: str) -> dict[str, Any]:
-        """``money``, ``when`` and ``day`` for templates: Babel, in the locale and time zone."""
+        """``money``, ``when`` and ``day`` for templates: Babel, in the locale and time zone;
+        and ``exit_questions``, the questions of :mod:`amends.exit_questions` in the locale."""
         tz = self.timezone
 
         def money(amount: float, currency: str) -> str:
@@ -156,7 +158,12 @@ class Templates:
                 moment.astimezone(ZoneInfo(zone) if zone else tz), "long", locale=locale
             )
 
-        return {"money": money, "when": when, "day": day}
+        return {
+            "money": money,
+            "when": when,
+            "day": day,
+            "exit_questions": questions_in(locale),
+        }
 
 
 class _PlainText(HTMLParser):

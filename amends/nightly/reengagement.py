@@ -49,6 +49,7 @@ from amends.messages.catalogue import FORMS, case_context, customer_context, ren
 from amends.nightly.aftercare import WITHDRAWN
 from amends.recovery.policy import NightlyFigures
 from amends.recovery.staff import add_action
+from amends.recovery.stages import PUT_RIGHT_ACTION
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -397,6 +398,12 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
             models.Case.closed_at >= since,
             models.Case.decision.in_([Decision.RECOVER, Decision.SMOOTH_OVER]),
             ~withdrawn,  # the customer asked to stop, or left: nothing to thank them for
+            # Only when really resolved: the put-right the apology promised is confirmed.
+            ~exists().where(
+                models.StaffAction.case_id == models.Case.id,
+                models.StaffAction.kind == PUT_RIGHT_ACTION,
+                models.StaffAction.status == "open",
+            ),
             ~exists().where(
                 models.Message.case_id == models.Case.id,
                 models.Message.kind == MessageKind.THANK_YOU,
