@@ -210,7 +210,7 @@ def customer_context(
     checkins: list[datetime] | None = None,
     offer: dict[str, Any] | None = None,
     now: datetime | None = None,
-    answer_link: str | None = None,
+    answer_link: str = "",
 ) -> dict[str, Any]:
     """What a template is told in a message outside the stages (a check-in reminder, a win-back
     offer), from rows already loaded: no queries, so the nightly run renders thousands fast."""
@@ -233,7 +233,7 @@ def customer_context(
         "today": now or datetime.now(UTC),
         "unsubscribe": optout_link(settings, customer.email),
         "next_step": "reply",
-        "answer_link": answer_link if answer_link is not None else "",
+        "answer_link": answer_link,
     }
 
 

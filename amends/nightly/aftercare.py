@@ -28,6 +28,7 @@ from amends.recovery.stages import (
 from amends.reporting.casebook import find_case
 from amends.runtime import Runtime
 from amends.storage import models
+from amends.storage.db import Database
 
 FEEDBACK_LIMIT = 4000
 
@@ -375,14 +376,21 @@ def record_exit_answers(
     rt: Runtime, customer_ref: str, answers: dict[str, str], *, actor: str
 ) -> ExitAnswersRecord:
     """Keep a leaving customer's answers to the exit questions (:mod:`amends.exit_questions`,
-    keyed as there), recorded by staff or by the customer on the answer form, for the report's
-    themes.
+    keyed as there), as staff heard them, for the report's themes.
 
     Raises:
         NotFound: no such customer.
         InvalidInput: no name or no answer at all; an unknown question; an answer longer than
             ``ANSWER_LIMIT`` characters or not a single line of plain text.
     """
+    return save_exit_answers(rt.db, customer_ref, answers, actor=actor)
+
+
+def save_exit_answers(
+    db: Database, customer_ref: str, answers: dict[str, str], *, actor: str
+) -> ExitAnswersRecord:
+    """:func:`record_exit_answers` on a database: what the answer form of ``amends serve``
+    calls, with the customer as ``actor``."""
     actor = staff_line(actor, "who recorded it", 120)
     unknown = set(answers) - set(exit_questions.KEYS)
     if unknown:
@@ -401,7 +409,7 @@ def record_exit_answers(
             "give at least one answer: "
             + ", ".join(f"--{q.option}" for q in exit_questions.QUESTIONS)
         )
-    with rt.db.session() as session:
+    with db.session() as session:
         customer = session.scalar(
             select(models.Customer).where(models.Customer.ref == customer_ref)
         )
