@@ -451,8 +451,7 @@ def ask_why_they_left(night: Night, progress: Progress | None = None) -> ActionR
     query = select(customer).where(
         or_(customer.winback_barred == "lost", _lapsed(night)),
         # The abusive are never written to; the lost are, this once (consent still applies).
-        or_(customer.winback_barred.is_(None), customer.winback_barred == "lost"),
-        consent.may_contact(marketing=True),
+        consent.may_contact(marketing=True, asking_why=True),
         ~_in_or_just_after_a_case(night),
         ~exists().where(
             models.Message.customer_id == customer.id,
