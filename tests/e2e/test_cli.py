@@ -488,6 +488,23 @@ def test_close_cancels_the_checkins_and_a_second_close_is_refused(rt: Runtime) -
     assert missing.exit_code == 1 and "no case for 'INC-404'" in missing.output
 
 
+def test_done_records_the_put_right_and_only_then_may_the_case_close(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident(put_right="We refund the missed visits in full."))
+    for stage in Stage:
+        run_stage(rt, case_id, stage)
+    early = amends("close", "INC-1001", "--by", "Ana", "--reason", "customer is happy")
+    assert early.exit_code == 1 and "amends done INC-1001 --by NAME" in early.output
+    done = amends("done", "INC-1001", "--by", "Ana")
+    assert done.exit_code == 0, done.output
+    assert "Put-right of INC-1001 recorded as done." in done.stdout
+    twice = amends("done", "INC-1001", "--by", "Ana")
+    assert twice.exit_code == 1 and "recorded as done by Ana" in twice.output
+    closed = amends("close", "INC-1001", "--by", "Ana", "--reason", "customer is happy")
+    assert closed.exit_code == 0, closed.output
+    nothing = amends("done", "INC-404", "--by", "Ana")
+    assert nothing.exit_code == 1 and "no case for 'INC-404'" in nothing.output
+
+
 def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
     first = amends("unsubscribe", " RK@Example.com ")
     assert first.exit_code == 0 and "now gets no win-back offers" in first.stdout
