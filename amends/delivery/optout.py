@@ -243,16 +243,30 @@ def optout_server(settings: Settings, db: Database, port: int | None = None) -> 
                 return None
             return ref, found
 
-        def _answers_form(self, problem: str = "") -> None:
+        def _open_form(self) -> tuple[str, str, dict[str, str], str] | None:
+            """The link's customer, language, the form's words and the business's name, while
+            the form is still to be answered; otherwise answer, and None."""
             found = self._customer()
             if found is None:
-                return
+                return None
             ref, locale = found
             words = FORM_TEXT.get(locale, FORM_TEXT["en"])
             business = escape(settings.business_name)
             if _answered(db, ref):
-                self._answer(HTTPStatus.OK, f"<p>{words['already'].format(business=business)}</p>")
+                self._answer(
+                    HTTPStatus.OK,
+                    f"<p>{words['already'].format(business=business)}</p>",
+                    title=words["title"],
+                    lang=locale,
+                )
+                return None
+            return ref, locale, words, business
+
+        def _answers_form(self, problem: str = "") -> None:
+            opened = self._open_form()
+            if opened is None:
                 return
+            _, locale, words, business = opened
             # The form posts to this link's own query, on our own path: never elsewhere.
             link = escape(f"{ANSWERS_PATH}?{urlsplit(self.path).query}", quote=True)
             fields = "".join(
@@ -272,15 +286,10 @@ def optout_server(settings: Settings, db: Database, port: int | None = None) -> 
             )
 
         def _record_answers(self, body: bytes) -> None:
-            found = self._customer()
-            if found is None:
+            opened = self._open_form()
+            if opened is None:
                 return
-            ref, locale = found
-            words = FORM_TEXT.get(locale, FORM_TEXT["en"])
-            business = escape(settings.business_name)
-            if _answered(db, ref):
-                self._answer(HTTPStatus.OK, f"<p>{words['already'].format(business=business)}</p>")
-                return
+            ref, locale, words, business = opened
             form = parse_qs(body.decode("utf-8", "replace"))
             # Only the questions' own fields; a textarea's lines become one line.
             answers = {key: " ".join(form.get(key, [""])[0].split()) for key in exit_questions.KEYS}

@@ -187,7 +187,6 @@ def without_data(text: str, context: dict[str, Any]) -> str:
         context["customer"]["handle"],
         context["incident"]["summary"],
         context["incident"]["ref"],
-        context["timezone"],
         "Dana Rivers",
     ):
         text = text.replace(value, " ")
