@@ -263,6 +263,10 @@ def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -
     done = ["complaint_received"]
     if sent_kinds & {MessageKind.APOLOGY, MessageKind.PUBLIC_REPLY}:
         done.append("apology_sent")
+    # The put-right the apology promised: under way until staff confirm it (amends done).
+    fixing = bool(case.incident.payload.get("put_right")) and case.put_right_done_at is None
+    if case.incident.payload.get("put_right"):
+        done.append("fix_in_progress" if fixing else "fix_done")
     if session.scalar(select(models.Offer.id).where(models.Offer.case_id == case.id)):
         done.append("offer_made")
     upcoming = [moment for moment in checkins if moment > datetime.now(UTC)]
@@ -270,7 +274,7 @@ def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -
         done.append("checkins_scheduled")
     return {
         "done": done,
-        "next": "first_checkin" if upcoming else "close_case",
+        "next": "fix" if fixing else "first_checkin" if upcoming else "close_case",
         "next_contact": upcoming[0] if upcoming else datetime.now(UTC) + timedelta(days=7),
     }
 

@@ -131,6 +131,18 @@ def test_the_thank_you_waits_until_the_put_right_is_done(
     assert [m.subject for m in recorder.delivered] == ["Thank you, Rodolfo"]
 
 
+def test_a_progress_update_says_the_put_right_is_still_under_way(
+    rt: Runtime, recorder: RecordingAdapter
+) -> None:
+    recover(rt, **SUIT)
+    recorder.delivered.clear()
+    assert night(rt, datetime.now(UTC) + timedelta(days=8))["update_progress"].done == 1
+    (update,) = recorder.delivered
+    text = one_line(plain_text(update.body))
+    assert "we started putting it right" in text
+    assert "What comes next: we finish putting it right." in text
+
+
 def test_staff_marking_the_put_right_action_done_counts_as_done(rt: Runtime) -> None:
     case_id = recover(rt, **SUIT)
     complete_action(rt.db, actions(rt, case_id)["confirm_put_right"], note="", actor="Ana")

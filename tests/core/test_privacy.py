@@ -56,7 +56,7 @@ def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None
 
 
 def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: Path) -> None:
-    case_id = recover(rt)
+    case_id = recover(rt, customer={"addressed_as": "Don Rodolfo"})
     recover(rt, ref="INC-1002", channel="letter", complaint_message_id=None, severity="low")
     suppress(rt.db, "rk@example.com", scope="marketing", reason="opt_out")
     record_exit_answers(
