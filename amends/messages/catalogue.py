@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends.delivery.channels import unsubscribe_link
-from amends.domain import Incident, MessageKind, ReplyChannel
+from amends.domain import Incident, MessageKind, ReplyChannel, Stage
 from amends.errors import AmendsError, TemplateError
 from amends.messages.rendering import Rendered, Templates
 from amends.settings import Settings
@@ -121,15 +121,24 @@ def case_context(
     settings: Settings,
     *,
     checkins: list[datetime] | None = None,
-    next_step: str = "reply",
+    next_step: str | None = None,
 ) -> dict[str, Any]:
     """What a template is told about a real case; the same keys as :func:`sample_context`.
 
     ``checkins`` are the meetings a message is about; the case's scheduled ones by default.
     ``next_step`` (one of :data:`NEXT_STEPS`) is what the apology says follows it: the step
-    the stages will really take.
+    the stages will really take; by default the one the follow-up stage recorded (a preview
+    shows the apology as it went).
     """
     incident = filed_incident(case)
+    if next_step is None:
+        followed = session.scalar(
+            select(models.StageOutcome.data).where(
+                models.StageOutcome.case_id == case.id,
+                models.StageOutcome.stage == Stage.FOLLOW_UP,
+            )
+        )
+        next_step = (followed or {}).get("next_step", "reply")
     offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
     if checkins is None:
         checkins = list(

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from amends.delivery.channels import RecordingAdapter
 from amends.delivery.outbox import drain
-from amends.domain import MessageKind
+from amends.domain import MessageKind, ReplyChannel
 from amends.errors import AmendsError
+from amends.messages.catalogue import case_context, render_message
 from amends.messages.rendering import plain_text
 from amends.nightly.aftercare import close_case, confirm_put_right, record_checkin
 from amends.nightly.reengagement import ActionReport, run_night
@@ -74,6 +75,17 @@ def test_an_email_apology_announces_the_invitation_that_follows_it(rt: Runtime) 
     assert "An invitation to a short first check-in follows this email" in apology
     assert "We will be in touch" not in apology
     assert "agree_checkins" not in actions(rt, case_id)
+
+
+def test_a_preview_of_a_case_s_apology_shows_the_step_it_promised(rt: Runtime) -> None:
+    case_id = recover(rt)
+    with rt.db.session() as session:
+        case = session.get(models.Case, case_id)
+        templates_context = case_context(session, case, rt.settings)
+    assert templates_context["next_step"] == "invitation"
+    text = render_message(rt.templates, MessageKind.APOLOGY, ReplyChannel.EMAIL, "en",
+                          templates_context).body  # fmt: skip
+    assert "An invitation to a short first check-in follows" in one_line(plain_text(text))
 
 
 @pytest.mark.parametrize("channel", ["sms", "letter"])
