@@ -388,7 +388,12 @@ class Customer(_Model):
     """The customer who was let down, and how to reach them."""
 
     ref: Ref = Field(description="The business's own reference for the customer, such as C-42.")
-    name: line(1, 120) = Field(description="How to address the customer.")
+    name: line(1, 120) = Field(description="The customer's full name.")
+    addressed_as: line(1, 120) | None = Field(
+        default=None,
+        description="The name a greeting uses, such as Arthur or Mr Penhaligon; by default the "
+        "first name (warm tone) or the full name (formal), by language.",
+    )
     email: Email | None = Field(default=None, description="Email address.")
     phone: Phone | None = Field(
         default=None, description="Phone number with country code, such as +1 202 555 0143."

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import String, cast, inspect, select, update
 
+from amends import exit_questions
 from amends.delivery.consent import add_suppression
 from amends.domain import Stage
 from amends.errors import NotFound
@@ -195,10 +196,11 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
         session.execute(
             update(models.ExitAnswers)
             .where(models.ExitAnswers.customer_id == customer.id)
-            .values(why=None, went_to=None, second_chance=None, stay=None)
+            .values(**dict.fromkeys(exit_questions.KEYS))
         )
         customer.ref = f"forgotten-{customer.id}"
         customer.name = FORGOTTEN_NAME
+        customer.addressed_as = None
         customer.email = customer.phone = customer.postal_address = None
         customer.social_platform = customer.social_handle = None
         customer.preferred_channel = None

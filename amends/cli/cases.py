@@ -24,12 +24,15 @@ from amends.cli._app import (
     runtime,
     start_prefect,
 )
+from amends.exit_questions import QUESTIONS
 
 if TYPE_CHECKING:
     from amends.reporting.casebook import CaseLine, CaseOutcome
     from amends.runtime import Runtime
 
 PANEL = "Cases"
+# Each exit question's option says the question it answers (amends.exit_questions).
+_ASKED = {question.key: question.asked_in("en") for question in QUESTIONS}
 
 
 def _read_incident(file: str) -> bytes:
@@ -203,27 +206,21 @@ def note(
 def exit_answers(
     customer: Annotated[str, typer.Argument(help="The customer's ref.")],
     by: Annotated[str, typer.Option("--by", help="Your name, for the record.")],
-    why: Annotated[str, typer.Option(help="Why they left.")] = "",
-    where: Annotated[str, typer.Option(help="Where they went instead.")] = "",
-    second_chance: Annotated[str, typer.Option(help="What would earn us a second chance.")] = "",
-    stay: Annotated[str, typer.Option(help="What would have made them stay.")] = "",
+    why: Annotated[str, typer.Option(help=_ASKED["why"])] = "",
+    where: Annotated[str, typer.Option(help=_ASKED["went_to"])] = "",
+    second_chance: Annotated[str, typer.Option(help=_ASKED["second_chance"])] = "",
+    stay: Annotated[str, typer.Option(help=_ASKED["stay"])] = "",
 ) -> None:
-    """Record a leaving customer's answers to the exit questions, for the report's themes.
+    """Record a leaving customer's answers to the exit questions (as told on the phone or in a
+    letter), for the report's themes.
 
     The answers are the customer's words: they reach `amends report` and its CSV for staff,
     never the Prefect artifacts.
     """
     from amends.nightly.aftercare import record_exit_answers
 
-    record = record_exit_answers(
-        runtime(),
-        customer,
-        actor=by,
-        why=why,
-        went_to=where,
-        second_chance=second_chance,
-        stay=stay,
-    )
+    given = {"why": why, "went_to": where, "second_chance": second_chance, "stay": stay}
+    record = record_exit_answers(runtime(), customer, given, actor=by)
     noted = f"; noted on case {record.incident_ref}" if record.incident_ref else ""
     out.print(f"Exit answers of {record.customer_ref} recorded{noted}.", markup=False)
 
@@ -243,13 +240,29 @@ def close(
 ) -> None:
     """Close a case now, cancelling its remaining check-ins.
 
-    The customer's calendar gets the cancellation too, and the nightly run sends the thank-you
-    note.
+    The customer's calendar gets the cancellation too, and the customer one closing thank-you.
+    Refused while the put-right the apology promised is not recorded as done (`amends done`),
+    unless the customer withdrew.
     """
     from amends.nightly.aftercare import close_case
 
     cancelled = close_case(runtime(), ref, reason=reason, actor=by, resolved=not withdrawn)
     out.print(f"Case {ref} closed; {cancelled} check-in(s) cancelled.", markup=False)
+
+
+@app.command(rich_help_panel=PANEL)
+@friendly
+def done(
+    ref: Annotated[str, typer.Argument(help="The case: its incident's ref, or its number.")],
+    by: Annotated[str, typer.Option("--by", help="Your name, for the case record.")],
+) -> None:
+    """Record that the put-right the apology promised is done (the suit replaced, the money
+    refunded): only then does the case close with its thank-you."""
+    from amends.nightly.aftercare import confirm_put_right
+
+    closed = confirm_put_right(runtime(), ref, actor=by)
+    then = "; the case is closed and the thank-you follows" if closed else ""
+    out.print(f"Put-right of {ref} recorded as done{then}.", markup=False)
 
 
 def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:

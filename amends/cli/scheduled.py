@@ -247,11 +247,11 @@ def serve(verbose: VerboseFlag = False) -> None:
     For a small business without a work pool. Needs a Prefect server: PREFECT_API_URL, or the
     data folder's own (`amends server start`). The nightly run starts at 02:00 in the business
     profile's time zone. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the opt-out links
-    of win-back mail on 127.0.0.1:AMENDS_OPTOUT_PORT.
+    of win-back mail, and the exit questions' answer form, on 127.0.0.1:AMENDS_OPTOUT_PORT.
     """
     import threading
 
-    from amends.delivery.optout import PATH, optout_server
+    from amends.delivery.optout import ANSWERS_PATH, PATH, optout_server
 
     rt = runtime()
     runner.prepare(verbose, rt.settings.home)
@@ -265,7 +265,11 @@ def serve(verbose: VerboseFlag = False) -> None:
         optout = optout_server(rt.settings, rt.db)
         threading.Thread(target=optout.serve_forever, daemon=True).start()
         host, port = optout.server_address[:2]
-        out.print(f"Opt-out links answered at http://{host}:{port}{PATH}", highlight=False)
+        out.print(
+            f"Opt-out links answered at http://{host}:{port}{PATH}, exit-question forms at "
+            f"http://{host}:{port}{ANSWERS_PATH}",
+            highlight=False,
+        )
     try:
         runner.serve(rt.settings)
     finally:

@@ -11,12 +11,15 @@ from typing import Literal
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from amends.domain import MARKETING_KINDS, email_address, phone_number
+from amends.domain import MARKETING_KINDS, MessageKind, email_address, phone_number
 from amends.errors import InvalidInput
 from amends.storage import models
 from amends.storage.db import Database
 
 Scope = Literal["marketing", "all"]
+# A lost customer (seed 000: forgiven once, failed again) gets no win-back, but is asked once
+# why they left (seeds 002 and 004): learning from them is not trying to win them back.
+ASKED_OF_THE_LOST = frozenset({MessageKind.EXIT_QUESTIONS})
 
 
 def normal_address(address: str) -> str:
@@ -58,10 +61,11 @@ def add_suppression(session: Session, address: str, *, scope: Scope, reason: str
     return True
 
 
-def may_contact(*, marketing: bool) -> ColumnElement[bool]:
+def may_contact(*, marketing: bool, asking_why: bool = False) -> ColumnElement[bool]:
     """:func:`withheld`'s rule as a SQL condition on a customer, for set-based queries: not
     do-not-contact, not suppressed (for all mail; for marketing too, when ``marketing``), and,
-    for marketing, not barred from win-backs."""
+    for marketing, not barred from win-backs (``asking_why``: the exit questions, which a lost
+    customer is asked, see :data:`ASKED_OF_THE_LOST`)."""
     customer = models.Customer
     suppressed = exists().where(
         models.Suppression.scope.in_(["all", "marketing"] if marketing else ["all"]),
@@ -71,7 +75,12 @@ def may_contact(*, marketing: bool) -> ColumnElement[bool]:
         ),
     )
     condition = and_(customer.do_not_contact.is_(False), ~suppressed)
-    return and_(condition, customer.winback_barred.is_(None)) if marketing else condition
+    if not marketing:
+        return condition
+    barred = customer.winback_barred.is_(None)
+    if asking_why:
+        barred = or_(barred, customer.winback_barred == "lost")
+    return and_(condition, barred)
 
 
 def withheld(
@@ -101,7 +110,11 @@ def withheld(
             reasons[message.id] = "the customer is marked do-not-contact"
         elif "all" in suppressed:
             reasons[message.id] = f"the address is suppressed ({suppressed['all']})"
-        elif marketing and customer.winback_barred:
+        elif (
+            marketing
+            and customer.winback_barred
+            and not (customer.winback_barred == "lost" and message.kind in ASKED_OF_THE_LOST)
+        ):
             reasons[message.id] = f"the customer is never in a win-back ({customer.winback_barred})"
         elif marketing and "marketing" in suppressed:
             reasons[message.id] = "the address opted out of offers"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends.delivery.channels import unsubscribe_link
-from amends.domain import Incident, MessageKind, ReplyChannel
+from amends.domain import Incident, MessageKind, ReplyChannel, Stage
 from amends.errors import AmendsError, TemplateError
 from amends.messages.rendering import Rendered, Templates
 from amends.settings import Settings
@@ -126,12 +126,24 @@ def case_context(
     settings: Settings,
     *,
     checkins: list[datetime] | None = None,
+    next_step: str | None = None,
 ) -> dict[str, Any]:
     """What a template is told about a real case; the same keys as :func:`sample_context`.
 
     ``checkins`` are the meetings a message is about; the case's scheduled ones by default.
+    ``next_step`` (one of :data:`NEXT_STEPS`) is what the apology says follows it: the step
+    the stages will really take; by default the one the follow-up stage recorded (a preview
+    shows the apology as it went).
     """
     incident = filed_incident(case)
+    if next_step is None:
+        followed = session.scalar(
+            select(models.StageOutcome.data).where(
+                models.StageOutcome.case_id == case.id,
+                models.StageOutcome.stage == Stage.FOLLOW_UP,
+            )
+        )
+        next_step = (followed or {}).get("next_step", "reply")
     offer = session.scalar(select(models.Offer).where(models.Offer.case_id == case.id))
     if checkins is None:
         checkins = list(
@@ -143,8 +155,12 @@ def case_context(
         )
     return {
         "business": business_context(settings, incident.customer.locale),
-        "customer": {
-            "name": incident.customer.name,
+        "customer": customer_names(
+            incident.customer.name,
+            case.customer.addressed_as or incident.customer.addressed_as,
+            settings,
+        )
+        | {
             "handle": incident.customer.social.handle if incident.customer.social else "",
             "address": incident.customer.postal_address or "",
         },
@@ -168,7 +184,29 @@ def case_context(
         "progress": progress_of(session, case, checkins),
         "today": datetime.now(UTC),
         "unsubscribe": optout_link(settings, case.customer.email),
+        "next_step": next_step,
+        "answer_link": "",
     }
+
+
+NEXT_STEPS = (
+    "invitation",  # a check-in invitation follows by email, with its dates
+    "agree_checkins",  # staff get in touch to agree the check-in dates
+    "reply",  # nothing is scheduled: the customer replies if anything is still not right
+)
+
+
+def addressed_as(name: str, given: str | None, tone: str) -> str:
+    """The name a greeting uses: the one recorded for the customer, else the first name in a
+    warm tone ("Hello Arthur,") and the full name in a formal one ("Dear Arthur Penhaligon,"),
+    which every language's greeting then frames ("Buenos días, Arthur Penhaligon:")."""
+    if given and given.strip():
+        return given.strip()
+    return name.split()[0] if tone == "warm" and name.split() else name
+
+
+def customer_names(name: str, given: str | None, settings: Settings) -> dict[str, str]:
+    return {"name": name, "addressed_as": addressed_as(name, given, settings.tone)}
 
 
 def optout_link(settings: Settings, email: str | None) -> str:
@@ -186,13 +224,14 @@ def customer_context(
     checkins: list[datetime] | None = None,
     offer: dict[str, Any] | None = None,
     now: datetime | None = None,
+    answer_link: str = "",
 ) -> dict[str, Any]:
     """What a template is told in a message outside the stages (a check-in reminder, a win-back
     offer), from rows already loaded: no queries, so the nightly run renders thousands fast."""
     return {
         "business": business_context(settings, customer.locale),
-        "customer": {
-            "name": customer.name,
+        "customer": customer_names(customer.name, customer.addressed_as, settings)
+        | {
             "handle": customer.social_handle or "",
             "address": customer.postal_address or "",
         },
@@ -207,6 +246,8 @@ def customer_context(
         "progress": None,
         "today": now or datetime.now(UTC),
         "unsubscribe": optout_link(settings, customer.email),
+        "next_step": "reply",
+        "answer_link": answer_link,
     }
 
 
@@ -236,6 +277,10 @@ def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -
     done = ["complaint_received"]
     if sent_kinds & {MessageKind.APOLOGY, MessageKind.PUBLIC_REPLY}:
         done.append("apology_sent")
+    # The put-right the apology promised: under way until staff confirm it (amends done).
+    fixing = bool(case.incident.payload.get("put_right")) and case.put_right_done_at is None
+    if case.incident.payload.get("put_right"):
+        done.append("fix_in_progress" if fixing else "fix_done")
     if session.scalar(select(models.Offer.id).where(models.Offer.case_id == case.id)):
         done.append("offer_made")
     upcoming = [moment for moment in checkins if moment > datetime.now(UTC)]
@@ -243,7 +288,7 @@ def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -
         done.append("checkins_scheduled")
     return {
         "done": done,
-        "next": "first_checkin" if upcoming else "close_case",
+        "next": "fix" if fixing else "first_checkin" if upcoming else "close_case",
         "next_contact": upcoming[0] if upcoming else datetime.now(UTC) + timedelta(days=7),
     }
 
@@ -279,6 +324,7 @@ def sample_context(
         "business": business_context(settings, locale),
         "customer": {
             "name": "Rodolfo Kendhall",
+            "addressed_as": addressed_as("Rodolfo Kendhall", None, settings.tone),
             "handle": "@rkendhall",
             "address": "Calle Mayor 12\n28013 Madrid",
         },
@@ -304,6 +350,8 @@ def sample_context(
         },
         "today": now,
         "unsubscribe": "https://acme.example/unsubscribe?email=rk%40example.com&token=0",
+        "next_step": "agree_checkins",
+        "answer_link": "https://acme.example/exit-answers?customer=C-42&token=0",
     }
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_time, get_timezone_location
 from babel.numbers import format_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from amends.errors import TemplateError
+from amends.exit_questions import questions_in
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ class Templates:
         return Rendered(subject=subject, body=body, locale=chosen)
 
     def formatters(self, locale: str) -> dict[str, Any]:
-        """``money``, ``when`` and ``day`` for templates: Babel, in the locale and time zone."""
+        """``money``, ``when``, ``day`` and ``zone`` for templates: Babel, in the locale and time
+        zone; and ``exit_questions``, those of :mod:`amends.exit_questions` in the locale."""
         tz = self.timezone
 
         def money(amount: float, currency: str) -> str:
@@ -156,7 +158,19 @@ class Templates:
                 moment.astimezone(ZoneInfo(zone) if zone else tz), "long", locale=locale
             )
 
-        return {"money": money, "when": when, "day": day}
+        def zone(name: str) -> str:
+            """A time zone as the customer says it ("hora de España (Madrid)"), not its id."""
+            if name in {"UTC", "Etc/UTC"}:
+                return "UTC"
+            return get_timezone_location(name, locale=locale)
+
+        return {
+            "money": money,
+            "zone": zone,
+            "when": when,
+            "day": day,
+            "exit_questions": questions_in(locale),
+        }
 
 
 class _PlainText(HTMLParser):

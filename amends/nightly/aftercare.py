@@ -13,14 +13,22 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from amends import exit_questions
 from amends.domain import CaseState, CheckinStatus, MessageKind, ReplyChannel, Stage, staff_line
 from amends.errors import AmendsError, InvalidInput, NotFound
 from amends.recovery.checkins import moved_time
 from amends.recovery.staff import settle
-from amends.recovery.stages import Step, load_step, queue_for_case
+from amends.recovery.stages import (
+    PUT_RIGHT_ACTION,
+    Step,
+    invites_by_email,
+    load_step,
+    queue_for_case,
+)
 from amends.reporting.casebook import find_case
 from amends.runtime import Runtime
 from amends.storage import models
+from amends.storage.db import Database
 
 FEEDBACK_LIMIT = 4000
 
@@ -154,11 +162,6 @@ def _checkin(session: Session, case: models.Case, number: int | None) -> models.
     return checkin
 
 
-def _invited_by_email(step: Step) -> bool:
-    """Whether the customer's calendar has the check-ins: the invitation went by email."""
-    return step.case.reply_channel is ReplyChannel.EMAIL and bool(step.customer.email)
-
-
 def _move(step: Step, checkin: models.CheckIn, actor: str) -> datetime:
     zone = step.customer.timezone or step.rt.settings.business_timezone
     missed_at = checkin.starts_at
@@ -179,7 +182,7 @@ def _move(step: Step, checkin: models.CheckIn, actor: str) -> datetime:
         actor=actor,
     )
     key = f"case-{step.case.id}:checkin-{checkin.number}:moved:{checkin.sequence}"
-    if _invited_by_email(step):
+    if invites_by_email(step):
         queue_for_case(
             step,
             Stage.REENGAGE,
@@ -208,12 +211,17 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
     """Close a case now; its check-ins still to come are cancelled, in the customer's calendar
     too. Returns how many check-ins were cancelled.
 
+    One closing message: a resolved case whose invitations went by email gets its thank-you
+    now, with the cancellation attached (the nightly run then has nothing to add); otherwise
+    the nightly run sends the thank-you. A withdrawn case gets only the cancellation.
+
     Args:
         resolved: False when the customer withdrew (asked to stop, left): no thank-you note.
 
     Raises:
         NotFound: no such case.
-        AmendsError: the case is closed already, or its stages have not all run.
+        AmendsError: the case is closed already, or its stages have not all run, or (resolved)
+            the put-right the apology promised is not recorded as done.
     """
     actor, reason = staff_line(actor, "who closed it", 120), staff_line(reason, "reason", 500)
     if not actor or not reason:
@@ -226,6 +234,12 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
             raise AmendsError(
                 f"case {case.incident.ref} is still in its stages (last done: "
                 f"{case.stage.value if case.stage else 'none'}); run it to the end first"
+            )
+        if resolved and put_right_open(case):
+            raise AmendsError(
+                f"case {case.incident.ref}: the put-right the apology promised is not recorded "
+                f"as done; `amends done {case.incident.ref} --by NAME` once it is, or close it "
+                "with --withdrawn if the customer withdrew"
             )
         step = load_step(session, rt, case.id)
         remaining = list(
@@ -249,11 +263,11 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
                 "Check-ins cancelled: " + ", ".join(str(c.number) for c in remaining) + ".",
                 actor=actor,
             )
-        if remaining and _invited_by_email(step):
+        if remaining and invites_by_email(step):
             queue_for_case(
                 step,
                 Stage.REENGAGE,
-                MessageKind.CHECKIN_CANCELLED,
+                MessageKind.THANK_YOU if resolved else MessageKind.CHECKIN_CANCELLED,
                 ReplyChannel.EMAIL,
                 key=f"case-{case.id}:checkins:cancelled",
                 about=remaining,
@@ -277,8 +291,64 @@ def close_case(rt: Runtime, ref: str, *, reason: str, actor: str, resolved: bool
         return len(remaining)
 
 
+def put_right_open(case: models.Case) -> bool:
+    """Whether the case's apology promised a put-right that no one has confirmed as done."""
+    return bool(case.incident.payload.get("put_right")) and case.put_right_done_at is None
+
+
+def confirm_put_right(rt: Runtime, ref: str, *, actor: str) -> bool:
+    """Record that the put-right the apology promised was done; the thank-you may follow.
+    Returns whether the case closed with it (nothing else was left to do).
+
+    Raises:
+        NotFound: no such case.
+        InvalidInput: no name.
+        AmendsError: the case promised no put-right, or it is recorded as done already.
+    """
+    actor = staff_line(actor, "who confirms it", 120)
+    if not actor:
+        raise InvalidInput("name who confirms the put-right (--by NAME)")
+    with rt.db.session() as session:
+        case = find_case(session, ref)
+        if not case.incident.payload.get("put_right"):
+            raise AmendsError(f"case {case.incident.ref} promised no put-right")
+        if case.put_right_done_at is not None:
+            raise AmendsError(
+                f"the put-right of {case.incident.ref} was recorded as done by "
+                f"{case.put_right_done_by} on {case.put_right_done_at:%Y-%m-%d %H:%M} UTC"
+            )
+        mark_put_right_done(session, case, actor)
+        if case.state is not CaseState.CLOSED:
+            settle(session, case)
+        return case.state is CaseState.CLOSED
+
+
+def mark_put_right_done(session: Session, case: models.Case, actor: str) -> None:
+    """The put-right is done: on the case, its staff action and its timeline."""
+    now = models.utcnow()
+    case.put_right_done_at, case.put_right_done_by = now, actor
+    session.execute(
+        update(models.StaffAction)
+        .where(
+            models.StaffAction.case_id == case.id,
+            models.StaffAction.kind == PUT_RIGHT_ACTION,
+            models.StaffAction.status == "open",
+        )
+        .values(status="done", done_at=now)
+    )
+    session.add(
+        models.CaseEvent(
+            case_id=case.id,
+            stage=Stage.FOLLOW_UP,
+            kind="put_right_done",
+            text="The put-right the apology promised is done.",
+            actor=actor,
+        )
+    )
+    session.flush()
+
+
 NOTE_LIMIT = 1000
-ANSWER_LIMIT = 1000
 
 
 def add_note(rt: Runtime, ref: str, text: str, *, actor: str) -> int:
@@ -307,38 +377,43 @@ class ExitAnswersRecord:
 
 
 def record_exit_answers(
-    rt: Runtime,
-    customer_ref: str,
-    *,
-    actor: str,
-    why: str = "",
-    went_to: str = "",
-    second_chance: str = "",
-    stay: str = "",
+    rt: Runtime, customer_ref: str, answers: dict[str, str], *, actor: str
 ) -> ExitAnswersRecord:
-    """Keep a leaving customer's answers to the exit questions (why they left, where they went,
-    what would earn a second chance, what would have kept them), for the report's themes.
+    """Keep a leaving customer's answers to the exit questions (:mod:`amends.exit_questions`,
+    keyed as there), as staff heard them, for the report's themes.
 
     Raises:
         NotFound: no such customer.
-        InvalidInput: no name or no answer at all; an answer is longer than ``ANSWER_LIMIT``
-            characters or not a single line of plain text.
+        InvalidInput: no name or no answer at all; an unknown question; an answer longer than
+            ``ANSWER_LIMIT`` characters or not a single line of plain text.
     """
+    return save_exit_answers(rt.db, customer_ref, answers, actor=actor)
+
+
+def save_exit_answers(
+    db: Database, customer_ref: str, answers: dict[str, str], *, actor: str
+) -> ExitAnswersRecord:
+    """:func:`record_exit_answers` on a database: what the answer form of ``amends serve``
+    calls, with the customer as ``actor``."""
     actor = staff_line(actor, "who recorded it", 120)
-    answers = {
-        field: staff_line(value, field.replace("_", "-"), ANSWER_LIMIT) or None
-        for field, value in (
-            ("why", why),
-            ("went_to", went_to),
-            ("second_chance", second_chance),
-            ("stay", stay),
+    unknown = set(answers) - set(exit_questions.KEYS)
+    if unknown:
+        raise InvalidInput(f"no exit question {sorted(unknown)[0]!r}")
+    kept = {
+        question.key: staff_line(
+            answers.get(question.key, ""), question.option, exit_questions.ANSWER_LIMIT
         )
+        or None
+        for question in exit_questions.QUESTIONS
     }
     if not actor:
         raise InvalidInput("name who recorded the answers (--by NAME)")
-    if not any(answers.values()):
-        raise InvalidInput("give at least one answer: --why, --where, --second-chance or --stay")
-    with rt.db.session() as session:
+    if not any(kept.values()):
+        raise InvalidInput(
+            "give at least one answer: "
+            + ", ".join(f"--{q.option}" for q in exit_questions.QUESTIONS)
+        )
+    with db.session() as session:
         customer = session.scalar(
             select(models.Customer).where(models.Customer.ref == customer_ref)
         )
@@ -355,7 +430,7 @@ def record_exit_answers(
                 customer_id=customer.id,
                 case_id=case.id if case else None,
                 recorded_by=actor,
-                **answers,
+                **kept,
             )
         )
         if case is not None:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from amends.delivery import consent
+from amends.delivery.optout import answers_link
 from amends.delivery.outbox import Draft, DrainReport, queue_drafts, write_attachment
 from amends.domain import (
     CaseState,
@@ -49,6 +50,7 @@ from amends.messages.catalogue import FORMS, case_context, customer_context, ren
 from amends.nightly.aftercare import WITHDRAWN
 from amends.recovery.policy import NightlyFigures
 from amends.recovery.staff import add_action
+from amends.recovery.stages import PUT_RIGHT_ACTION
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -63,8 +65,11 @@ NIGHTLY_KINDS = (
     MessageKind.CHECKIN_REMINDER,
     MessageKind.PROGRESS_UPDATE,
     MessageKind.THANK_YOU,
+    MessageKind.EXIT_QUESTIONS,
     MessageKind.WINBACK_OFFER,
 )
+# After the exit questions, the win-back offer waits this long: their answers come first.
+ANSWERS_BEFORE_WINBACK = timedelta(days=14)
 # When nothing else says how to reach a customer: the channels tried, in this order.
 USUAL_CHANNELS = (ReplyChannel.EMAIL, ReplyChannel.SMS, ReplyChannel.LETTER)
 
@@ -397,6 +402,12 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
             models.Case.closed_at >= since,
             models.Case.decision.in_([Decision.RECOVER, Decision.SMOOTH_OVER]),
             ~withdrawn,  # the customer asked to stop, or left: nothing to thank them for
+            # Only when really resolved: the put-right the apology promised is confirmed.
+            ~exists().where(
+                models.StaffAction.case_id == models.Case.id,
+                models.StaffAction.kind == PUT_RIGHT_ACTION,
+                models.StaffAction.status == "open",
+            ),
             ~exists().where(
                 models.Message.case_id == models.Case.id,
                 models.Message.kind == MessageKind.THANK_YOU,
@@ -411,16 +422,67 @@ def thank(night: Night, progress: Progress | None = None) -> ActionReport:
     return report
 
 
+def _lapsed(night: Night) -> ColumnElement[bool]:
+    """Past the policy's period without buying (or, never having bought, without contact)."""
+    cutoff = night.today - timedelta(days=night.figures.lapsed_after_days)
+    customer = models.Customer
+    return or_(
+        customer.last_purchase_on < cutoff,
+        and_(customer.last_purchase_on.is_(None), customer.last_contact_on < cutoff),
+    )
+
+
+def _in_or_just_after_a_case(night: Night) -> ColumnElement[bool]:
+    """A case open, or closed so lately that its thank-you comes first."""
+    just_closed = night.now - timedelta(days=night.figures.thank_you_within_days)
+    return exists().where(
+        models.Case.customer_id == models.Customer.id,
+        or_(models.Case.state != CaseState.CLOSED, models.Case.closed_at >= just_closed),
+    )
+
+
+def ask_why_they_left(night: Night, progress: Progress | None = None) -> ActionReport:
+    """The exit questions (seeds 002 and 004: why did you leave, where do you buy now, what
+    would bring you back, what would keep you), once ever, to a customer who left: lost after
+    a second failure, or lapsed past the policy's period. Within consent (as marketing: they
+    did not write to us) and the frequency cap; with a signed link to the answer form."""
+    report = ActionReport("ask_why_they_left", "Exit questions")
+    customer = models.Customer
+    query = select(customer).where(
+        or_(customer.winback_barred == "lost", _lapsed(night)),
+        # The abusive are never written to; the lost are, this once (consent still applies).
+        consent.may_contact(marketing=True, asking_why=True),
+        ~_in_or_just_after_a_case(night),
+        ~exists().where(
+            models.Message.customer_id == customer.id,
+            models.Message.kind == MessageKind.EXIT_QUESTIONS,
+        ),
+        _under_cap(night),
+    )
+    settings = night.rt.settings
+    for session, rows in _batches(night, query, customer.id, progress):
+        report.candidates += len(rows)
+        drafting = _Drafting(night, Stage.REENGAGE, MessageKind.EXIT_QUESTIONS)
+        for (row,) in rows:
+            channel = _channel(MessageKind.EXIT_QUESTIONS, row, row.preferred_channel)
+            if channel is None:
+                continue
+            context = customer_context(
+                settings, row, now=night.now, answer_link=answers_link(settings, row.ref)
+            )
+            drafting.add(f"customer-{row.id}:exit_questions", row, channel, context)
+        drafting.queue(session, report)
+    return report
+
+
 def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionReport:
     """A win-back offer to each lapsed or at-risk customer (seed 002's warning signs: stopped
     buying, stopped answering calls, missed meetings), at most once per policy window, on their
     preferred or last-used channel; never during an open case."""
     report = ActionReport("offer_winbacks", "Win-back offers")
     figures = night.figures
-    cutoff = night.today - timedelta(days=figures.lapsed_after_days)
     customer = models.Customer
     misses = _misses(night)
-    just_closed = night.now - timedelta(days=figures.thank_you_within_days)
     last_channel = (
         select(models.Message.channel)
         .where(models.Message.customer_id == customer.id)
@@ -430,15 +492,17 @@ def offer_winbacks(night: Night, progress: Progress | None = None) -> ActionRepo
     )
     query = select(customer, last_channel).where(
         or_(
-            customer.last_purchase_on < cutoff,
-            and_(customer.last_purchase_on.is_(None), customer.last_contact_on < cutoff),
+            _lapsed(night),
             customer.unanswered_calls >= figures.unanswered_calls,
             misses >= night.rt.policy.checkins.misses_before_call,
         ),
         # Not during a recovery, nor right after one: its thank-you comes first.
+        ~_in_or_just_after_a_case(night),
+        # Nor right after the exit questions: their answers come first.
         ~exists().where(
-            models.Case.customer_id == customer.id,
-            or_(models.Case.state != CaseState.CLOSED, models.Case.closed_at >= just_closed),
+            models.Message.customer_id == customer.id,
+            models.Message.kind == MessageKind.EXIT_QUESTIONS,
+            models.Message.created_at >= night.now - ANSWERS_BEFORE_WINBACK,
         ),
         ~exists().where(
             models.Message.customer_id == customer.id,
@@ -576,6 +640,7 @@ ACTIONS: tuple[Callable[[Night, Progress | None], ActionReport], ...] = (
     remind_checkins,
     update_progress,
     thank,
+    ask_why_they_left,
     offer_winbacks,
 )
 

@@ -283,6 +283,7 @@ def _upsert_customer(session: Any, incident: Incident) -> models.Customer:
         session.add(customer)
     # The newest incident carries the newest contact details.
     customer.name = given.name
+    customer.addressed_as = given.addressed_as or customer.addressed_as
     customer.email = given.email or customer.email
     customer.phone = given.phone or customer.phone
     customer.postal_address = given.postal_address or customer.postal_address

@@ -198,6 +198,9 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
                 models.CaseEvent(case_id=action.case_id, kind="staff_done", text=text, actor=actor)
             )
             case = session.get(models.Case, action.case_id)
+            if action.kind == "confirm_put_right" and case.put_right_done_at is None:
+                # The same as `amends done`: the thank-you may follow.
+                case.put_right_done_at, case.put_right_done_by = action.done_at, actor
             if case.state is CaseState.AWAITING_STAFF:
                 settle(session, case)
     return find_action(db, action_id)

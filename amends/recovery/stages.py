@@ -337,9 +337,13 @@ def _follow_up(step: Step) -> Outcome:
         )
     channel = case.reply_channel
     posts = step.outcome(Stage.MONITOR).data.get("posts", [])
+    # The apology promises what the re-engage stage will really do (issue 18).
+    next_step = planned_next_step(step)
     queued = []
     if channel is not ReplyChannel.SOCIAL:
-        queued.append(queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel))
+        queued.append(
+            queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, channel, next_step=next_step)
+        )
     # A public complaint gets a short public reply that invites a private talk (seed 003)...
     if channel is ReplyChannel.SOCIAL or posts:
         # In the thread of the latest post found, where the network has one.
@@ -359,12 +363,30 @@ def _follow_up(step: Step) -> Outcome:
         and step.customer.social_platform in step.rt.policy.private_messages_on
     ):
         queued.append(
-            queue_for_case(step, Stage.FOLLOW_UP, MessageKind.APOLOGY, ReplyChannel.SOCIAL)
+            queue_for_case(
+                step,
+                Stage.FOLLOW_UP,
+                MessageKind.APOLOGY,
+                ReplyChannel.SOCIAL,
+                next_step=next_step,
+            )
+        )
+    if step.incident.put_right:
+        # The thank-you and the close wait until a person confirms the promise was kept.
+        step.staff_action(
+            Stage.FOLLOW_UP,
+            PUT_RIGHT_ACTION,
+            "frontline",
+            f"The apology promised: “{step.incident.put_right}”. When it is done, confirm it: "
+            f"`amends done {step.incident.ref} --by NAME`.",
         )
     described = ", ".join(
         f"{spoken(m.kind)} by {m.channel.value} ({spoken(m.status)})" for m in queued
     )
-    data = {"messages": [{"kind": m.kind.value, "channel": m.channel.value} for m in queued]}
+    data = {
+        "messages": [{"kind": m.kind.value, "channel": m.channel.value} for m in queued],
+        "next_step": next_step,
+    }
     if channel is ReplyChannel.LETTER:
         described += "; a handwritten note goes further than print"
     return StageStatus.COMPLETED, f"Replied on the complaint's own channel: {described}.", data
@@ -387,14 +409,12 @@ def _reengage(step: Step) -> Outcome:
     customer = step.customer
     zone = customer.timezone or rt.settings.business_timezone
     figures = rt.policy.checkins
-    tier = rt.policy.empower.tier_of(step.incident.customer.annual_value)
-    count = figures.count_for(step.incident.severity, tier)
-    times = checkin_times(case.opened_at, figures, zone, count=count, business=rt.settings.business)
+    times = planned_checkins(step)
     if not times:
         settle(step.session, case)
         return (
             StageStatus.COMPLETED,
-            f"No check-ins for a {step.incident.severity.value}-severity failure "
+            f"Offer made; no check-ins for a {step.incident.severity.value}-severity failure "
             "(the policy's checkins.count_by_severity).",
             {"checkins": []},
         )
@@ -421,7 +441,7 @@ def _reengage(step: Step) -> Outcome:
 
     # The invitation follows the apology, never precedes it: by email only when the apology
     # went by email; otherwise the person who calls, writes or visits agrees the dates.
-    if case.reply_channel is ReplyChannel.EMAIL and customer.email:
+    if invites_by_email(step):
         queue_for_case(
             step,
             Stage.REENGAGE,
@@ -461,6 +481,40 @@ STAGES = {
 }
 
 
+# --- what follows the apology ------------------------------------------------------------------
+
+PUT_RIGHT_ACTION = "confirm_put_right"  # staff confirm the put-right the apology promised
+
+
+def planned_checkins(step: Step) -> list[datetime]:
+    """The check-ins a recovered case gets: asked before the apology (to say what follows it)
+    and by the re-engage stage (to schedule them), so both say the same."""
+    if step.case.decision is not Decision.RECOVER:
+        return []
+    rt, incident = step.rt, step.incident
+    zone = step.customer.timezone or rt.settings.business_timezone
+    figures = rt.policy.checkins
+    count = figures.count_for(
+        incident.severity, rt.policy.empower.tier_of(incident.customer.annual_value)
+    )
+    return checkin_times(
+        step.case.opened_at, figures, zone, count=count, business=rt.settings.business
+    )
+
+
+def invites_by_email(step: Step) -> bool:
+    """The check-in invitation follows the apology by email only when the apology went by
+    email; otherwise the person who calls, writes or visits agrees the dates."""
+    return step.case.reply_channel is ReplyChannel.EMAIL and bool(step.customer.email)
+
+
+def planned_next_step(step: Step) -> str:
+    """What the apology says comes next (catalogue.NEXT_STEPS): the step really queued."""
+    if not planned_checkins(step):
+        return "reply"
+    return "invitation" if invites_by_email(step) else "agree_checkins"
+
+
 # --- messages ---------------------------------------------------------------------------------
 
 
@@ -474,6 +528,7 @@ def queue_for_case(
     about: list[models.CheckIn] | None = None,
     calendar: tuple[CalendarMethod, list[models.CheckIn]] | None = None,
     in_reply_to: str | None = None,
+    next_step: str = "reply",
 ) -> models.Message:
     """Render a message for the case's customer and queue it, in the step's transaction.
 
@@ -482,11 +537,16 @@ def queue_for_case(
         about: The check-ins the message speaks of.
         calendar: An iCalendar REQUEST or CANCEL of these check-ins, attached.
         in_reply_to: What the message answers: a public post's URL, for a public reply.
+        next_step: What an apology says follows it (:func:`planned_next_step`).
     """
     rt, case, customer, incident = step.rt, step.case, step.customer, step.incident
     settings = rt.settings
     context = case_context(
-        step.session, case, settings, checkins=[c.starts_at for c in about or []]
+        step.session,
+        case,
+        settings,
+        checkins=[c.starts_at for c in about or []],
+        next_step=next_step,
     )
     rendered = render_message(rt.templates, kind, channel, customer.locale, context)
     subject = rendered.subject

@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
+from amends import exit_questions
 from amends.domain import CaseState, Decision, Fault, MessageStatus
 from amends.errors import InvalidInput
 from amends.nightly.aftercare import WITHDRAWN
@@ -321,9 +322,6 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
         )
 
 
-_EXIT_QUESTIONS = ("why", "went_to", "second_chance", "stay")
-
-
 def _quotes(session: Session, period: Period) -> list[Quote]:
     """Check-in feedback and exit answers recorded in the period, oldest first."""
     quotes = [
@@ -347,13 +345,12 @@ def _quotes(session: Session, period: Period) -> list[Quote]:
             models.ExitAnswers.recorded_at < period.until,
         )
     ):
-        for question in _EXIT_QUESTIONS:
-            text = getattr(answers, question)
+        for question in exit_questions.QUESTIONS:
+            text = getattr(answers, question.key)
             if text:
-                source = "where" if question == "went_to" else question
                 quotes.append(
                     Quote(
-                        source=source,
+                        source=question.report_source,
                         customer_ref=ref,
                         recorded_at=answers.recorded_at,
                         text=text,

@@ -97,6 +97,8 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(120))
+    # The name a greeting uses ("Hello Arthur,"); empty: the language's default from ``name``.
+    addressed_as: Mapped[str | None] = mapped_column(String(120))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
     postal_address: Mapped[str | None] = mapped_column(String(500))
@@ -160,6 +162,9 @@ class Case(Base):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None]
+    # Staff confirmed that the put-right the apology promised was done (``amends done``).
+    put_right_done_at: Mapped[datetime | None]
+    put_right_done_by: Mapped[str | None] = mapped_column(String(120))
 
     incident: Mapped[Incident] = relationship()
     customer: Mapped[Customer] = relationship()

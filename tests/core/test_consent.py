@@ -36,7 +36,7 @@ def statuses(rt: Runtime) -> dict[str, str]:
         return {m.kind.value: m.status.value for m in session.scalars(select(models.Message))}
 
 
-def test_an_opt_out_after_a_winback_was_queued_still_stops_it(
+def test_an_opt_out_after_marketing_mail_was_queued_still_stops_it(
     rt: Runtime, recorder: RecordingAdapter
 ) -> None:
     with rt.db.session() as session:
@@ -50,7 +50,8 @@ def test_an_opt_out_after_a_winback_was_queued_still_stops_it(
     report = send(rt)
     assert (report.sent, report.withheld) == (0, 1)
     assert recorder.delivered == []
-    assert statuses(rt) == {"winback_offer": "suppressed"}
+    # A lapsed customer's first marketing mail: the exit questions (the win-back waits).
+    assert statuses(rt) == {"exit_questions": "suppressed"}
     with rt.db.session() as session:  # marketing just stops: nobody has work to do
         assert session.scalars(select(models.StaffAction)).all() == []
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from amends.delivery.channels import RecordingAdapter
 from amends.delivery.outbox import drain
-from amends.domain import STAGES
+from amends.domain import STAGES, MessageKind, MessageStatus, ReplyChannel, Stage
 from amends.nightly.aftercare import close_case, record_checkin
 from amends.nightly.reengagement import ActionReport, run_night
 from amends.recovery.intake import open_case
@@ -35,7 +35,9 @@ def night(rt: Runtime, now: datetime = NOW) -> dict[str, ActionReport]:
     return {report.action: report for report in reports}
 
 
-def add_customer(rt: Runtime, ref: str, **fields: Any) -> int:
+def add_customer(rt: Runtime, ref: str, *, asked_why: bool = True, **fields: Any) -> int:
+    """A customer; by default one asked the exit questions a month ago, so that a win-back is
+    due (it waits for their answers)."""
     values: dict[str, Any] = {
         "name": f"Customer {ref}",
         "email": f"{ref.lower()}@example.com",
@@ -49,6 +51,21 @@ def add_customer(rt: Runtime, ref: str, **fields: Any) -> int:
         customer = models.Customer(ref=ref, **values)
         session.add(customer)
         session.flush()
+        if asked_why:
+            session.add(
+                models.Message(
+                    customer_id=customer.id,
+                    key=f"customer-{customer.id}:exit_questions",
+                    stage=Stage.REENGAGE,
+                    kind=MessageKind.EXIT_QUESTIONS,
+                    channel=ReplyChannel.EMAIL,
+                    recipient=values["email"] or "",
+                    body="(asked before)",
+                    status=MessageStatus.SENT,
+                    created_at=NOW - timedelta(days=30),
+                    sent_at=NOW - timedelta(days=30),
+                )
+            )
         return customer.id
 
 
@@ -295,7 +312,7 @@ def test_held_checkins_keep_feedback_and_the_last_one_closes_the_case_then_thank
     recorder.delivered.clear()
     reports = night(rt, datetime.now(UTC))
     assert reports["thank"].done == 1
-    assert [m.subject for m in recorder.delivered] == ["Thank you, Rodolfo K."]
+    assert [m.subject for m in recorder.delivered] == ["Thank you, Rodolfo"]
     assert night(rt, datetime.now(UTC))["thank"].done == 0
 
 

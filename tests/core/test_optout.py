@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from urllib.parse import urlencode
+from html import escape
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -11,9 +13,11 @@ from loopback import serving
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from amends.delivery.adapter import Outgoing
 from amends.delivery.channels import unsubscribe_link, unsubscribe_token
-from amends.delivery.optout import optout_server
+from amends.delivery.optout import FORM_ACTOR, optout_server
 from amends.errors import ConfigurationError
+from amends.exit_questions import QUESTIONS
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -102,8 +106,9 @@ def test_the_endpoint_needs_the_secret(rt: Runtime) -> None:
         optout_server(rt.settings, rt.db, port=0)
 
 
-def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -> None:
-    import re
+def lapsed_customer_mail(rt: Runtime, endpoint: str, locale: str = "en") -> Outgoing:
+    """The first mail the nightly run sends a lapsed customer (the exit questions), with this
+    endpoint's links."""
     from dataclasses import replace
     from datetime import date, timedelta
 
@@ -120,15 +125,89 @@ def test_the_winback_mail_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -
     with rt.db.session() as session:
         session.add(
             models.Customer(
-                ref="C-1", name="Ann", email="ann@example.com", last_purchase_on=date(2025, 1, 1)
+                ref="C-1",
+                name="Ann Smith",
+                email="ann@example.com",
+                locale=locale,
+                last_purchase_on=date(2025, 1, 1),
             )
         )
     run_night(current)
     drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
-    (offer,) = rt.channels[next(iter(rt.channels))].delivered
-    (href,) = re.findall(r'href="([^"]+)"', offer.body)
-    assert httpx.post(href.replace("&amp;", "&"), content=ONE_CLICK).status_code == 200
+    (mail,) = rt.channels[next(iter(rt.channels))].delivered
+    return mail
+
+
+def links(mail: Outgoing) -> dict[str, str]:
+    found = [href.replace("&amp;", "&") for href in re.findall(r'href="([^"]+)"', mail.body)]
+    return {urlsplit(href).path: href for href in found}
+
+
+def test_the_mail_to_a_lapsed_customer_links_to_its_own_opt_out(rt: Runtime, endpoint: str) -> None:
+    mail = lapsed_customer_mail(rt, endpoint)
+    assert mail.subject == "Could you tell us why, Ann?"
+    assert httpx.post(links(mail)["/unsubscribe"], content=ONE_CLICK).status_code == 200
     assert suppressions(rt) == [("ann@example.com", "marketing")]
+
+
+def exit_answers(rt: Runtime) -> list[tuple[str | None, ...]]:
+    with rt.db.session() as session:
+        rows = session.execute(
+            select(
+                models.ExitAnswers.why,
+                models.ExitAnswers.went_to,
+                models.ExitAnswers.second_chance,
+                models.ExitAnswers.stay,
+                models.ExitAnswers.recorded_by,
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_the_exit_questions_are_answered_once_on_the_signed_form(
+    rt: Runtime, endpoint: str
+) -> None:
+    form = links(lapsed_customer_mail(rt, endpoint, locale="es"))["/exit-answers"]
+    page = httpx.get(form)
+    assert page.status_code == 200 and 'lang="es"' in page.text
+    for question in QUESTIONS:  # the one definition of the questions, in her language
+        assert escape(question.asked_in("es")) in page.text
+    assert exit_answers(rt) == []  # a link scanner's GET records nothing
+    empty = httpx.post(form, data={"why": "  ", "stay": ""})
+    assert empty.status_code == 400 and "al menos una respuesta" in empty.text
+    sent = httpx.post(
+        form,
+        data={
+            "why": "Llegaban tarde\ncada semana",
+            "stay": "Puntualidad",
+            "customer": "C-2",  # not a question: ignored, the link says whose form it is
+        },
+    )
+    assert sent.status_code == 200 and "Gracias" in sent.text
+    assert exit_answers(rt) == [
+        ("Llegaban tarde cada semana", None, None, "Puntualidad", FORM_ACTOR)
+    ]
+    again = httpx.post(form, data={"why": "otra vez"})
+    assert "ya teníamos sus respuestas" in again.text
+    assert len(exit_answers(rt)) == 1
+
+
+def test_an_answer_form_opens_only_with_its_own_customer_s_token(
+    rt: Runtime, endpoint: str
+) -> None:
+    form = links(lapsed_customer_mail(rt, endpoint))["/exit-answers"]
+    token = parse_qs(urlsplit(form).query)["token"][0]
+    forged = [
+        f"{endpoint}/exit-answers?" + urlencode({"customer": "C-2", "token": token}),
+        f"{endpoint}/exit-answers?customer=C-1",
+        # An opt-out token signs another purpose: it opens no form.
+        f"{endpoint}/exit-answers?"
+        + urlencode({"customer": "C-1", "token": unsubscribe_token(SECRET, "C-1")}),
+    ]
+    for link_ in forged:
+        assert httpx.get(link_).status_code == 403
+        assert httpx.post(link_, data={"why": "forged"}).status_code == 403
+    assert exit_answers(rt) == []
 
 
 @pytest.mark.parametrize("length", ["-1", "abc", "1e9"])

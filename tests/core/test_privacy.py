@@ -44,7 +44,7 @@ def test_mask_hides_addresses_and_numbers_and_nothing_else(text: str, masked: st
 
 def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None:
     recover(rt)
-    record_exit_answers(rt, "C-42", actor="dana", why="Prices went up")
+    record_exit_answers(rt, "C-42", {"why": "Prices went up"}, actor="dana")
     data = json.loads(json.dumps(export(rt.db, "C-42")))
     assert data["customer"]["email"] == "rk@example.com"
     assert [i["ref"] for i in data["incidents"]] == ["INC-1001"]
@@ -56,10 +56,12 @@ def test_export_gives_a_customer_everything_held_about_them(rt: Runtime) -> None
 
 
 def test_forget_erases_every_trace_and_keeps_the_figures(rt: Runtime, tmp_path: Path) -> None:
-    case_id = recover(rt)
+    case_id = recover(rt, customer={"addressed_as": "Don Rodolfo"})
     recover(rt, ref="INC-1002", channel="letter", complaint_message_id=None, severity="low")
     suppress(rt.db, "rk@example.com", scope="marketing", reason="opt_out")
-    record_exit_answers(rt, "C-42", actor="dana", stay="Rodolfo: if the Cleaning crew missed less")
+    record_exit_answers(
+        rt, "C-42", {"stay": "Rodolfo: if the Cleaning crew missed less"}, actor="dana"
+    )
     mail = tmp_path / "mail"
     mail.mkdir()
     (mail / "1.eml").write_text("To: rk@example.com\n\nSorry, Rodolfo")

@@ -28,16 +28,16 @@ CASES = [(kind, channel) for kind, channels in FORMS.items() for channel in chan
 # Wording that carries an element the data cannot show, in each language.
 SORRY = {"en": ("sorry",), "es": ("lo sentimos", "lo siento", "sentimos", "disculpas")}
 NEXT = {
-    "en": ("What happens next", "We will also be in touch", "Next step", "If anything is still"),
-    "es": ("Próximo paso", "También nos pondremos", "Si algo sigue"),
+    "en": ("What happens next", "We will be in touch", "Next step", "If anything is still"),
+    "es": ("Próximo paso", "Nos pondremos en contacto", "Si algo sigue"),
 }
 ACCEPT = {
     "en": ("To accept", "Reply YES", "If they say yes", "just say yes"),
     "es": ("Para aceptarla", "Responda SÍ", "Si dice que sí", "basta con decir sí"),
 }
 QUESTIONS = {
-    "en": ("Why did you stop", "Where do you get", "another chance", "Was the reason us"),
-    "es": ("¿Por qué dejó", "¿Dónde consigue", "otra oportunidad", "¿Tuvo que ver con nosotros"),
+    "en": ("Why did you stop", "Where do you get", "another chance", "stay with us for the long"),
+    "es": ("¿Por qué dejó", "¿Dónde consigue", "otra oportunidad", "seguir con nosotros a largo"),
 }
 DONE = {"en": ("we wrote to apologise",), "es": ("le escribimos para pedirle disculpas",)}
 COMING = {"en": ("we meet for the first check-in",), "es": ("nos reuniremos para el primer",)}
@@ -116,9 +116,14 @@ def test_progress_updates_know_every_step(templates: Templates, locale: str) -> 
 def test_the_tone_is_a_setting(templates: Templates, locale: str, tone: str) -> None:
     context = sample_context(SETTINGS.model_copy(update={"tone": tone}))
     body = templates.render("apology", "email", "html", locale, context).body
-    greetings = {("en", "warm"): "Hello ", ("en", "formal"): "Dear ", ("es", "warm"): "Hola, ",
-                 ("es", "formal"): "Estimado/a "}  # fmt: skip
-    assert f"<p>{greetings[locale, tone]}Rodolfo Kendhall" in body
+    # Warm: the first name; formal: the full name (issue 18), framed in each language's way.
+    greetings = {
+        ("en", "warm"): "Hello Rodolfo,",
+        ("en", "formal"): "Dear Rodolfo Kendhall,",
+        ("es", "warm"): "Hola, Rodolfo:",
+        ("es", "formal"): "Buenos días, Rodolfo Kendhall:",
+    }
+    assert f"<p>{greetings[locale, tone]}</p>" in body
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -173,7 +178,11 @@ def test_a_missing_variable_is_an_error_not_a_blank(templates: Templates) -> Non
 
 def test_customer_text_is_escaped_in_html(templates: Templates) -> None:
     context = sample_context(SETTINGS)
-    context["customer"] = {**context["customer"], "name": "<script>alert(1)</script>"}
+    context["customer"] = {
+        **context["customer"],
+        "name": "<script>alert(1)</script>",
+        "addressed_as": "<script>alert(1)</script>",
+    }
     context["put_right"] = '<a href="http://phish.example">Click for your refund</a>'
     context["what_changed"] = "<img src=x onerror=alert(2)>"
     for channel in ("email", "letter"):
@@ -185,7 +194,7 @@ def test_customer_text_is_escaped_in_html(templates: Templates) -> None:
 
 def test_text_messages_are_not_html_escaped(templates: Templates) -> None:
     context = sample_context(SETTINGS)
-    context["customer"] = {**context["customer"], "name": "Margaret O'Neill & Sons"}
+    context["customer"] = {**context["customer"], "addressed_as": "Margaret O'Neill & Sons"}
     body = templates.render("apology", "sms", "txt", "en", context).body
     assert "Margaret O'Neill & Sons" in body
 
@@ -288,7 +297,7 @@ def test_customer_text_is_never_template_syntax(templates: Templates) -> None:
     context = sample_context(SETTINGS)
     context["customer"] = {
         **context["customer"],
-        "name": "{{ business.__class__ }}{% for x in range(9) %}",
+        "addressed_as": "{{ business.__class__ }}{% for x in range(9) %}",
     }
     body = templates.render("apology", "email", "html", "en", context).body
     assert "{{ business.__class__ }}" in body

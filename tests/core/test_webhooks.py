@@ -85,7 +85,7 @@ def test_an_sms_complaint_is_answered_by_sms_through_the_plugin(rt: Runtime, gat
     outcome = case_outcome(with_sms.db, case_id)
     assert [(m.kind, m.channel, m.status) for m in outcome.messages] == [("apology", "sms", "sent")]
     assert "call_back" not in [a.kind for a in outcome.staff_actions]
-    assert Receiver.received[0]["text"].startswith("Acme Cleaning: Rodolfo K.")
+    assert Receiver.received[0]["text"].startswith("Acme Cleaning: Rodolfo, about “")
 
 
 def test_a_webhook_without_a_secret_is_a_configuration_error() -> None:

@@ -155,7 +155,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = amends("db", "upgrade")
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0007)" in again.stdout
+    assert "is up to date (revision 0008)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
@@ -314,7 +314,7 @@ def test_templates_check_names_what_is_broken_or_untranslated(
 def test_preview_with_sample_data(rt: Runtime) -> None:
     result = amends("preview", "apology", "--channel", "email", "--locale", "es")
     assert result.exit_code == 0, result.output
-    assert "Subject: Lo sentimos, Rodolfo Kendhall" in result.stdout
+    assert "Subject: Lo sentimos, Rodolfo" in result.stdout
     assert "Le hemos fallado y lo sentimos" in result.stdout
 
 
@@ -324,7 +324,8 @@ def test_preview_with_a_real_case(rt: Runtime) -> None:
         run_stage(rt, case_id, stage)
     result = amends("preview", "offer", "--channel", "sms", "--case", "INC-1001")
     assert result.exit_code == 0, result.output
-    assert "Ana Ruiz" in result.stdout and "815,00" in result.stdout  # her offer
+    # Her offer, greeting her by her first name (a warm tone).
+    assert "Ana, para compensarle" in result.stdout and "815,00" in result.stdout
 
 
 def test_preview_names_the_channels_a_kind_goes_by(rt: Runtime) -> None:
@@ -486,6 +487,23 @@ def test_close_cancels_the_checkins_and_a_second_close_is_refused(rt: Runtime) -
     assert again.exit_code == 1 and "already closed" in again.output
     missing = amends("close", "INC-404", "--by", "Ana", "--reason", "x")
     assert missing.exit_code == 1 and "no case for 'INC-404'" in missing.output
+
+
+def test_done_records_the_put_right_and_only_then_may_the_case_close(rt: Runtime) -> None:
+    case_id = open_case(rt, make_incident(put_right="We refund the missed visits in full."))
+    for stage in Stage:
+        run_stage(rt, case_id, stage)
+    early = amends("close", "INC-1001", "--by", "Ana", "--reason", "customer is happy")
+    assert early.exit_code == 1 and "amends done INC-1001 --by NAME" in early.output
+    done = amends("done", "INC-1001", "--by", "Ana")
+    assert done.exit_code == 0, done.output
+    assert "Put-right of INC-1001 recorded as done." in done.stdout
+    twice = amends("done", "INC-1001", "--by", "Ana")
+    assert twice.exit_code == 1 and "recorded as done by Ana" in twice.output
+    closed = amends("close", "INC-1001", "--by", "Ana", "--reason", "customer is happy")
+    assert closed.exit_code == 0, closed.output
+    nothing = amends("done", "INC-404", "--by", "Ana")
+    assert nothing.exit_code == 1 and "no case for 'INC-404'" in nothing.output
 
 
 def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:

@@ -49,8 +49,9 @@ def test_a_night_mails_lapsed_customers_once_and_leaves_its_tables(
 
     state = nightly_reengagement(return_state=True)
     night = state.result()
-    offers = next(r for r in night.actions if r.action == "offer_winbacks")
-    assert offers.done == 2 and night.sent.sent == 2
+    # First the exit questions (the win-back offer waits for their answers).
+    asked = next(r for r in night.actions if r.action == "ask_why_they_left")
+    assert asked.done == 2 and night.sent.sent == 2
     caught = [
         email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
         for path in mail_catcher.messages()
@@ -68,9 +69,10 @@ def test_a_night_mails_lapsed_customers_once_and_leaves_its_tables(
         )
     assert run.name == f"night-{utcnow():%Y-%m-%d}"
     # Set-based: one task run per action, not one per customer.
-    assert len(task_runs) == 6 + 2
+    assert len(task_runs) == 7 + 2
     counts = artifacts["nightly-reengagement"].data
-    assert "Win-back offers" in counts and "Messages sent" in counts
+    assert "Exit questions" in counts and "Win-back offers" in counts
+    assert "Messages sent" in counts
     contacted = artifacts["nightly-contacted"].data
     assert "L-1" in contacted and "L-3" in contacted and "L-2" not in contacted
     assert "@example.com" not in contacted  # references only: the UI is often shared

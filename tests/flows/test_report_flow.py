@@ -40,7 +40,7 @@ def test_a_scheduled_run_reports_the_last_week_even_when_it_is_empty(rt: Runtime
 
 def test_a_period_with_a_complaint_leaves_artifacts_and_files(rt: Runtime) -> None:
     recover(rt)  # INC-1001, received 2026-11-20, an apology sent by email
-    record_exit_answers(rt, "C-42", actor="dana", why="The crew never came on time")
+    record_exit_answers(rt, "C-42", {"why": "The crew never came on time"}, actor="dana")
     run = recovery_report(ReportRequest(since=date(2026, 11, 20)))
     assert (run.report.complaints, run.report.first_response.cases) == (1, 1)
     latest = artifacts()
