@@ -107,8 +107,12 @@ def _their_artifacts(client: SyncPrefectClient, traces: Traces, run_ids: list[UU
         if artifact_filter is None:
             continue
         # Every version of a keyed artifact, not only the latest.
-        for artifact in client.read_artifacts(artifact_filter=artifact_filter, limit=PAGE * 5):
-            artifacts[artifact.id] = artifact
+        offset = 0
+        while page := client.read_artifacts(
+            artifact_filter=artifact_filter, limit=PAGE, offset=offset
+        ):
+            artifacts |= {artifact.id: artifact for artifact in page}
+            offset += len(page)
     return list(artifacts.values())
 
 
