@@ -16,9 +16,6 @@ from amends.privacy import mask
 from amends.recovery import intake
 from amends.tasks._runtime import task_runtime
 
-# What a run's parameters keep once the incident is on file: its reference, nothing personal.
-SCRUBBED = "incident"
-
 
 @task(name="open-case", cache_policy=NONE, persist_result=False)
 def open_case(incident: Incident) -> int:
@@ -41,7 +38,8 @@ class TakenIn:
     refused: str | None = None
 
 
-@task(name="take-in", cache_policy=NONE, persist_result=False)
+# Retried when the API fails to answer: recording the incident again finds its case.
+@task(name="take-in", cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=1)
 def take_in(incident: Incident | dict[str, Any] | None, incident_ref: str | None) -> TakenIn:
     """Validate the incident with every rule, record it and open its case (or find the case
     of ``incident_ref``, on file already); then leave in the run's parameters only the
@@ -55,7 +53,7 @@ def take_in(incident: Incident | dict[str, Any] | None, incident_ref: str | None
             ref = filed.ref
             case_id = intake.open_case(rt, filed)
         elif incident_ref:
-            filed = intake.filed_incident(rt, incident_ref)
+            filed = intake.filed_incident(rt, intake.valid_ref(incident_ref))
             case_id = intake.open_case(rt, filed)
         else:
             raise InvalidIncident("incident: give the incident, or the incident_ref of one on file")
@@ -82,24 +80,15 @@ def _ref_of(incident: Incident | dict[str, Any] | None, incident_ref: str | None
 
 
 def _leave_reference(ref: str | None, tags: list[str]) -> None:
-    """The run's parameters become ``{"incident": None, "incident_ref": ref}``, its name the
-    reference, its tags the complaint's channel and severity."""
+    """The run's parameters become ``{"incident": None, "incident_ref": ref}`` (its other
+    parameters, the blocks, stay), its name the reference, its tags the complaint's channel and
+    severity."""
     run_id = flow_run.get_id()
     if run_id is None:
         return
-    labels = sorted(set(flow_run.get_tags()).union(tags))
     with get_client(sync_client=True) as client:
-        response = client.update_flow_run(
-            run_id,
-            parameters={**_kept_parameters(), SCRUBBED: None, "incident_ref": ref},
-            name=ref,
-            tags=labels,
-        )
+        run = client.read_flow_run(run_id)
+        parameters = {**run.parameters, "incident": None, "incident_ref": ref}
+        labels = sorted(set(run.tags).union(tags))
+        response = client.update_flow_run(run_id, parameters=parameters, name=ref, tags=labels)
         response.raise_for_status()
-
-
-def _kept_parameters() -> dict[str, Any]:
-    """The run's other parameters (blocks, given by reference), as the API holds them."""
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run.get_id())
-    return {k: v for k, v in run.parameters.items() if k not in (SCRUBBED, "incident_ref")}

@@ -112,3 +112,18 @@ def test_nothing_personal_in_the_runs_parameters_logs_artifacts_or_results(
     storage = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
     files = [p for p in storage.rglob("*") if p.is_file()] if storage.exists() else []
     assert [p for p in files if _holds_personal(p.read_bytes().decode("latin-1"))] == []
+
+
+@pytest.mark.parametrize(
+    ("incident_ref", "line"),
+    [
+        ("INC-NOWHERE", "no incident 'INC-NOWHERE' on file"),
+        ("../../etc/passwd", "incident_ref is not an incident reference"),
+        (None, "incident: give the incident, or the incident_ref of one on file"),
+    ],
+)
+def test_a_run_by_reference_needs_one_on_file(
+    rt: Runtime, incident_ref: str | None, line: str
+) -> None:
+    state = recover_incident(incident_ref=incident_ref, return_state=True)
+    assert state.is_failed() and state.message == line
