@@ -25,6 +25,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -548,16 +550,78 @@ def _plausible(value: datetime) -> datetime:
 PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
+def _in_business_time(value: datetime, info: ValidationInfo) -> datetime:
+    # A time typed without its offset is the business's wall-clock time (the zone validation is
+    # given as context, as intake does); without that context an offset is required.
+    if value.tzinfo is None:
+        zone = (info.context or {}).get("timezone")
+        if zone is None:
+            raise ValueError("needs its UTC offset, such as 2026-03-01T09:15:00+01:00")
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    return _plausible(value)
+
+
+#: When a complaint arrived: with its offset, or without one in the business's time zone. A
+#: plain text field in the Prefect UI's form: its date picker with a time zone chosen stores
+#: another instant than the one shown (09:15 Europe/Madrid came in as 11:15+01:00).
+ReceivedAt = Annotated[
+    datetime,
+    AfterValidator(_in_business_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "title": "Received At",
+            "description": "When the complaint arrived, such as 2026-03-01 09:15 (the business's "
+            "time zone) or 2026-03-01T09:15+01:00; now when empty.",
+        }
+    ),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def contact_rules_schema() -> list[dict[str, Any]]:
+    """:data:`CONTACT_FOR_CHANNEL` as JSON Schema if/then rules, so a Prefect server refuses a
+    form without the contact detail its channel needs before any run exists."""
+    rules = []
+    for channel, fields in CONTACT_FOR_CHANNEL.items():
+        given = [
+            {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+            for field in fields
+        ]
+        rules.append(
+            {
+                "if": {
+                    "properties": {"channel": {"const": channel.value}},
+                    "required": ["channel"],
+                },
+                "then": {
+                    "required": ["customer"],
+                    "properties": {"customer": given[0] if len(given) == 1 else {"anyOf": given}},
+                },
+            }
+        )
+    return rules
+
+
 class Incident(_Model):
     """A customer let down by the business: what happened and what it cost them.
 
     File one per incident; amends opens a case for it and runs the recovery stages.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.update(allOf=contact_rules_schema())
+    )
+
     ref: Ref = Field(description="A unique reference for the incident, such as INC-1001.")
     channel: Channel = Field(description="How the customer voiced the complaint.")
-    received_at: PlausibleTime = Field(
-        description="When the complaint arrived, with its UTC offset."
+    received_at: ReceivedAt = Field(
+        default_factory=_now,
+        description="When the complaint arrived; without a UTC offset, the business's time; now "
+        "when not given.",
     )
     summary: line(3, 200) = Field(description="One line: what went wrong.")
     details: text(10_000) = Field(default="", description="The complaint in full, or staff notes.")

@@ -1,7 +1,10 @@
 """Privacy: what amends shows of a customer, gives back to them, and erases on request.
 
 - :func:`mask` hides email addresses and phone numbers in text bound for places many people
-  read (Prefect's logs and artifacts: the UI is often shared).
+  read (Prefect's logs and artifacts: the UI is often shared); :func:`redact` also hides one
+  customer's name, handle and postal address (:func:`personal_details`), with the helpers
+  :func:`mask_name`, :func:`mask_handle`, :func:`mask_address`, :func:`mask_email` and
+  :func:`mask_phone`.
 - :func:`export` gives a customer everything amends holds about them, as JSON-ready data.
 - :func:`forget` erases a customer's personal data from every table and every file amends
   wrote for them, and keeps the anonymous figures the reports need (severity, category, costs,
@@ -10,7 +13,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,10 +38,93 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+\.)+[A-Z
 _PHONE = re.compile(r"\+\d(?:[ .-]?\d){6,14}")
 
 
+def mask_email(value: str) -> str:
+    """``rk@example.com`` -> ``r***@***``."""
+    return f"{value[:1]}***@***"
+
+
+def mask_phone(value: str) -> str:
+    """``+34 612 345 678`` -> ``+34***678``."""
+    return f"{value[:3]}***{value[-3:]}"
+
+
+def mask_name(value: str) -> str:
+    """``Rodolfo K.`` -> ``R*** K***``: initials, enough to tell two cases apart."""
+    return " ".join(f"{word[:1]}***" for word in value.split()) or "***"
+
+
+def mask_handle(value: str) -> str:
+    """``@rodolfo_k`` -> ``@r***``."""
+    at = "@" if value.startswith("@") else ""
+    return f"{at}{value.removeprefix('@')[:1]}***"
+
+
+def mask_address(value: str) -> str:
+    """``Calle Mayor 12, 28013 Madrid`` -> ``***, 28013 Madrid``: the town (and country) only."""
+    parts = [part.strip() for part in re.split(r"[\n,]", value) if part.strip()]
+    return ", ".join(["***", *parts[1:]]) if len(parts) > 1 else "***"
+
+
 def mask(text: str) -> str:
-    """``rk@example.com`` -> ``r***@***``, ``+34 612 345 678`` -> ``+34***678``."""
+    """Every email address and phone number in ``text``, masked."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@***", text)
-    return _PHONE.sub(lambda m: f"{m.group()[:3]}***{m.group()[-3:]}", text)
+    return _PHONE.sub(lambda m: mask_phone(m.group()), text)
+
+
+def personal_details(
+    name: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    postal_address: str | None = None,
+    handle: str | None = None,
+) -> list[tuple[str, str]]:
+    """One customer's details, each with what shows in its place, longest first."""
+    pairs = []
+    if name:
+        pairs.append((name, mask_name(name)))
+    if email:
+        pairs.append((email, mask_email(email)))
+    if phone:
+        pairs.append((phone, mask_phone(phone)))
+    if handle:
+        pairs += [(handle, mask_handle(handle)), (handle.removeprefix("@"), mask_handle(handle))]
+    if postal_address:
+        parts = [part.strip() for part in re.split(r"[\n,]", postal_address) if part.strip()]
+        # Every line but the town's, as it may show on its own.
+        pairs += [(part, "***") for part in parts[:-1]]
+    return sorted({p for p in pairs if len(p[0]) > 1}, key=lambda pair: -len(pair[0]))
+
+
+def redact(text: str, details: list[tuple[str, str]]) -> str:
+    """``text`` with the customer's details (:func:`personal_details`) masked, in any case and
+    also where markdown escaped them (``Rodolfo K\\.``), and every email and phone number."""
+    for value, masked in details:
+        # A backslash may precede any character (markdown escaping); spaces may be any run
+        # of white space (a line break made one).
+        pattern = "".join(r"\s+" if ch.isspace() else r"\\?" + re.escape(ch) for ch in value)
+        # Whole words only: a handle "rk" is not the end of "work".
+        pattern = rf"(?<!\w){pattern}(?!\w)"
+        text = re.sub(pattern, lambda _m, masked=masked: masked, text, flags=re.IGNORECASE)
+    return mask(text)
+
+
+def case_details(db: Database, case_id: int) -> list[tuple[str, str]]:
+    """:func:`personal_details` of the customer of a case."""
+    with db.session() as session:
+        customer = session.scalar(
+            select(models.Customer)
+            .join(models.Case, models.Case.customer_id == models.Customer.id)
+            .where(models.Case.id == case_id)
+        )
+        if customer is None:
+            return []
+        return personal_details(
+            customer.name,
+            customer.email,
+            customer.phone,
+            customer.postal_address,
+            customer.social_handle,
+        )
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -213,3 +301,58 @@ def forget(db: Database, ref: str, mail_dir: Path | None = None) -> int:
                 path.unlink()
                 deleted += 1
     return deleted
+
+
+@dataclass(frozen=True)
+class Traces:
+    """What names a customer's runs in Prefect: their incidents' refs and their cases' ids
+    (the runs are named after the incident, the case artifacts keyed by either)."""
+
+    customer_ref: str
+    incident_refs: list[str]
+    case_ids: list[int]
+
+    @property
+    def artifact_keys(self) -> list[str]:
+        # Artifact keys are lower-case: case-<id>, and case-<ref> as the README says.
+        return [f"case-{n}" for n in self.case_ids] + [
+            f"case-{re.sub(r'[^a-z0-9-]', '-', ref.lower())}" for ref in self.incident_refs
+        ]
+
+
+def traces(db: Database, ref: str) -> Traces:
+    """The customer's :class:`Traces`, read before :func:`forget` erases them.
+
+    Raises:
+        NotFound: no customer with that reference.
+    """
+    with db.session() as session:
+        customer = _customer(session, ref)
+        rows = session.execute(
+            select(models.Case.id, models.Incident.ref)
+            .join(models.Incident, models.Incident.id == models.Case.incident_id)
+            .where(models.Case.customer_id == customer.id)
+            .order_by(models.Case.id)
+        ).all()
+    return Traces(ref, [incident for _, incident in rows], [case for case, _ in rows])
+
+
+def forget_report_rows(reports_dir: Path, customer_ref: str) -> int:
+    """Drop the customer's quotes from every report's ``feedback.csv`` under ``reports_dir``;
+    returns how many files were rewritten."""
+    from amends.reporting.spreadsheet import write_csv
+
+    changed = 0
+    for path in sorted(reports_dir.glob("**/feedback.csv")) if reports_dir.is_dir() else []:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        # write_csv may have put a quote before a value a spreadsheet would run as a formula.
+        kept = [row for row in rows if row.get("customer_ref", "").lstrip("'") != customer_ref]
+        if len(kept) == len(rows):
+            continue
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            write_csv(kept, columns, handle)
+        changed += 1
+    return changed

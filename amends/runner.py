@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from amends.domain import Incident
     from amends.listening.sources import MonitorReport, SourceSpec
     from amends.nightly.reengagement import NightReport
+    from amends.privacy import Traces
     from amends.reporting.casebook import CaseOutcome
     from amends.runtime import Runtime
     from amends.settings import Settings
+    from amends.tasks.forgetting import PrefectErasure
     from amends.tasks.report import ReportRun
 
 
@@ -228,22 +230,31 @@ def run_incident(incident: Incident) -> CaseOutcome:
 
 
 def file_incident(incident: Incident, *, by_event: bool) -> tuple[dict[str, str], str]:
-    """Hand the incident to the Prefect server: as a run of the recover-incident deployment,
-    or as an event its trigger turns into one. Returns what was filed and a line saying where
-    to watch it."""
+    """Record the incident and hand its reference to the Prefect server: as a run of the
+    recover-incident deployment, or as an event its trigger turns into one. Returns what was
+    filed and a line saying where to watch it."""
     from prefect.utilities.urls import url_for
 
+    from amends.runtime import runtime
     from amends.tasks.filing import file_by_deployment, file_by_event
 
     if by_event:
-        event = file_by_event(incident)
+        event = file_by_event(runtime(), incident)
         report = {"event": event.event, "event_id": str(event.id)}
         line = f"Incident {incident.ref} filed as event {event.id}; "
         return report, line + "the deployment's trigger runs it."
-    run = file_by_deployment(incident)
+    run = file_by_deployment(runtime(), incident)
     url = url_for(run) or ""
     report = {"flow_run_id": str(run.id), "flow_run_name": run.name, "url": url}
     return report, f"Flow run {run.name} ({run.id}) scheduled: {url}"
+
+
+def forget_in_prefect(traces: Traces) -> PrefectErasure:
+    """Remove what Prefect holds about a customer (see :mod:`amends.tasks.forgetting`)."""
+    from amends.tasks.forgetting import forget_in_prefect as forget
+
+    with _temporary_server():
+        return forget(traces)
 
 
 def run_report(since: date | None, until: date | None, output: Path | None) -> ReportRun:
@@ -295,6 +306,7 @@ __all__: Iterable[str] = [
     "api_url",
     "deploy",
     "file_incident",
+    "forget_in_prefect",
     "prepare",
     "run_incident",
     "run_monitor",

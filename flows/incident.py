@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.states import Failed, State
 from prefect_email import EmailServerCredentials
 
 from amends.blocks import AmendsDatabase, AmendsWebhooks
@@ -14,28 +15,37 @@ from amends.tasks.assess import assess
 from amends.tasks.delivery import deliver_or_keep_queued
 from amends.tasks.empower import empower
 from amends.tasks.follow_up import follow_up
-from amends.tasks.intake import label_run, open_case
+from amends.tasks.intake import take_in
 from amends.tasks.monitor import monitor
 from amends.tasks.reengage import reengage
 from amends.tasks.report import publish_case_summary, report
 
 
-@flow(name="recover-incident", flow_run_name="{incident.ref}")
+# Parameters are validated by take-in, with every rule and one line naming the field, not by
+# Prefect (a traceback quoting the input); results are never persisted: they would hold the
+# customer in Prefect's result storage.
+@flow(name="recover-incident", validate_parameters=False, persist_result=False)
 def recover_incident(
-    incident: Incident,
+    incident: Incident | None = None,
+    incident_ref: str | None = None,
     email_server_credentials: EmailServerCredentials | None = None,
     database: AmendsDatabase | None = None,
     webhooks: AmendsWebhooks | None = None,
-) -> CaseOutcome:
+) -> CaseOutcome | State:
     """Recover a customer from an incident: assess, empower, monitor, report, follow up and
     re-engage, then summarise the case in an artifact.
 
-    An offer above the frontline limit pauses the run for a manager's approval (the UI's Resume
+    The first task records the incident in amends' database and leaves in the run's parameters
+    only its reference (``{"incident": null, "incident_ref": "INC-1001"}``): nothing personal
+    stays in Prefect. An invalid incident fails the run at once, with one line naming the field.
+
+    An offer above the frontline limit waits for a manager's approval (the UI's Resume
     form, or ``amends approve``). Running it again for the same incident resumes the case:
     completed stages and sent messages are never repeated.
 
     Args:
         incident: The incident as the operator filed it.
+        incident_ref: Instead of the incident: the reference of one already on file.
         email_server_credentials: The mail server to send through; the ``AMENDS_SMTP_*``
             settings (or ``AMENDS_SMTP_BLOCK``) when empty.
         database: amends' database; ``AMENDS_DATABASE_URL`` when empty.
@@ -43,8 +53,10 @@ def recover_incident(
     """
     # Every task below runs with the blocks given, in place of the environment's settings.
     with configured(email_server_credentials, database, webhooks):
-        case_id = open_case(incident)
-        label_run(incident)
+        taken = take_in(incident, incident_ref)
+        if taken.refused:
+            return Failed(message=taken.refused)
+        case_id = taken.case_id
         assess(case_id)
         offer = empower(case_id)
         if offer.data.get("needs_approval"):

@@ -7,7 +7,7 @@ not in Prefect's result cache, so every task here runs with ``cache_policy=NONE`
 one again for the same case never repeats its work.
 
 - Intake: :func:`open_case` records an :class:`~amends.domain.Incident` and returns its case
-  id; :func:`label_run` tags the flow run with its channel and severity.
+  id; :func:`take_in` validates, records and opens it, leaving only its reference in the run.
 - The stages, each taking the case id and needing the ones before it: :func:`assess`,
   :func:`empower` (then :func:`wait_for_approval` when its result says ``needs_approval``),
   :func:`monitor`, :func:`report`, :func:`follow_up`, :func:`reengage`.
@@ -44,7 +44,7 @@ from amends.tasks.assess import assess
 from amends.tasks.delivery import deliver_messages
 from amends.tasks.empower import empower
 from amends.tasks.follow_up import follow_up
-from amends.tasks.intake import label_run, open_case
+from amends.tasks.intake import open_case, take_in
 from amends.tasks.monitor import monitor
 from amends.tasks.nightly import send_queued
 from amends.tasks.reengage import reengage
@@ -55,12 +55,12 @@ __all__ = [
     "deliver_messages",
     "empower",
     "follow_up",
-    "label_run",
     "monitor",
     "open_case",
     "publish_case_summary",
     "reengage",
     "report",
     "send_queued",
+    "take_in",
     "wait_for_approval",
 ]

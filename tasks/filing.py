@@ -1,6 +1,10 @@
 """Filing an incident from anywhere: to the recover-incident deployment, which a worker on any
 machine picks up, or as an event that the deployment's trigger turns into a run (see
-``deployments/prefect.yaml``)."""
+``deployments/prefect.yaml``).
+
+The incident is recorded in amends' database first (which the workers share), and Prefect is
+handed only its reference: no run parameter or event payload holds the customer's details.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from prefect.settings import get_current_settings
 
 from amends.domain import Incident
 from amends.errors import ConfigurationError
+from amends.recovery.intake import open_case
+from amends.runtime import Runtime
 
 DEPLOYMENT = "recover-incident/recover-incident"
 INCIDENT_FILED = "amends.incident.filed"
@@ -41,18 +47,20 @@ def prefect_server() -> str:
     return url
 
 
-def file_by_deployment(incident: Incident) -> FlowRun:
-    """Hand the incident to the recover-incident deployment and return its flow run at once
-    (scheduled; a worker runs it).
+def file_by_deployment(rt: Runtime, incident: Incident) -> FlowRun:
+    """Record the incident and hand its reference to the recover-incident deployment; return
+    its flow run at once (scheduled; a worker runs it).
 
     Raises:
         ConfigurationError: no Prefect server, or no such deployment on it.
     """
     url = prefect_server()
+    _deployment(url)
+    open_case(rt, incident)
     try:
         return run_deployment(
             DEPLOYMENT,
-            parameters={"incident": incident.model_dump(mode="json")},
+            parameters={"incident_ref": incident.ref},
             flow_run_name=incident.ref,
             timeout=0,
             as_subflow=False,
@@ -69,27 +77,33 @@ def _no_deployment(url: str) -> ConfigurationError:
     )
 
 
-def file_by_event(incident: Incident) -> Event:
-    """Emit the ``amends.incident.filed`` event with the incident as its payload; the
-    recover-incident deployment's trigger starts a run with it.
-
-    Raises:
-        ConfigurationError: no Prefect server, or no such deployment on it.
-    """
+def _deployment(url: str) -> None:
+    """Refuse to file when the server has no recover-incident deployment: nothing would run."""
     from prefect.client.orchestration import get_client
-    from prefect.events.worker import EventsWorker
 
-    url = prefect_server()
-    # Without the deployment (and its trigger) the event would start nothing, silently.
     with get_client(sync_client=True) as client:
         try:
             client.read_deployment_by_name(DEPLOYMENT)
         except ObjectNotFound:
             raise _no_deployment(url) from None
+
+
+def file_by_event(rt: Runtime, incident: Incident) -> Event:
+    """Record the incident and emit the ``amends.incident.filed`` event with its reference as
+    the payload; the recover-incident deployment's trigger starts a run for it.
+
+    Raises:
+        ConfigurationError: no Prefect server, or no such deployment on it.
+    """
+    from prefect.events.worker import EventsWorker
+
+    # Without the deployment (and its trigger) the event would start nothing, silently.
+    _deployment(prefect_server())
+    open_case(rt, incident)
     event = emit_event(
         INCIDENT_FILED,
         resource={"prefect.resource.id": f"amends.incident.{incident.ref}"},
-        payload={"incident": incident.model_dump(mode="json")},
+        payload={"incident_ref": incident.ref},
     )
     # Events go out from a background thread: send it before the command exits, without the
     # thread's "still processing" warning (that it is sending) on the terminal.

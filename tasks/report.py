@@ -16,6 +16,7 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
 from amends.domain import Stage
+from amends.privacy import case_details, redact
 from amends.recovery.stages import StageResult
 from amends.reporting.casebook import CaseOutcome, case_markdown, case_outcome
 from amends.reporting.report import (
@@ -46,10 +47,12 @@ def artifact_key(case_id: int) -> str:
 @task(name="publish-case-summary", cache_policy=NONE)
 def publish_case_summary(case_id: int) -> CaseOutcome:
     """Leave the case's summary as a markdown artifact and return the case's outcome."""
-    outcome = case_outcome(task_runtime().db, case_id)
+    db = task_runtime().db
+    outcome = case_outcome(db, case_id)
     create_markdown_artifact(
         key=artifact_key(outcome.case_id),
-        markdown=case_markdown(outcome),
+        # The UI is shared: the customer's name, handle and street masked.
+        markdown=redact(case_markdown(outcome), case_details(db, case_id)),
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
     return outcome

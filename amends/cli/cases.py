@@ -84,7 +84,7 @@ def incident(
 
     if via_deployment and via_event:
         raise fail("choose one of --via-deployment and --via-event")
-    parsed = parse_incident(_read_incident(file))
+    parsed = parse_incident(_read_incident(file), runtime().settings.business_timezone)
     check_can_file(runtime(), parsed)  # refuse before Prefect starts a run
     start_prefect(verbose)
     if via_deployment or via_event:

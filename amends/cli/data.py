@@ -20,6 +20,7 @@ from amends.cli._app import (
     out,
     policy_app,
     runtime,
+    start_prefect,
 )
 
 if TYPE_CHECKING:
@@ -176,14 +177,29 @@ def forget(
 ) -> None:
     """Erase a customer's personal data everywhere, keeping the anonymous figures.
 
-    Names, addresses, messages, notes, feedback and the letters and invitations written for
-    them are erased; their cases stay in the reports as numbers. Their opt-outs are kept, so
-    that they are never written to again. This cannot be undone.
+    First in Prefect, through its API: their incidents' flow runs (with their subflows, logs
+    and result files) and their case artifacts. Then their quotes in the reports'
+    feedback.csv files, and in amends' data names, addresses, messages, notes, feedback and
+    the letters and invitations written for them; their cases stay in the reports as numbers.
+    Their opt-outs are kept, so that they are never written to again. This cannot be undone.
     """
+    from amends import runner
     from amends.privacy import forget as forget_customer
+    from amends.privacy import forget_report_rows, traces
 
     rt = runtime()
+    found = traces(rt.db, ref)  # an unknown customer is refused before anything is erased
     if not yes:
         typer.confirm(f"Erase everything personal about {ref}? This cannot be undone", abort=True)
+    # Prefect first: should it fail, amends still knows which runs to look for next time.
+    start_prefect(False)
+    erased = runner.forget_in_prefect(found)
+    reports = forget_report_rows(rt.settings.home / "reports", ref)
     files = forget_customer(rt.db, ref, mail_dir=rt.settings.mail_dir)
-    out.print(f"{ref} is forgotten; {files} file(s) deleted.", markup=False, highlight=False)
+    out.print(
+        f"{ref} is forgotten: {erased.flow_runs} flow run(s), {erased.artifacts} artifact(s) "
+        f"and {erased.result_files} result file(s) removed from Prefect; {reports} report "
+        f"file(s) rewritten; {files} file(s) deleted.",
+        markup=False,
+        highlight=False,
+    )

@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from amends.domain import CONTACT_FOR_REPLY, Incident, ReplyChannel, address_for
-from amends.errors import IncidentConflict, InvalidIncident
+from amends.domain import CONTACT_FOR_REPLY, Incident, Ref, ReplyChannel, address_for
+from amends.errors import IncidentConflict, InvalidIncident, NotFound
 from amends.messages.catalogue import extension, needed_templates
 from amends.runtime import Runtime
 from amends.storage import models
@@ -58,8 +58,9 @@ def describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def parse_incident(raw: str | bytes) -> Incident:
-    """Parse and validate an incident from JSON text.
+def parse_incident(raw: str | bytes, timezone: str | None = None) -> Incident:
+    """Parse and validate an incident from JSON text; ``timezone`` is the one a
+    ``received_at`` without a UTC offset is in (the business's).
 
     Raises:
         InvalidIncident: too large, not JSON, or not a valid incident.
@@ -79,11 +80,11 @@ def parse_incident(raw: str | bytes) -> Incident:
         raise InvalidIncident(
             f"incident is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
         ) from None
-    return validate_incident(data)
+    return validate_incident(data, timezone)
 
 
-def validate_incident(data: Any) -> Incident:
-    """Validate decoded JSON as an incident.
+def validate_incident(data: Any, timezone: str | None = None) -> Incident:
+    """Validate decoded JSON as an incident; ``timezone`` as for :func:`parse_incident`.
 
     Raises:
         InvalidIncident: naming each field that is wrong.
@@ -93,9 +94,24 @@ def validate_incident(data: Any) -> Incident:
     if not isinstance(data, dict):
         raise InvalidIncident("incident must be a JSON object")
     try:
-        return Incident.model_validate(data)
+        return Incident.model_validate(data, context={"timezone": timezone})
     except ValidationError as error:
         raise InvalidIncident(describe(error)) from None
+
+
+_REF = TypeAdapter(Ref)
+
+
+def valid_ref(value: Any) -> str:
+    """An incident's reference, as :class:`Incident` accepts it.
+
+    Raises:
+        InvalidIncident: it is not one.
+    """
+    try:
+        return _REF.validate_python(value)
+    except ValidationError:
+        raise InvalidIncident("incident_ref is not an incident reference") from None
 
 
 def check_reachable(rt: Runtime, incident: Incident) -> ReplyChannel:
@@ -126,7 +142,7 @@ def check_can_file(rt: Runtime, incident: Incident) -> None:
     reply = check_reachable(rt, incident)
     check_templates_for(rt, incident, reply)
     with rt.db.session() as session:
-        if _existing_case(session, incident.ref, incident.model_dump(mode="json")) is None:
+        if _existing_case(session, incident, incident.model_dump(mode="json")) is None:
             _refuse_same_complaint(session, incident)
             _refuse_ref_in_other_case(session, incident)
 
@@ -194,7 +210,7 @@ def open_case(rt: Runtime, incident: Incident) -> int:
 
 def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[str, Any]) -> int:
     with rt.db.session() as session:
-        case_id = _existing_case(session, incident.ref, payload)
+        case_id = _existing_case(session, incident, payload)
         if case_id is not None:
             return case_id
         _refuse_same_complaint(session, incident)
@@ -255,7 +271,8 @@ def _refuse_same_complaint(session: Any, incident: Incident) -> None:
         )
 
 
-def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | None:
+def _existing_case(session: Any, incident: Incident, payload: dict[str, Any]) -> int | None:
+    ref = incident.ref
     found = session.execute(
         select(models.Case.id, models.Incident.payload)
         .join(models.Incident, models.Case.incident_id == models.Incident.id)
@@ -264,6 +281,9 @@ def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | Non
     if found is None:
         return None
     case_id, recorded = found
+    if "received_at" not in incident.model_fields_set:
+        # Filed again without a time: "now" differs each time, and the first one stands.
+        payload = {**payload, "received_at": recorded.get("received_at")}
     if recorded != payload:
         changed = sorted(
             k for k in payload.keys() | recorded.keys() if payload.get(k) != recorded.get(k)
@@ -273,6 +293,19 @@ def _existing_case(session: Any, ref: str, payload: dict[str, Any]) -> int | Non
             "file the change under a new ref"
         )
     return case_id
+
+
+def filed_incident(rt: Runtime, ref: str) -> Incident:
+    """The incident filed under ``ref``, as it was filed.
+
+    Raises:
+        NotFound: no incident with that ref is on file (or its customer was forgotten).
+    """
+    with rt.db.session() as session:
+        payload = session.scalar(select(models.Incident.payload).where(models.Incident.ref == ref))
+    if payload is None or payload.get("erased"):
+        raise NotFound(f"no incident {ref!r} on file")
+    return Incident.model_validate(payload)
 
 
 def _upsert_customer(session: Any, incident: Incident) -> models.Customer:

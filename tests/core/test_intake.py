@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from factories import incident_data, make_incident
 from sqlalchemy import func, select
 
 from amends.domain import ReplyChannel
-from amends.errors import IncidentConflict, InvalidIncident, TemplateError
+from amends.errors import IncidentConflict, InvalidIncident, NotFound, TemplateError
 from amends.recovery.intake import (
     MAX_INCIDENT_BYTES,
     check_can_file,
+    filed_incident,
     open_case,
     parse_incident,
     validate_incident,
 )
+from amends.runtime import Runtime
 from amends.storage import models
 
 
@@ -42,7 +45,7 @@ def test_a_valid_incident_is_normalised() -> None:
         ({"severity": "apocalyptic"}, "severity:"),
         ({"summary": "x" * 201}, "summary: String should have at most 200 characters"),
         ({"details": "x" * 10_001}, "details: String should have at most 10000 characters"),
-        ({"received_at": "2026-11-20T09:30:00"}, "received_at: Input should have timezone info"),
+        ({"received_at": "2026-11-20T09:30:00"}, "received_at: needs its UTC offset"),
         ({"customer": {"name": "Eve\r\nBcc: all@example.com"}}, "customer.name: must be a single"),
         ({"complaint_subject": "Hi\nBcc: x@example.com"}, "complaint_subject: must be a single"),
         ({"customer": {"locale": "xx-nowhere"}}, "customer.locale: is not a known locale"),
@@ -290,3 +293,39 @@ def test_a_missing_template_is_named_before_anything_is_written(
     with pytest.raises(TemplateError, match=names):
         open_case(partial, incident)
     assert (_rows(rt, models.Case), _rows(rt, models.Customer)) == (0, 0)
+
+
+def test_a_time_without_offset_is_the_business_time(rt: Runtime) -> None:
+    # What the Prefect UI's plain text field gives: the business's wall clock, winter and
+    # summer, not shifted by a browser's time zone.
+    winter = validate_incident(incident_data(received_at="2026-11-20 09:15"), "Europe/Madrid")
+    summer = validate_incident(incident_data(received_at="2026-07-01T09:15"), "Europe/Madrid")
+    assert winter.received_at.isoformat() == "2026-11-20T09:15:00+01:00"
+    assert summer.received_at.isoformat() == "2026-07-01T09:15:00+02:00"
+    # An offset given is kept as given.
+    given = validate_incident(incident_data(received_at="2026-11-20T09:15+00:00"), "Europe/Madrid")
+    assert given.received_at.isoformat() == "2026-11-20T09:15:00+00:00"
+
+
+def test_received_at_defaults_to_now_and_filing_again_finds_the_same_case(rt: Runtime) -> None:
+    data = incident_data()
+    del data["received_at"]
+    before = datetime.now(UTC)
+    first = validate_incident(data, rt.settings.business_timezone)
+    assert before <= first.received_at <= datetime.now(UTC)
+    case_id = open_case(rt, first)
+    # Filed again later without a time: "now" has moved on, and it is still the same case.
+    again = validate_incident(data, rt.settings.business_timezone)
+    assert again.received_at > first.received_at
+    assert open_case(rt, again) == case_id
+    # A time given that differs from the recorded one is a change, refused.
+    with pytest.raises(IncidentConflict, match="received_at"):
+        open_case(rt, make_incident(received_at="2026-11-21T09:15:00+01:00"))
+
+
+def test_filed_incident_reads_back_what_was_filed(rt: Runtime) -> None:
+    incident = make_incident()
+    open_case(rt, incident)
+    assert filed_incident(rt, incident.ref) == incident
+    with pytest.raises(NotFound, match="INC-404"):
+        filed_incident(rt, "INC-404")

@@ -16,7 +16,20 @@ from amends.errors import AmendsError, NotFound
 from amends.listening.mentions import PublicPost, record_posts
 from amends.nightly.aftercare import record_exit_answers
 from amends.nightly.reengagement import run_night
-from amends.privacy import ERASED, export, forget, mask
+from amends.privacy import (
+    ERASED,
+    export,
+    forget,
+    forget_report_rows,
+    mask,
+    mask_address,
+    mask_email,
+    mask_handle,
+    mask_name,
+    mask_phone,
+    personal_details,
+    redact,
+)
 from amends.recovery.stages import run_stage
 from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
@@ -159,3 +172,42 @@ def test_a_forgotten_customer_is_never_written_to_again(rt: Runtime, tmp_path: P
     assert run_night(rt).done == 0  # lapsed, but their address is suppressed
     with pytest.raises(AmendsError, match="data was erased"):
         run_stage(rt, case_id, Stage.REENGAGE)
+
+
+def test_each_detail_has_its_mask() -> None:
+    assert mask_name("Rodolfo K.") == "R*** K***"
+    assert mask_handle("@rodolfo_k") == "@r***"
+    assert mask_address("Calle Mayor 12, 28013 Madrid") == "***, 28013 Madrid"
+    assert mask_email("rk@example.com") == "r***@***"
+    assert mask_phone("+34612345678") == "+34***678"
+
+
+def test_redact_hides_one_customers_details_however_written() -> None:
+    details = personal_details(
+        "Rodolfo K.", "rk@example.com", "+34612345678", "Calle Mayor 12\nMadrid", "@rk"
+    )
+    text = (
+        "Call RODOLFO K\\. on +34612345678, write to Calle  Mayor 12, Madrid and reply to "
+        "@rk (rk@example\\.com); the work is late."
+    )
+    redacted = redact(text, details)
+    for detail in ("odolfo", "612345", "Mayor", "@rk", "rk@"):
+        assert detail.lower() not in redacted.lower()
+    # The town stays (no one is found by it), and so do words that merely contain a handle.
+    assert "Madrid" in redacted and "work" in redacted
+
+
+def test_forget_drops_their_quotes_from_the_reports(tmp_path: Path) -> None:
+    folder = tmp_path / "reports" / "2026-11"
+    folder.mkdir(parents=True)
+    feedback = folder / "feedback.csv"
+    feedback.write_text(
+        "theme,source,customer_ref,recorded_at,text\n"
+        "late,checkin,C-42,2026-11-20T09:00:00+00:00,Still late for Rodolfo\n"
+        "late,checkin,C-7,2026-11-21T09:00:00+00:00,Better now\n",
+        encoding="utf-8",
+    )
+    assert forget_report_rows(tmp_path / "reports", "C-42") == 1
+    text = feedback.read_text(encoding="utf-8")
+    assert "C-42" not in text and "Rodolfo" not in text and "C-7" in text
+    assert forget_report_rows(tmp_path / "reports", "C-42") == 0  # nothing left to drop

@@ -114,6 +114,8 @@ class PrefectServer:
     home: Path
     env: dict[str, str]
     logs: Path
+    # The server's PostgreSQL database (a SQLAlchemy URL), or None on SQLite (home/prefect.db).
+    database_url: str | None = None
     _stack: ExitStack = field(default_factory=ExitStack)
 
     @property
@@ -270,6 +272,7 @@ def prefect_server(
         home = tmp_path / "prefect-home"
         # The UI asks the API where the server says it is (its default is port 4200).
         settings = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url}
+        database_url = None
         if database == "postgresql":
             database_url = stack.enter_context(fresh_database("prefect_e2e"))
             settings["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = (
@@ -291,6 +294,7 @@ def prefect_server(
             home=home,
             env=clean_env(PREFECT_HOME=str(home), PREFECT_API_URL=api_url),
             logs=logs,
+            database_url=database_url,
         )
         # Workers stop before the server (an ExitStack unwinds last-in first-out), and the
         # runs still going before them: a worker may start a run in a session of its own.

@@ -12,13 +12,16 @@ import pytest
 from factories import incident_data
 from prefect import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.flow_engine import run_flow_sync
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from amends.cli import app
 from amends.flows.incident import recover_incident
-from amends.recovery.intake import parse_incident
+from amends.recovery.intake import filed_incident, parse_incident
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -48,7 +51,7 @@ def _incidents(rt: Runtime) -> int:
         return session.scalar(select(func.count()).select_from(models.Incident))
 
 
-def test_an_incident_is_handed_to_the_deployment(
+def test_an_incident_is_recorded_and_only_its_ref_handed_to_the_deployment(
     rt: Runtime, incident_file: Path, deployed: str
 ) -> None:
     result = runner.invoke(app, ["incident", str(incident_file), "--via-deployment", "--json"])
@@ -58,12 +61,10 @@ def test_an_incident_is_handed_to_the_deployment(
         run = client.read_flow_run(report["flow_run_id"])
     assert str(run.deployment_id) == deployed
     assert run.name == report["flow_run_name"] == "REMOTE-1"
-    # The incident as validated here: every field, defaults filled in.
-    assert run.parameters == {"incident": parse_incident(incident_file.read_text()).model_dump(
-        mode="json"
-    )}  # fmt: skip
+    # Nothing personal in Prefect: the worker's run finds the incident in amends' database.
+    assert run.parameters == {"incident_ref": "REMOTE-1"}
     assert report["url"].endswith(f"/runs/flow-run/{run.id}")
-    assert _incidents(rt) == 0  # the worker's run files it, not this command
+    assert filed_incident(rt, "REMOTE-1") == parse_incident(incident_file.read_text())
 
 
 def test_bad_input_gets_the_same_line_and_nothing_is_handed_over(
@@ -100,4 +101,66 @@ def test_without_a_prefect_server_it_says_so(rt: Runtime, incident_file: Path, v
         result = runner.invoke(app, ["incident", str(incident_file), via])
     assert result.exit_code == 1
     assert "no Prefect server configured: set PREFECT_API_URL" in result.output
+    assert _incidents(rt) == 0
+
+
+def _form_run(deployment_id: str, incident: dict) -> FlowRun:
+    """What the UI's Custom run form does: create a run of the deployment with the form's
+    values as parameters (the server checks them against the parameter schema)."""
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run_from_deployment(
+            deployment_id, parameters={"incident": incident}
+        )
+
+
+def test_the_server_refuses_a_form_without_the_contact_its_channel_needs(
+    rt: Runtime, deployed: str
+) -> None:
+    # A web-form complaint needs an email: the schema's if/then says so, and the server refuses
+    # the form with 409 before any run exists.
+    for channel, contact in [("web_form", {"email": None}), ("sms", {"phone": None})]:
+        bad = incident_data(channel=channel, customer=contact)
+        with pytest.raises(PrefectHTTPStatusError, match="409"):
+            _form_run(deployed, bad)
+    # Whichever one of several will do: in person, a phone alone is enough.
+    _form_run(deployed, incident_data(channel="in_person", customer={"email": None}))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployed]))
+        )
+    assert len(runs) == 1
+
+
+def test_a_form_run_is_taken_in_named_and_scrubbed(rt: Runtime, deployed: str) -> None:
+    # As the form sends it: no received_at (now), or a plain time in the business's zone.
+    typed = incident_data(ref="FORM-1", received_at="2026-11-20 09:15")
+    empty = incident_data(ref="FORM-2", complaint_message_id="<form-2@customer.example>")
+    del empty["received_at"]
+    for data in (typed, empty):
+        run = _form_run(deployed, data)
+        state = run_flow_sync(recover_incident, flow_run=run, parameters=run.parameters,
+                              return_type="state")  # fmt: skip
+        assert state.is_completed(), state.message
+        with get_client(sync_client=True) as client:
+            after = client.read_flow_run(run.id)
+        assert after.name == data["ref"]
+        assert after.parameters["incident"] is None
+        assert after.parameters["incident_ref"] == data["ref"]
+    assert filed_incident(rt, "FORM-1").received_at.isoformat() == "2026-11-20T09:15:00+01:00"
+
+
+def test_an_invalid_form_fails_at_once_with_one_line_naming_the_field(
+    rt: Runtime, deployed: str
+) -> None:
+    bad = incident_data(ref="FORM-BAD", customer={"email": "not-an-address"})
+    run = _form_run(deployed, bad)
+    state = run_flow_sync(recover_incident, flow_run=run, parameters=run.parameters,
+                          return_type="state")  # fmt: skip
+    assert state.is_failed()
+    assert state.message.startswith("customer.email: is not a valid email address")
+    assert "\n" not in state.message and "Traceback" not in state.message
+    with get_client(sync_client=True) as client:
+        after = client.read_flow_run(run.id)
+    assert after.name == "FORM-BAD"
+    assert after.parameters == {"incident": None, "incident_ref": "FORM-BAD"}
     assert _incidents(rt) == 0
