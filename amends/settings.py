@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     sender_email: str = "care@acme-cleaning.example"
     sender_name: str = "Acme Cleaning customer care"
     signature: str = "Dana Rivers, customer care manager"
+    manager_email: str | None = Field(
+        default=None,
+        description="Who is emailed when a run waits for a manager's approval (the Prefect "
+        "event amends.approval.requested is emitted either way).",
+    )
     unsubscribe_url: str | None = Field(
         default=None, description="https URL that records an opt-out (List-Unsubscribe)."
     )

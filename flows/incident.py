@@ -18,6 +18,7 @@ from amends.tasks.intake import label_run, open_case
 from amends.tasks.monitor import monitor
 from amends.tasks.reengage import reengage
 from amends.tasks.report import publish_case_summary, report
+from amends.tasks.views import publish_views
 
 
 @flow(name="recover-incident", flow_run_name="{incident.ref}")
@@ -30,8 +31,9 @@ def recover_incident(
     """Recover a customer from an incident: assess, empower, monitor, report, follow up and
     re-engage, then summarise the case in an artifact.
 
-    An offer above the frontline limit pauses the run for a manager's approval (the UI's Resume
-    form, or ``amends approve``). Running it again for the same incident resumes the case:
+    An offer above the frontline limit sets the run aside for a manager's approval (the UI's
+    Resume form, or ``amends approve``): a deployment's run is suspended and starts again from
+    the top when resumed. Running it again for the same incident resumes the case:
     completed stages and sent messages are never repeated.
 
     Args:
@@ -48,7 +50,8 @@ def recover_incident(
         assess(case_id)
         offer = empower(case_id)
         if offer.data.get("needs_approval"):
-            # Above the frontline limit: Paused in the UI until a manager answers, or timeout.
+            # Above the frontline limit: Suspended (a deployment's run) or Paused until a
+            # manager answers.
             wait_for_approval(case_id)
         monitor(case_id)
         report(case_id)
@@ -56,4 +59,6 @@ def recover_incident(
         deliver_or_keep_queued(case_id)
         reengage(case_id)
         deliver_or_keep_queued(case_id)
-        return publish_case_summary(case_id)
+        outcome = publish_case_summary(case_id)
+        publish_views()
+        return outcome

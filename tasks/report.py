@@ -46,10 +46,11 @@ def artifact_key(case_id: int) -> str:
 @task(name="publish-case-summary", cache_policy=NONE)
 def publish_case_summary(case_id: int) -> CaseOutcome:
     """Leave the case's summary as a markdown artifact and return the case's outcome."""
-    outcome = case_outcome(task_runtime().db, case_id)
+    rt = task_runtime()
+    outcome = case_outcome(rt.db, case_id)
     create_markdown_artifact(
         key=artifact_key(outcome.case_id),
-        markdown=case_markdown(outcome),
+        markdown=case_markdown(outcome, rt.settings.business_timezone),
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
     return outcome
