@@ -10,7 +10,9 @@ from prefect.runtime import flow_run
 
 from amends.nightly.reengagement import NightReport
 from amends.storage.models import utcnow
+from amends.tasks.approval import resume_answered_runs
 from amends.tasks.nightly import ACTION_NAMES, publish_night, run_action, send_queued
+from amends.tasks.views import publish_views
 
 
 def _run_name() -> str:
@@ -35,5 +37,8 @@ def nightly_reengagement(now: datetime | None = None) -> NightReport:
     now = now or utcnow()
     night = NightReport([run_action(action, now) for action in ACTION_NAMES])
     night.sent = send_queued()
+    # Runs set aside for an approval that was answered, or is overdue, go on.
+    night.resumed = resume_answered_runs(now)
     publish_night(night)
+    publish_views()
     return night

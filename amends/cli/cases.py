@@ -14,6 +14,7 @@ from rich.table import Table
 from amends import runner
 from amends.cli._app import (
     EXIT_QUEUED,
+    EXIT_WAITING,
     JsonFlag,
     VerboseFlag,
     app,
@@ -26,6 +27,7 @@ from amends.cli._app import (
 )
 
 if TYPE_CHECKING:
+    from amends.recovery.approvals import ApprovalRequest
     from amends.reporting.casebook import CaseLine, CaseOutcome
     from amends.runtime import Runtime
 
@@ -74,8 +76,11 @@ def incident(
     """Run one incident through the recover-incident flow.
 
     Filing the same incident again resumes its case; nothing is repeated or sent twice. Exits
-    with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
-    With --via-deployment or --via-event it exits 0 once the server has the run or the event.
+    with 3 when the case is recorded but some mail could not be sent yet (it stays queued), and
+    with 4 at once when the offer waits for a manager's approval (`amends approve`, then file
+    it again). With --via-deployment or --via-event it exits 0 once the server has the run or
+    the event; a run of the deployment that waits for approval is suspended, holding no worker,
+    and resumes when answered.
     """
     from amends.recovery.intake import check_can_file, parse_incident
 
@@ -92,10 +97,16 @@ def incident(
             out.print(line, markup=False, highlight=False)
         return
     from amends.cli._recover import run_answering_approval
+    from amends.recovery.approvals import ApprovalRequest
 
     with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
-        # A large offer pauses the run for a manager: say so rather than hang in silence.
-        outcome = run_answering_approval(runtime(), parsed, runner.run_incident, err, wait=True)
+        # A large offer waits for a manager: say so and return, rather than hang for hours.
+        outcome = run_answering_approval(
+            runtime(), parsed, runner.run_incident, err, wait=False, leave=True
+        )
+    if isinstance(outcome, ApprovalRequest):
+        _print_waiting(outcome, file, as_json)
+        raise typer.Exit(EXIT_WAITING)
     if as_json:
         out.print_json(outcome.model_dump_json())
     else:
@@ -109,6 +120,35 @@ def incident(
             highlight=False,
         )
         raise typer.Exit(EXIT_QUEUED)
+
+
+def _print_waiting(request: ApprovalRequest, file: str, as_json: bool) -> None:
+    from amends.domain import business_time
+
+    again = "amends incident " + (file if file != "-" else "FILE")
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "incident_ref": request.incident_ref,
+                    "case_id": request.case_id,
+                    "status": "waiting_for_approval",
+                    "question": request.question,
+                    "answer": f"amends approve {request.incident_ref} --by NAME",
+                    "then": again,
+                }
+            )
+        )
+    zone = runtime().settings.business_timezone
+    err.print(
+        f"[bold yellow]{request.incident_ref} waits for a manager's approval[/] (until "
+        f"{business_time(request.due_at, zone)}): {escape(request.question)}\n  Answer with "
+        f"[bold]amends approve {request.incident_ref} --by NAME[/] (--amount N, --decline), "
+        f"then [bold]{escape(again)}[/] finishes the case (nothing done is repeated). A run "
+        "filed with --via-deployment waits suspended instead and resumes by itself when "
+        "answered.",
+        highlight=False,
+    )
 
 
 @app.command(rich_help_panel=PANEL)

@@ -19,7 +19,7 @@ from amends.cli._app import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from amends.delivery.outbox import DrainReport
 
 PANEL = "Messages"
 
@@ -119,13 +119,31 @@ def send(
             due_only=not now,
             on_each=progress,
         )
-    out.print(
-        f"Sent {report.sent}; {report.retrying} will be retried later; {report.failed} failed "
-        f"and {report.to_staff} went to staff (see `amends actions`); {report.requeued} "
-        "half-sent by a stopped sender went again."
+    again = (
+        f" {report.requeued} half-sent by a stopped sender went again." if report.requeued else ""
     )
+    out.print(sending_line(report, now=now) + again, markup=False, highlight=False)
     if report.retrying or report.failed:
         raise typer.Exit(EXIT_QUEUED)
+
+
+def sending_line(report: DrainReport, *, now: bool = False) -> str:
+    """What a pass over the outbox did, every message counted once: sent, tried and to be
+    retried, failed, handed to staff, and still waiting in the queue untried."""
+    line = f"Sent {report.sent}; {report.retrying} failed for now and will be retried"
+    if report.failed:
+        line += f"; {report.failed} failed for good"
+    if report.to_staff:
+        line += f"; {report.to_staff} handed to staff (`amends actions`)"
+    if report.withheld:
+        line += f"; {report.withheld} withheld (no consent)"
+    if report.waiting:
+        later = "" if now else " (`amends send --now` tries them now)"
+        line += (
+            f"; {report.waiting} still queued, pausing after a failure or behind an earlier "
+            f"message of their case{later}"
+        )
+    return line + "."
 
 
 @app.command(rich_help_panel=PANEL)
