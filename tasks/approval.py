@@ -17,7 +17,7 @@ from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
-from prefect.exceptions import Abort, FlowPauseTimeout, ObjectNotFound
+from prefect.exceptions import Abort, FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -220,7 +220,13 @@ def _pause(rt: Runtime, case_id: int, run_id: UUID, request: ApprovalRequest, ke
     return _record(case_id, answer)
 
 
+# The Resume form's filler when the request timed out: the run reads the database instead.
+NO_ANSWER = "no answer in time"
+
+
 def _record(case_id: int, answer: RunInput) -> ApprovalRequest:
+    if answer.approver == NO_ANSWER:
+        return approval_request(task_runtime(), case_id)
     return record_approval(
         case_id,
         approve=answer.approve,
@@ -235,7 +241,7 @@ def run_input(request: ApprovalRequest) -> dict[str, object]:
     return {
         "approve": request.status not in ("declined", TIMED_OUT),
         "amount": request.amount if request.amount is not None else request.frontline_limit,
-        "approver": request.approver or "no answer in time",
+        "approver": request.approver or NO_ANSWER,
         "reason": request.reason or "",
     }
 
@@ -281,16 +287,14 @@ def _resume_when_answered(rt: Runtime, case_id: int, run_id: UUID, done: threadi
         request = approval_request(rt, case_id)
         if request.status == PENDING:
             continue
-        answer = {
-            "approve": request.status != "declined",
-            "amount": request.amount,
-            "approver": request.approver,
-            "reason": request.reason or "",
-        }
         try:
-            resume_flow_run(run_id, run_input=answer)
+            resume_flow_run(run_id, run_input=run_input(request))
             return
-        except Exception:  # not paused yet, or the form not saved yet: try on the next tick
+        except NotPausedError:
+            with get_client(sync_client=True) as client:
+                if client.read_flow_run(run_id).state.is_final():  # cancelled: nobody waits
+                    return
+        except Exception:  # the form not saved yet: try on the next tick
             continue
 
 

@@ -90,16 +90,21 @@ def staff_todos(rt: Runtime) -> list[dict[str, Any]]:
             .order_by(models.StaffAction.due_at, models.StaffAction.id)
             .limit(ROWS)
         ).all()
-        return [
-            {
-                "case": session.get(models.Case, a.case_id).incident.ref if a.case_id else "",
-                "who": a.role,
-                "what": spoken(a.kind),
-                "due": _when(a.due_at, zone),
-                "instructions": mask(" ".join(a.instructions.split())),
-            }
-            for a in actions
-        ]
+        rows = []
+        for a in actions:
+            customer = session.get(models.Customer, a.customer_id)
+            # Staff instructions address the customer by name: here, by reference.
+            text = " ".join(a.instructions.split()).replace(customer.name, customer.ref)
+            rows.append(
+                {
+                    "case": session.get(models.Case, a.case_id).incident.ref if a.case_id else "",
+                    "who": a.role,
+                    "what": spoken(a.kind),
+                    "due": _when(a.due_at, zone),
+                    "instructions": mask(text),
+                }
+            )
+        return rows
 
 
 def approvals_waiting(rt: Runtime) -> list[dict[str, Any]]:
