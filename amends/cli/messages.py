@@ -93,7 +93,8 @@ def send(
     """Deliver the queued mail of every case.
 
     What failed for a while, or was left half-sent by a sender that stopped. Each message goes
-    out once; run it from cron as often as you like (the nightly run does it too).
+    out once; run it from cron as often as you like (the nightly run does it too). Exits with 3
+    when mail stays queued: to be retried, or still pausing after a failure.
     """
     from datetime import timedelta
 
@@ -123,7 +124,7 @@ def send(
         f" {report.requeued} half-sent by a stopped sender went again." if report.requeued else ""
     )
     out.print(sending_line(report, now=now) + again, markup=False, highlight=False)
-    if report.retrying or report.failed:
+    if report.retrying or report.failed or report.waiting:
         raise typer.Exit(EXIT_QUEUED)
 
 
