@@ -22,6 +22,7 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Running
+from prefect.utilities.urls import url_for
 from pydantic import Field, create_model
 
 from amends.domain import ReplyChannel
@@ -130,7 +131,8 @@ def ask_manager(case_id: int) -> ApprovalRequest:
     logger = get_run_logger()
     request = approval_request(rt, case_id)
     run_id = flow_run.get_id()
-    url = flow_run.get_flow_run_ui_url()
+    # The UI's own route (the runtime's ui_url names an older one).
+    url = url_for("flow-run", obj_id=run_id) if run_id else None
     if run_id is None or request.flow_run_id == run_id:
         return request
     note_waiting_run(rt, case_id, run_id)
