@@ -293,7 +293,9 @@ def close(
 
 
 def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
-    from amends.domain import spoken
+    from amends.domain import business_time, spoken
+
+    zone = runtime().settings.business_timezone  # every time as the business reads it
 
     out.print(
         f"[bold]Case {outcome.case_id}[/]: incident {outcome.incident_ref}, "
@@ -326,11 +328,11 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
             highlight=False,
         )
         if outcome.approval:
-            approval = escape(outcome.approval.describe(o.currency))
+            approval = escape(outcome.approval.describe(o.currency, zone))
             out.print(f"[bold]Approval[/]: {approval}", highlight=False)
     if outcome.checkins:
         out.print(
-            "[bold]Check-ins[/]: " + ", ".join(c.describe() for c in outcome.checkins),
+            "[bold]Check-ins[/]: " + ", ".join(c.describe(zone) for c in outcome.checkins),
             highlight=False,
         )
         for c in outcome.checkins:
@@ -340,10 +342,10 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     for action in waiting:
         out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
     if timeline:
-        events = Table("when (UTC)", "stage", "what", "who", title="Timeline", title_justify="left")
+        events = Table("when", "stage", "what", "who", title="Timeline", title_justify="left")
         for event in outcome.timeline:
             events.add_row(
-                f"{event.at:%Y-%m-%d %H:%M:%S}",
+                business_time(event.at, zone),
                 spoken(event.stage),
                 escape(event.text),
                 escape(event.actor),
