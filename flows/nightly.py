@@ -25,7 +25,9 @@ def _run_name() -> str:
 def nightly_reengagement(now: datetime | None = None) -> NightReport:
     """Escalate cases past their service levels, ask staff for check-in outcomes, remind
     customers of check-ins, update unfinished cases, thank resolved ones and offer lapsed
-    customers a way back; then send it all and leave the night's tables as artifacts.
+    customers a way back; then send it all, resume the runs suspended for an approval that was
+    answered (or is overdue), and leave the night's tables and the operator's views as
+    artifacts.
 
     Every rule is the policy's (``nightly`` and ``service_levels``): a per-customer frequency
     cap, one win-back per window, and nothing for opted-out, do-not-contact, abusive or lost

@@ -111,23 +111,7 @@ def run_incident_deployment(server: PrefectServer, parameters: dict) -> UUID:
 def wait_for_final_state(stack: Stack, run_id: UUID) -> str:
     """Poll the run until it is final; return its state's name, or fail with the worker's
     output."""
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    deadline, state = time.monotonic() + RUN_TIMEOUT, None
-    with (
-        temporary_settings({PREFECT_API_URL: stack.server.api_url}),
-        get_client(sync_client=True) as client,
-    ):
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(run_id).state
-            if state is not None and state.is_final():
-                return state.name
-            time.sleep(1)
-    pytest.fail(
-        f"flow run {run_id} was not finished after {RUN_TIMEOUT:.0f} s "
-        f"(state {state.name if state else 'unknown'}).\nWorker output:\n{stack.worker_output()}"
-    )
+    return wait_for_state(stack, run_id, lambda state: state.is_final(), "finished").name
 
 
 def test_an_incident_run_through_the_deployment_shows_in_the_ui(stack: Stack) -> None:
