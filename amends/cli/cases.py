@@ -293,7 +293,9 @@ def close(
 
 
 def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
-    from amends.domain import business_time, spoken
+    from zoneinfo import ZoneInfo
+
+    from amends.domain import spoken
 
     zone = runtime().settings.business_timezone  # every time as the business reads it
 
@@ -342,10 +344,12 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     for action in waiting:
         out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
     if timeline:
-        events = Table("when", "stage", "what", "who", title="Timeline", title_justify="left")
+        events = Table(
+            "when", "stage", "what", "who", title=f"Timeline ({zone})", title_justify="left"
+        )
         for event in outcome.timeline:
             events.add_row(
-                business_time(event.at, zone),
+                f"{event.at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}",
                 spoken(event.stage),
                 escape(event.text),
                 escape(event.actor),
