@@ -671,3 +671,11 @@ class Incident(_Model):
                 f"a complaint by {self.channel.value} needs {either} to answer on the same channel"
             )
         return self
+
+
+def business_time(moment: datetime, zone: str) -> str:
+    """A moment as the business reads it, in its time zone: ``2026-12-01 10:00 CET``."""
+    if moment.tzinfo is None:  # stored naive: UTC
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(zoneinfo.ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"

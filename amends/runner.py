@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from amends.listening.sources import MonitorReport, SourceSpec
     from amends.nightly.reengagement import NightReport
     from amends.privacy import Traces
+    from amends.recovery.approvals import ApprovalRequest
     from amends.reporting.casebook import CaseOutcome
     from amends.runtime import Runtime
     from amends.settings import Settings
@@ -227,6 +228,37 @@ def run_incident(incident: Incident) -> CaseOutcome:
     # run's creation spare label-run a call to the API.
     with _temporary_server(), in_process_run(), tags(*run_tags(incident)):
         return recover_incident(incident)
+
+
+def set_aside(flow_run_id: str | None, ref: str) -> None:
+    """Cancel a run paused in this process, which is about to end: the UI must not show it
+    waiting for a Resume that nothing would carry out."""
+    if not flow_run_id or not api_url():
+        return  # a temporary server ends with the process, and its runs with it
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            UUID(flow_run_id),
+            Cancelled(
+                message=f"Waits for a manager's approval; `amends approve {ref} --by NAME`, "
+                "then file the incident again to finish the case."
+            ),
+            force=True,
+        )
+
+
+def resume_waiting_run(request: ApprovalRequest) -> str | None:
+    """Resume the suspended run waiting for this (answered) request through Prefect's API;
+    its name, or None when no run waits suspended."""
+    if not request.flow_run_id or not api_url():
+        return None
+    from amends.tasks.approval import resume_suspended_run
+
+    return resume_suspended_run(request)
 
 
 def file_incident(incident: Incident, *, by_event: bool) -> tuple[dict[str, str], str]:

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # The SMTP login, when it differs from the profile's sender (an EmailServerCredentials
     # block's user): yagmail sends as whom it logs in as.
     smtp_user: str | None = None
+    manager_email: str | None = Field(
+        default=None,
+        description="Who is emailed when a run waits for a manager's approval (the Prefect "
+        "event amends.approval.requested is emitted either way).",
+    )
     unsubscribe_url: str | None = Field(
         default=None, description="https URL that records an opt-out (List-Unsubscribe)."
     )

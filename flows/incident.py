@@ -19,6 +19,7 @@ from amends.tasks.intake import take_in
 from amends.tasks.monitor import monitor
 from amends.tasks.reengage import reengage
 from amends.tasks.report import publish_case_summary, report
+from amends.tasks.views import publish_views
 
 
 # Parameters are validated by take-in, with every rule and one line naming the field, not by
@@ -39,8 +40,10 @@ def recover_incident(
     only its reference (``{"incident": null, "incident_ref": "INC-1001"}``): nothing personal
     stays in Prefect. An invalid incident fails the run at once, with one line naming the field.
 
-    An offer above the frontline limit waits for a manager's approval (the UI's Resume
-    form, or ``amends approve``). Running it again for the same incident resumes the case:
+    An offer above the frontline limit sets the run aside for a manager's approval (the UI's
+    Resume form, or ``amends approve``): a deployment's run is suspended and starts again from
+    the top when resumed, from its incident's reference. Running it again for the same incident
+    resumes the case:
     completed stages and sent messages are never repeated.
 
     Args:
@@ -60,7 +63,8 @@ def recover_incident(
         assess(case_id)
         offer = empower(case_id)
         if offer.data.get("needs_approval"):
-            # Above the frontline limit: Paused in the UI until a manager answers, or timeout.
+            # Above the frontline limit: Suspended (a deployment's run) or Paused until a
+            # manager answers.
             wait_for_approval(case_id)
         monitor(case_id)
         report(case_id)
@@ -68,4 +72,6 @@ def recover_incident(
         deliver_or_keep_queued(case_id)
         reengage(case_id)
         deliver_or_keep_queued(case_id)
-        return publish_case_summary(case_id)
+        outcome = publish_case_summary(case_id)
+        publish_views()
+        return outcome

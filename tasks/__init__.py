@@ -14,8 +14,8 @@ one again for the same case never repeats its work.
 - Delivery: :func:`deliver_messages` sends a case's queued messages, :func:`send_queued` every
   case's; both take prefect-email's ``EmailServerCredentials`` and amends' blocks
   (:mod:`amends.blocks`).
-- :func:`publish_case_summary` leaves the case's artifact (key ``case-<ref>``) and returns its
-  outcome.
+- :func:`publish_case_summary` leaves the case's artifact (key ``case-<number>``, the case's
+  number) and returns its outcome; :func:`publish_views` the operator's views.
 
 Example:
     A case opened and answered from your own flow, its apology sent through a stored mail
@@ -49,6 +49,7 @@ from amends.tasks.monitor import monitor
 from amends.tasks.nightly import send_queued
 from amends.tasks.reengage import reengage
 from amends.tasks.report import publish_case_summary, report
+from amends.tasks.views import publish_views
 
 __all__ = [
     "assess",
@@ -58,6 +59,7 @@ __all__ = [
     "monitor",
     "open_case",
     "publish_case_summary",
+    "publish_views",
     "reengage",
     "report",
     "send_queued",

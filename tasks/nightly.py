@@ -103,11 +103,12 @@ def _send_due(rt: Runtime) -> DrainReport:
         before_send=email_pace(rt.settings),
     )
     get_run_logger().info(
-        "sent %d; %d to retry; %d failed; %d to staff",
+        "sent %d; %d to retry; %d failed; %d handed to staff; %d still queued, not tried",
         report.sent,
         report.retrying,
         report.failed,
         report.to_staff,
+        report.waiting,
     )
     return report
 
@@ -119,8 +120,17 @@ def publish_night(night: NightReport) -> None:
     counts: list[dict[str, object]] = [
         {"action": r.title, "candidates": r.candidates, "done": r.done} for r in night.actions
     ]
+    counts.append({"action": "Staff actions opened", "candidates": "", "done": night.staff_actions})
     if night.sent is not None:
-        counts.append({"action": "Messages sent", "candidates": "", "done": night.sent.sent})
+        s = night.sent
+        counts += [
+            {"action": "Messages sent", "candidates": "", "done": s.sent},
+            {"action": "Messages to retry", "candidates": "", "done": s.retrying},
+            {"action": "Messages failed", "candidates": "", "done": s.failed},
+            {"action": "Messages handed to staff", "candidates": "", "done": s.to_staff},
+            {"action": "Messages still queued", "candidates": "", "done": s.waiting},
+        ]
+    counts.append({"action": "Approved runs resumed", "candidates": "", "done": night.resumed})
     create_table_artifact(
         key="nightly-reengagement",
         table=counts,

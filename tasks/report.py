@@ -7,11 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import (
-    create_image_artifact,
-    create_markdown_artifact,
-    create_table_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
@@ -28,6 +24,7 @@ from amends.reporting.report import (
     report_period,
     write_report_files,
 )
+from amends.reporting.views import bar_chart
 from amends.tasks._runtime import task_runtime
 from amends.tasks._stage import run_and_log
 
@@ -39,20 +36,23 @@ def report(case_id: int) -> StageResult:
 
 
 def artifact_key(case_id: int) -> str:
-    """The case's artifact key: the same on every run, so the UI shows its versions; by case
-    number, so refs that differ only in case or punctuation never share one."""
+    """The case's artifact key, ``case-<number>``: the same on every run, so the UI shows its
+    versions; by case number, as a key allows only lowercase letters, digits and dashes, and
+    refs that differ only in case or punctuation must never share one."""
     return f"case-{case_id}"
 
 
 @task(name="publish-case-summary", cache_policy=NONE)
 def publish_case_summary(case_id: int) -> CaseOutcome:
     """Leave the case's summary as a markdown artifact and return the case's outcome."""
-    db = task_runtime().db
-    outcome = case_outcome(db, case_id)
+    rt = task_runtime()
+    outcome = case_outcome(rt.db, case_id)
     create_markdown_artifact(
         key=artifact_key(outcome.case_id),
         # The UI is shared: the customer's name, handle and street masked.
-        markdown=redact(case_markdown(outcome), case_details(db, case_id)),
+        markdown=redact(
+            case_markdown(outcome, rt.settings.business_timezone), case_details(rt.db, case_id)
+        ),
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
     return outcome
@@ -113,9 +113,10 @@ def publish_recovery_report(run: ReportRun) -> None:
         or [{"theme": "no feedback recorded", "count": 0}],
         description=f"Feedback themes for marketing, {period} (quotes: the CSV, for staff)",
     )
-    # A file:// URL shows only where the browser runs on the machine that wrote the file.
-    create_image_artifact(
-        image_url=chart.resolve().as_uri(),
+    # As text: an image artifact's file:// URL shows only in a browser on the machine that
+    # wrote the file (the PNG stays beside the CSV files for staff).
+    create_markdown_artifact(
         key=f"{REPORT_KEY}-chart",
+        markdown=f"# Recovery report chart, {period}\n\n{bar_chart(report)}\n",
         description=f"Complaints by category; compensation against revenue kept, {period}",
     )

@@ -51,8 +51,10 @@ VerboseFlag = Annotated[
 ]
 
 
-# Exit codes: 1 for an error, 3 when the run completed but some mail stays queued.
+# Exit codes: 1 for an error, 3 when the run completed but some mail stays queued, 4 when the
+# run waits for a manager's approval.
 EXIT_QUEUED = 3
+EXIT_WAITING = 4
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

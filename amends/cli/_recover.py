@@ -112,9 +112,14 @@ def run_answering_approval(
     run_incident: Callable[[Incident], CaseOutcome],
     err: Console,
     wait: bool,
-) -> CaseOutcome:
+    leave: bool = False,
+) -> CaseOutcome | ApprovalRequest:
     """Run one incident; if its run pauses for a manager, say so, and answer as the demo's
-    manager unless ``wait`` (then the answer comes from the UI or ``amends approve``)."""
+    manager unless ``wait`` (then the answer comes from the UI or ``amends approve``).
+
+    With ``leave``, return the request at once instead: the run is cancelled (it lives in this
+    process, which is about to end) and the case waits; once answered, filing the incident
+    again finishes it."""
     result: dict[str, CaseOutcome | BaseException] = {}
 
     def run() -> None:
@@ -130,6 +135,9 @@ def run_answering_approval(
         waiting = _paused_for_approval(rt, incident.ref)
         if waiting is None:
             continue
+        if leave:
+            runner.set_aside(waiting.flow_run_id, incident.ref)
+            return waiting
         where = (
             "In the Prefect UI, open the run and press Resume; or from"
             if os.environ.get("PREFECT_API_URL")

@@ -14,6 +14,7 @@ from rich.table import Table
 from amends import runner
 from amends.cli._app import (
     EXIT_QUEUED,
+    EXIT_WAITING,
     JsonFlag,
     VerboseFlag,
     app,
@@ -27,6 +28,7 @@ from amends.cli._app import (
 from amends.exit_questions import QUESTIONS
 
 if TYPE_CHECKING:
+    from amends.recovery.approvals import ApprovalRequest
     from amends.reporting.casebook import CaseLine, CaseOutcome
     from amends.runtime import Runtime
 
@@ -77,8 +79,11 @@ def incident(
     """Run one incident through the recover-incident flow.
 
     Filing the same incident again resumes its case; nothing is repeated or sent twice. Exits
-    with 3 when the case is recorded but some mail could not be sent yet (it stays queued).
-    With --via-deployment or --via-event it exits 0 once the server has the run or the event.
+    with 3 when the case is recorded but some mail could not be sent yet (it stays queued), and
+    with 4 at once when the offer waits for a manager's approval (`amends approve`, then file
+    it again). With --via-deployment or --via-event it exits 0 once the server has the run or
+    the event; a run of the deployment that waits for approval is suspended, holding no worker,
+    and resumes when answered.
     """
     from amends.recovery.intake import check_can_file, parse_incident
 
@@ -95,10 +100,16 @@ def incident(
             out.print(line, markup=False, highlight=False)
         return
     from amends.cli._recover import run_answering_approval
+    from amends.recovery.approvals import ApprovalRequest
 
     with err.status(f"Recovering {parsed.ref}…", spinner="dots"):
-        # A large offer pauses the run for a manager: say so rather than hang in silence.
-        outcome = run_answering_approval(runtime(), parsed, runner.run_incident, err, wait=True)
+        # A large offer waits for a manager: say so and return, rather than hang for hours.
+        outcome = run_answering_approval(
+            runtime(), parsed, runner.run_incident, err, wait=False, leave=True
+        )
+    if isinstance(outcome, ApprovalRequest):
+        _print_waiting(outcome, file, as_json)
+        raise typer.Exit(EXIT_WAITING)
     if as_json:
         out.print_json(outcome.model_dump_json())
     else:
@@ -112,6 +123,35 @@ def incident(
             highlight=False,
         )
         raise typer.Exit(EXIT_QUEUED)
+
+
+def _print_waiting(request: ApprovalRequest, file: str, as_json: bool) -> None:
+    from amends.domain import business_time
+
+    again = "amends incident " + (file if file != "-" else "FILE")
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "incident_ref": request.incident_ref,
+                    "case_id": request.case_id,
+                    "status": "waiting_for_approval",
+                    "question": request.question,
+                    "answer": f"amends approve {request.incident_ref} --by NAME",
+                    "then": again,
+                }
+            )
+        )
+    zone = runtime().settings.business_timezone
+    err.print(
+        f"[bold yellow]{request.incident_ref} waits for a manager's approval[/] (until "
+        f"{business_time(request.due_at, zone)}): {escape(request.question)}\n  Answer with "
+        f"[bold]amends approve {request.incident_ref} --by NAME[/] (--amount N, --decline), "
+        f"then [bold]{escape(again)}[/] finishes the case (nothing done is repeated). A run "
+        "filed with --via-deployment waits suspended instead and resumes by itself when "
+        "answered.",
+        highlight=False,
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -266,7 +306,11 @@ def done(
 
 
 def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
+    from zoneinfo import ZoneInfo
+
     from amends.domain import spoken
+
+    zone = runtime().settings.business_timezone  # every time as the business reads it
 
     out.print(
         f"[bold]Case {outcome.case_id}[/]: incident {outcome.incident_ref}, "
@@ -299,11 +343,11 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
             highlight=False,
         )
         if outcome.approval:
-            approval = escape(outcome.approval.describe(o.currency))
+            approval = escape(outcome.approval.describe(o.currency, zone))
             out.print(f"[bold]Approval[/]: {approval}", highlight=False)
     if outcome.checkins:
         out.print(
-            "[bold]Check-ins[/]: " + ", ".join(c.describe() for c in outcome.checkins),
+            "[bold]Check-ins[/]: " + ", ".join(c.describe(zone) for c in outcome.checkins),
             highlight=False,
         )
         for c in outcome.checkins:
@@ -313,10 +357,12 @@ def _print_case(outcome: CaseOutcome, *, timeline: bool = False) -> None:
     for action in waiting:
         out.print(f"[bold]For the {action.role}[/]: {escape(action.instructions)}", highlight=False)
     if timeline:
-        events = Table("when (UTC)", "stage", "what", "who", title="Timeline", title_justify="left")
+        events = Table(
+            "when", "stage", "what", "who", title=f"Timeline ({zone})", title_justify="left"
+        )
         for event in outcome.timeline:
             events.add_row(
-                f"{event.at:%Y-%m-%d %H:%M:%S}",
+                f"{event.at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}",
                 spoken(event.stage),
                 escape(event.text),
                 escape(event.actor),

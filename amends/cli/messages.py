@@ -19,7 +19,7 @@ from amends.cli._app import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from amends.delivery.outbox import DrainReport
 
 PANEL = "Messages"
 
@@ -93,7 +93,8 @@ def send(
     """Deliver the queued mail of every case.
 
     What failed for a while, or was left half-sent by a sender that stopped. Each message goes
-    out once; run it from cron as often as you like (the nightly run does it too).
+    out once; run it from cron as often as you like (the nightly run does it too). Exits with 3
+    when mail stays queued: to be retried, or still pausing after a failure.
     """
     from datetime import timedelta
 
@@ -119,13 +120,31 @@ def send(
             due_only=not now,
             on_each=progress,
         )
-    out.print(
-        f"Sent {report.sent}; {report.retrying} will be retried later; {report.failed} failed "
-        f"and {report.to_staff} went to staff (see `amends actions`); {report.requeued} "
-        "half-sent by a stopped sender went again."
+    again = (
+        f" {report.requeued} half-sent by a stopped sender went again." if report.requeued else ""
     )
-    if report.retrying or report.failed:
+    out.print(sending_line(report, now=now) + again, markup=False, highlight=False)
+    if report.retrying or report.failed or report.waiting:
         raise typer.Exit(EXIT_QUEUED)
+
+
+def sending_line(report: DrainReport, *, now: bool = False) -> str:
+    """What a pass over the outbox did, every message counted once: sent, tried and to be
+    retried, failed, handed to staff, and still waiting in the queue untried."""
+    line = f"Sent {report.sent}; {report.retrying} failed for now and will be retried"
+    if report.failed:
+        line += f"; {report.failed} failed for good"
+    if report.to_staff:
+        line += f"; {report.to_staff} handed to staff (`amends actions`)"
+    if report.withheld:
+        line += f"; {report.withheld} withheld (no consent)"
+    if report.waiting:
+        later = "" if now else " (`amends send --now` tries them now)"
+        line += (
+            f"; {report.waiting} still queued, pausing after a failure or behind an earlier "
+            f"message of their case{later}"
+        )
+    return line + "."
 
 
 @app.command(rich_help_panel=PANEL)

@@ -24,6 +24,7 @@ from amends.cli._app import (
     runtime,
     start_prefect,
 )
+from amends.cli.messages import sending_line
 
 if TYPE_CHECKING:
     pass
@@ -82,12 +83,11 @@ def nightly(
     for report in night.actions:
         table.add_row(report.title, str(report.candidates), str(report.done))
     out.print(table)
-    sent = night.sent
     out.print(
-        f"Sent {sent.sent}; {sent.retrying} will be retried; {sent.failed} failed and "
-        f"{sent.to_staff} went to staff. Staff work: `amends actions`."
+        f"{night.staff_actions} staff action(s) opened; {sending_line(night.sent)} Staff work: "
+        "`amends actions`."
     )
-    if sent.retrying or sent.failed:
+    if night.sent.retrying or night.sent.failed:
         raise typer.Exit(EXIT_QUEUED)
 
 

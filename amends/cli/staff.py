@@ -9,10 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from amends import runner
 from amends.cli._app import (
     JsonFlag,
     actions_app,
     app,
+    err,
     fail,
     friendly,
     out,
@@ -108,8 +110,9 @@ def approve(
 ) -> None:
     """Answer a case's request to approve an offer above the frontline limit.
 
-    The answer is recorded on the case; the run paused for it resumes within seconds. After the
-    run's wait timed out, a raised offer is sent to the customer.
+    The answer is recorded on the case, from any machine that reaches amends' database; a run
+    suspended for it resumes through Prefect's API (PREFECT_API_URL), one paused in a terminal
+    within seconds. After the run's wait timed out, a raised offer is sent to the customer.
     """
     from amends.domain import spoken
     from amends.recovery.approvals import decide
@@ -128,6 +131,17 @@ def approve(
     if not decided.now:
         raise fail(f"case {request.incident_ref} was already {answer}; the first answer stands")
     out.print(f"Case {request.incident_ref}: {answer}.", markup=False, highlight=False)
+    try:
+        resumed = runner.resume_waiting_run(request)
+    except Exception as error:  # the answer is recorded: the nightly run resumes the run
+        err.print(
+            f"[bold yellow]warning:[/] the run waiting for it was not resumed ({escape(str(error))}"
+            "); the nightly run resumes it.",
+            highlight=False,
+        )
+    else:
+        if resumed:
+            out.print(f"Run {resumed} resumes with this answer.", markup=False, highlight=False)
 
 
 @app.command(rich_help_panel=PANEL)

@@ -683,6 +683,13 @@ class DrainReport:
     requeued: int = 0
     to_staff: int = 0
     withheld: int = 0  # not sent: no consent
+    queued: int = 0  # still in the queue afterwards: the retrying ones and those not due yet
+
+    @property
+    def waiting(self) -> int:
+        """Queued messages this pass did not try: pausing after a failure, or behind an
+        earlier message of their case."""
+        return max(self.queued - self.retrying, 0)
 
 
 def drain(
@@ -718,6 +725,7 @@ def drain(
         ]:
             tried.update(pending)
             _drain_round(db, adapters, pending, claim_timeout, report, on_each, before_send)
+    report.queued = len(queued_messages(db, case_id))
     return report
 
 

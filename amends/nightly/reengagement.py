@@ -85,10 +85,13 @@ class ActionReport:
     title: str
     candidates: int = 0  # found by the rules, before the last checks in Python
     done: int = 0  # messages queued, or staff actions opened
+    staff: int = 0  # of which staff actions
     contacted: list[tuple[str, str]] = field(default_factory=list)  # (customer ref, channel)
 
     def note(self, customer_ref: str, channel: str) -> None:
         self.done += 1
+        if channel == "staff":
+            self.staff += 1
         if len(self.contacted) < NAMED:
             self.contacted.append((customer_ref, channel))
 
@@ -651,6 +654,7 @@ class NightReport:
 
     actions: list[ActionReport]
     sent: DrainReport | None = None
+    resumed: int = 0  # runs set aside for an approval, resumed tonight
 
     @property
     def contacted(self) -> list[tuple[str, str, str]]:
@@ -660,6 +664,11 @@ class NightReport:
     @property
     def done(self) -> int:
         return sum(r.done for r in self.actions)
+
+    @property
+    def staff_actions(self) -> int:
+        """Staff actions the night opened (messages handed to staff are in ``sent``)."""
+        return sum(r.staff for r in self.actions)
 
 
 def run_night(

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import make_msgid
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from amends.domain import ApprovalStatus, Stage, staff_line
+from amends.delivery.adapter import Outgoing
+from amends.domain import ApprovalStatus, Stage, business_time, staff_line
 from amends.errors import InvalidInput, NotFound
 from amends.recovery.staff import add_action, settle
-from amends.recovery.stages import queue_revised_offer
+from amends.recovery.stages import AWAITS_APPROVAL, queue_revised_offer
 from amends.runtime import Runtime
+from amends.settings import Settings
 from amends.storage import models
 
 PENDING, TIMED_OUT = ApprovalStatus.PENDING, ApprovalStatus.TIMED_OUT
@@ -59,10 +62,11 @@ class ApprovalRequest:
 
     @property
     def question(self) -> str:
-        """The request in one paragraph, for the UI form and the logs."""
+        """The request in one paragraph, for the UI form, the logs and the artifacts: by
+        reference only, as the Prefect UI is often shared."""
         money = self.currency
         return (
-            f"Case {self.incident_ref} ({self.customer_name}): absorbing the customer's costs "
+            f"Case {self.incident_ref}: absorbing the customer's costs "
             f"takes {self.wanted:.2f} {money}, above the frontline limit of "
             f"{self.frontline_limit:.2f}. Approve up to {self.approvable:.2f} (change the amount "
             f"to adjust), or decline to keep the frontline offer of {self.frontline_limit:.2f}."
@@ -190,6 +194,7 @@ def decide(
             "adjusted": f"Offer adjusted to {granted:.2f} {request.currency}",
             "declined": f"Raise declined; the offer stays at {granted:.2f} {request.currency}",
         }[status]
+        _answer_empower_row(session, case_id, f"{words[0].lower()}{words[1:]} by {approver}")
         session.add(
             models.CaseEvent(
                 case_id=case_id,
@@ -236,6 +241,12 @@ def time_out(rt: Runtime, case_id: int) -> bool:
             )
         )
         _close_action(session, case_id)  # the approve_offer ask, replaced by the escalation
+        _answer_empower_row(
+            session,
+            case_id,
+            f"no answer in time, the frontline offer of {request.frontline_limit:.2f} "
+            f"{request.currency} stands",
+        )
         add_action(
             session,
             customer_id=session.get(models.Case, case_id).customer_id,
@@ -263,3 +274,56 @@ def _close_action(session: Session, case_id: int) -> None:
         )
     ):
         action.status, action.done_at = "done", models.utcnow()
+
+
+def _answer_empower_row(session: Session, case_id: int, answer: str) -> None:
+    """The empower stage's summary says how the approval ended, not that it still waits."""
+    outcome = session.scalar(
+        select(models.StageOutcome).where(
+            models.StageOutcome.case_id == case_id, models.StageOutcome.stage == Stage.EMPOWER
+        )
+    )
+    if outcome is not None and AWAITS_APPROVAL in outcome.summary:
+        outcome.summary = outcome.summary.replace(AWAITS_APPROVAL, f"asked a manager: {answer}")
+
+
+def waiting_answers(rt: Runtime, now: datetime) -> list[ApprovalRequest]:
+    """The requests whose run is set aside waiting (``flow_run_id``) and can now go on: those
+    answered, and those past their time, which time out first (the frontline offer stands)."""
+    with rt.db.session() as session:
+        rows = session.scalars(
+            select(models.Approval).where(models.Approval.flow_run_id.is_not(None))
+        ).all()
+        overdue = [a.case_id for a in rows if a.status == PENDING and a.due_at <= now]
+    for case_id in overdue:
+        time_out(rt, case_id)
+    with rt.db.session() as session:
+        rows = session.scalars(
+            select(models.Approval).where(
+                models.Approval.flow_run_id.is_not(None), models.Approval.status != PENDING
+            )
+        ).all()
+        return [_request(session, a) for a in rows]
+
+
+def manager_notice(request: ApprovalRequest, settings: Settings, run_url: str | None) -> Outgoing:
+    """The email that tells the manager a run waits for an answer, and how to give it."""
+    where = f"Open the run and press Resume: {run_url}\n" if run_url else ""
+    return Outgoing(
+        recipient=settings.manager_email or "",
+        subject=f"Approval needed: case {request.incident_ref}",
+        body=(
+            f"{request.question}\n\n"
+            f"Customer: {request.customer_name}.\n"
+            f"{where}"
+            f"Or from a terminal: amends approve {request.incident_ref} --by NAME "
+            "(--amount N, --decline).\n"
+            f"Without an answer by {business_time(request.due_at, settings.business_timezone)}, "
+            "the frontline offer stands and the nightly run goes on with it."
+        ),
+        message_id=make_msgid(f"approval-{request.case_id}", domain=_domain(settings)),
+    )
+
+
+def _domain(settings: Settings) -> str:
+    return settings.sender_email.rpartition("@")[2] or "amends.invalid"

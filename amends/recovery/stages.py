@@ -255,8 +255,8 @@ def _empower(step: Step) -> Outcome:
             timeout_hours=policy.empower.approval_timeout_hours,
         )
         summary = (
-            f"Offer {spoken(offer.kind)}: {offer.wanted:.2f} {offer.currency} waits for a "
-            f"manager's approval. " + " ".join(offer.reasons)
+            f"Offer {spoken(offer.kind)}: {offer.wanted:.2f} {offer.currency} {AWAITS_APPROVAL}. "
+            + " ".join(offer.reasons)
         )
         return StageStatus.COMPLETED, summary, data
     summary = f"Offer {spoken(offer.kind)} worth {offer.value:.2f} {offer.currency}. " + " ".join(
@@ -601,6 +601,10 @@ def meeting(checkin: models.CheckIn, summary: str, business: str, incident_ref: 
         summary=summary,
         description=f"{business}: check-in {checkin.number} after incident {incident_ref}",
     )
+
+
+# The empower stage's words while a manager has not answered; the answer replaces them.
+AWAITS_APPROVAL = "waits for a manager's approval"
 
 
 def request_approval(

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from amends.domain import STAGES, StageStatus, spoken
+from amends.domain import STAGES, StageStatus, business_time, spoken
 from amends.errors import NotFound
 from amends.privacy import mask
 from amends.storage import models
@@ -59,16 +59,17 @@ class ApprovalView(BaseModel):
     due_at: datetime
     decided_at: datetime | None
 
-    def describe(self, currency: str) -> str:
-        """The approval in one sentence."""
+    def describe(self, currency: str, zone: str = "UTC") -> str:
+        """The approval in one sentence, its times in ``zone``."""
+        due = business_time(self.due_at, zone)
         if self.status == "pending":
             return (
                 f"Waiting for a manager to approve {self.wanted:.2f} {currency} (frontline limit "
-                f"{self.frontline_limit:.2f}) until {self.due_at:%Y-%m-%d %H:%M} UTC."
+                f"{self.frontline_limit:.2f}) until {due}."
             )
         if self.status == "timed_out":
             return (
-                f"No manager answered by {self.due_at:%Y-%m-%d %H:%M} UTC: the run went on with "
+                f"No manager answered by {due}: the run went on with "
                 f"the frontline offer and a manager was asked to decide."
             )
         verb = {"approved": "Approved", "adjusted": "Adjusted", "declined": "Raise declined"}
@@ -84,10 +85,10 @@ class CheckInView(BaseModel):
     misses: int = 0
     feedback: str | None = None  # the customer's words: shown to staff, kept out of artifacts
 
-    def describe(self) -> str:
-        """When and where it stands: ``2026-12-01 09:00 UTC (scheduled, missed 1x)``."""
+    def describe(self, zone: str = "UTC") -> str:
+        """When and where it stands: ``2026-12-01 10:00 CET (scheduled, missed 1x)``."""
         missed = f", missed {self.misses}x" if self.misses else ""
-        return f"{self.starts_at:%Y-%m-%d %H:%M} UTC ({self.status}{missed})"
+        return f"{business_time(self.starts_at, zone)} ({self.status}{missed})"
 
 
 class StaffActionView(BaseModel):
@@ -295,12 +296,25 @@ def plain_markdown(text: str) -> str:
     return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|" else ch for ch in text)
 
 
-def case_markdown(outcome: CaseOutcome) -> str:
-    """The case summary for the run's markdown artifact."""
+def case_markdown(outcome: CaseOutcome, zone: str = "UTC") -> str:
+    """The case summary for the run's markdown artifact, its times in ``zone`` (the business's
+    time zone); a question waiting for a manager comes first."""
     md = plain_markdown
+    waiting = outcome.approval is not None and outcome.approval.status == "pending"
     lines = [
         f"# Case {outcome.case_id}: incident {md(outcome.incident_ref)}",
         "",
+        *(
+            [
+                f"> **Waits for a manager's approval.** "
+                f"{md(outcome.approval.describe(outcome.offer.currency, zone))} Answer with "
+                f"**Resume** on the run's page, or `amends approve {outcome.incident_ref} --by "
+                "NAME`.",
+                "",
+            ]
+            if waiting and outcome.offer
+            else []
+        ),
         f"**Customer** {md(outcome.customer_name)} ({md(outcome.customer_ref)}) · "
         f"**complained by** {outcome.complaint_channel} · **reply by** {outcome.reply_channel} · "
         f"**severity** {outcome.severity} · **state** {spoken(outcome.state)}",
@@ -324,7 +338,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
             else "None."
         ),
         *(
-            ["", md(outcome.approval.describe(outcome.offer.currency))]
+            ["", md(outcome.approval.describe(outcome.offer.currency, zone))]
             if outcome.approval and outcome.offer
             else []
         ),
@@ -341,7 +355,7 @@ def case_markdown(outcome: CaseOutcome) -> str:
         "",
         "## Check-ins",
         "",
-        *([f"- {c.number}: {c.describe()}" for c in outcome.checkins] or ["None scheduled."]),
+        *([f"- {c.number}: {c.describe(zone)}" for c in outcome.checkins] or ["None scheduled."]),
         "",
         "## Waiting for staff",
         "",
@@ -358,10 +372,11 @@ def case_markdown(outcome: CaseOutcome) -> str:
         # the timeline, only a mention that they were recorded.
         "## Timeline",
         "",
-        "| when (UTC) | stage | what | who |",
+        "| when | stage | what | who |",
         "|---|---|---|---|",
         *[
-            f"| {e.at:%Y-%m-%d %H:%M} | {spoken(e.stage) if e.stage else ''} | {md(e.text)} | "
+            f"| {business_time(e.at, zone)} | {spoken(e.stage) if e.stage else ''} | "
+            f"{md(e.text)} | "
             f"{md(e.actor)} |"
             for e in outcome.timeline
         ],

@@ -739,3 +739,31 @@ def test_prefect_s_temporary_server_starting_too_slowly_is_one_line(tmp_path: Pa
     assert line.startswith("error: Prefect's temporary server did not start within 0 s")
     assert "run the command again" in line and "PREFECT_API_URL" in line
     assert not (tmp_path / "var" / "reports").exists()  # nothing ran
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_incident_waiting_for_approval_returns_at_once_and_is_finished_after_the_answer(
+    smtp_rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # A standard customer (4,000 a year) in a critical failure: above the frontline limit.
+    data = incident_data(
+        ref="INC-3001",
+        severity="critical",
+        costs={"economic": 1400},
+        customer={"ref": "C-3001", "annual_value": 4000},
+    )
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(data))
+    waiting = amends("incident", str(path))
+    assert waiting.exit_code == 4, waiting.output
+    assert "INC-3001 waits for a manager's approval" in waiting.stderr
+    assert "amends approve INC-3001 --by NAME" in waiting.stderr
+    assert f"then amends incident {path} finishes the case" in waiting.stderr
+    assert "Traceback" not in waiting.stderr
+    approved = amends("approve", "INC-3001", "--by", "Maria")
+    assert approved.exit_code == 0 and "approved at 1765.00" in approved.stdout
+    finished = amends("incident", str(path), "--json")
+    assert finished.exit_code == 0, finished.output
+    outcome = json.loads(finished.stdout)
+    assert (outcome["offer"]["value"], outcome["approval"]["status"]) == (1765, "approved")

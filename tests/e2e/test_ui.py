@@ -10,13 +10,17 @@ repository root (its path is printed).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -45,6 +49,7 @@ POOL = "amends"  # the work pool the installed prefect.yaml names
 RUN_TIMEOUT = 300.0
 OUTPUT = REPOSITORY / "test-output"
 WORKER = "ui"
+MANAGER = "manager@acme-cleaning.example"
 
 
 @dataclass
@@ -81,6 +86,7 @@ def stack(tmp_path: Path, postgres_url: str) -> Iterator[Stack]:
             "AMENDS_DATABASE_URL": amends_url,
             "AMENDS_HOME": str(tmp_path / "var"),
             "AMENDS_SMTP_PORT": str(mail.port),
+            "AMENDS_MANAGER_EMAIL": MANAGER,
         }
         server.run("amends", "db", "upgrade", env=env)
         server.deploy(POOL)
@@ -105,23 +111,7 @@ def run_incident_deployment(server: PrefectServer, parameters: dict) -> UUID:
 def wait_for_final_state(stack: Stack, run_id: UUID) -> str:
     """Poll the run until it is final; return its state's name, or fail with the worker's
     output."""
-    from prefect import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    deadline, state = time.monotonic() + RUN_TIMEOUT, None
-    with (
-        temporary_settings({PREFECT_API_URL: stack.server.api_url}),
-        get_client(sync_client=True) as client,
-    ):
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(run_id).state
-            if state is not None and state.is_final():
-                return state.name
-            time.sleep(1)
-    pytest.fail(
-        f"flow run {run_id} was not finished after {RUN_TIMEOUT:.0f} s "
-        f"(state {state.name if state else 'unknown'}).\nWorker output:\n{stack.worker_output()}"
-    )
+    return wait_for_state(stack, run_id, lambda state: state.is_final(), "finished").name
 
 
 def test_an_incident_run_through_the_deployment_shows_in_the_ui(stack: Stack) -> None:
@@ -179,3 +169,154 @@ def test_an_incident_run_through_the_deployment_shows_in_the_ui(stack: Stack) ->
             browser.close()
     print(f"screenshot: {screenshot}")
     assert screenshot.stat().st_size > 0
+
+
+def wait_for_state(stack: Stack, run_id: UUID, done: Callable[[Any], bool], what: str) -> Any:
+    """Poll the run until ``done(state)``; return the state, or fail with the worker's output."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline, state = time.monotonic() + RUN_TIMEOUT, None
+    with (
+        temporary_settings({PREFECT_API_URL: stack.server.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run_id).state
+            if state is not None and done(state):
+                return state
+            time.sleep(0.5)
+    pytest.fail(
+        f"flow run {run_id} was not {what} after {RUN_TIMEOUT:.0f} s (state "
+        f"{state.name if state else 'unknown'}).\nWorker output:\n{stack.worker_output()}"
+    )
+
+
+def run_named(stack: Stack, name: str) -> UUID:
+    """The id of the flow run named ``name``, once the form has created it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = [r for r in stack.server.flow_runs("recover-incident") if r["name"] == name]
+        if runs:
+            return UUID(runs[0]["id"])
+        time.sleep(0.2)
+    pytest.fail(f"no flow run named {name} after submitting the form")
+
+
+# Each view, and what it shows once the case is through: its ref, or the figures' chart.
+shown = {
+    "open-cases": "INC-5001",
+    "staff-todos": re.compile(r"INC-5001|Nothing for staff\."),
+    "approvals-waiting": "No approval waiting.",
+    "messages-sent": "INC-5001",
+    "recovery-figures": "Complaints by category",
+}
+VIEWS = tuple(shown)
+
+
+def test_an_operator_files_in_the_custom_run_form_resumes_with_an_answer_and_reads_the_views(
+    stack: Stack,
+) -> None:
+    """The README's walk-through, as an operator does it in the UI: the incident typed into the
+    deployment's Custom run form, the run suspended for a manager (who is emailed), the answer
+    typed into the Resume form, the run completed, and the views opened."""
+    from playwright.sync_api import expect, sync_playwright
+
+    received = datetime.now(UTC) - timedelta(minutes=5)
+    # A standard customer (4,000 a year) in a critical failure: 1,765 is above the frontline
+    # limit of 1,000, so a manager decides.
+    incident = incident_data(
+        ref="INC-5001",
+        severity="critical",
+        received_at=received.isoformat(timespec="seconds"),
+        costs={"economic": 1400},
+        customer={"ref": "C-5001", "annual_value": 4000},
+    )
+    deployment = stack.server.api("GET", "/deployments/name/recover-incident/recover-incident")
+    ui = stack.server.url
+    OUTPUT.mkdir(exist_ok=True)
+    shots: list[tuple[Path, str]] = []
+
+    def shot(page: Any, name: str, what: str) -> None:
+        path = OUTPUT / f"ui-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append((path, what))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            # Deployments > recover-incident > Run > Custom run.
+            page.goto(f"{ui}/v2/deployments/deployment/{deployment['id']}/run")
+            page.get_by_text("Parameters", exact=True).wait_for(timeout=30_000)
+            # The incident field's menu: Use JSON Input, then the incident typed in.
+            page.get_by_role("button", name="Open menu").first.click()
+            page.get_by_role("menuitem", name="Use JSON Input").click()
+            editor = page.locator(".cm-content").first
+            editor.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type(json.dumps(incident))
+            expect(editor).to_contain_text('"ref": "INC-5001"')
+            shot(page, "1-custom-run-form", "the Custom run form with the incident typed in")
+            page.get_by_role("button", name="Submit").click()
+            submitted = time.monotonic()
+
+            run_id = run_named(stack, "INC-5001")
+            state = wait_for_state(stack, run_id, lambda s: s.is_paused(), "waiting")
+            assert state.name == "Suspended"  # no worker held while it waits
+            page.goto(f"{ui}/v2/runs/flow-run/{run_id}")
+            expect(page.get_by_text("Suspended", exact=True).first).to_be_visible(timeout=30_000)
+            expect(
+                page.get_by_text("Waiting for a manager's approval", exact=False).first
+            ).to_be_visible()
+            shot(page, "2-run-suspended", "the run Suspended, the question in its log")
+
+            # ⋮ > Resume: the question on top, the answer typed in.
+            page.get_by_role("button", name="Open menu").first.click()
+            page.get_by_role("menuitem", name="Resume").click()
+            dialog = page.get_by_role("dialog")
+            expect(
+                dialog.get_by_text("Case INC-5001: absorbing the customer's costs")
+            ).to_be_visible()
+            dialog.get_by_label("Approver").fill("")
+            dialog.get_by_label("Approver").type("Maria Lopez")
+            shot(page, "3-resume-form", "the Resume form: the question, the answer typed in")
+            dialog.get_by_role("button", name="Resume").click()
+
+            state = wait_for_state(stack, run_id, lambda s: s.is_final(), "finished")
+            elapsed = time.monotonic() - submitted
+            assert state.name == "Completed", stack.worker_output()
+            print(
+                f"form submitted to run completed (approval answered in between): {elapsed:.1f} s"
+            )
+
+            # Artifacts > a view's key > its latest version (the first in the list).
+            for key in VIEWS:
+                page.goto(f"{ui}/v2/artifacts/key/{key}")
+                page.locator("a[href*='/artifacts/artifact/']").first.click()
+                expect(page.get_by_text(shown[key]).first).to_be_visible(timeout=30_000)
+                shot(page, f"4-{key}", f"the {key} view")
+                if key == "messages-sent":
+                    expect(page.get_by_text("r***@***").first).to_be_visible()  # masked
+                    expect(page.get_by_text("rk@example.com")).to_have_count(0)
+        finally:
+            print(f"page: {page.url}")
+            shot(page, "last", "the page when the test ended")
+            browser.close()
+    for path, what in shots:
+        print(f"screenshot: {path} ({what})")
+
+    database = Database(stack.amends_url)
+    try:
+        outcome = case_outcome(database, "INC-5001")
+    finally:
+        database.dispose()
+    assert (outcome.approval.status, outcome.approval.approver) == ("approved", "Maria Lopez")
+    assert outcome.offer.value == 1765
+    caught = [
+        message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        for path in stack.mail.messages()
+    ]
+    (notice,) = [m for m in caught if m["To"] == MANAGER]
+    assert notice["Subject"] == "Approval needed: case INC-5001"
+    assert f"/runs/flow-run/{run_id}" in notice.get_body(("plain",)).get_content()

@@ -1,4 +1,5 @@
-"""An offer above the frontline limit pauses the recover-incident run for a manager.
+"""An offer above the frontline limit sets the recover-incident run aside for a manager:
+paused in a terminal, suspended (no process held) when the run comes from a deployment.
 
 Each path against the Prefect test harness, with mail over real SMTP: approve and adjust from
 the Resume form (the API call the UI makes), decline from the CLI's path, and a timeout that
@@ -199,3 +200,113 @@ def test_a_rerun_after_the_answer_does_not_pause(smtp_rt: Runtime) -> None:
     assert second.approval == first.approval
     with smtp_rt.db.session() as session:  # a run that paused would have noted its own id
         assert session.scalar(select(models.Approval.flow_run_id)) == waited
+
+
+# --- a deployment's run: suspended, holding no process, and resumed through the API -----------
+
+
+def suspended(rt: Runtime, incident=INCIDENT):  # type: ignore[no-untyped-def]
+    """Run the incident as a run of a deployment (as a worker would, in this process) until it
+    is suspended for the approval; return the run."""
+    from prefect.exceptions import Pause
+    from prefect.flow_engine import run_flow
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(recover_incident)
+        deployment_id = client.create_deployment(flow_id=flow_id, name="suspend-test")
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"incident": incident.model_dump(mode="json")}
+        )
+    with pytest.raises(Pause):
+        run_flow(recover_incident, flow_run=run, parameters={"incident": incident})
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run.id)
+    assert run.state.name == "Suspended"
+    return run
+
+
+def latest(key: str) -> str:
+    """The latest version of an artifact (Artifact.get leaves its client's socket open)."""
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_latest_artifacts(limit=100)}[key].data
+
+
+def rerun(run):  # type: ignore[no-untyped-def]
+    """What a worker does with a resumed run: start it again from the top."""
+    from prefect.flow_engine import run_flow
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run.id)
+    assert run.state.is_scheduled()  # resumed: waiting for a worker again
+    return run_flow(recover_incident, flow_run=run, parameters={"incident": INCIDENT})
+
+
+def test_a_deployment_run_is_suspended_the_manager_is_told_and_amends_approve_resumes_it(
+    smtp_rt: Runtime, mail_catcher: MailCatcher
+) -> None:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    from amends import runner
+
+    told = replace(
+        smtp_rt, settings=smtp_rt.settings.model_copy(update={"manager_email": "boss@acme.test"})
+    )
+    use_runtime(told)
+    run = suspended(told)
+
+    # The manager's email, the question in the log and atop the case's artifact and view.
+    (notice,) = [
+        email.message_from_bytes(p.read_bytes(), policy=email_policy.default)
+        for p in mail_catcher.messages()
+    ]
+    assert notice["To"] == "boss@acme.test"
+    assert notice["Subject"] == "Approval needed: case INC-3001"
+    assert "amends approve INC-3001 --by NAME" in notice.get_body(("plain",)).get_content()
+    APILogWorker.drain_all(timeout=10)  # logs go to the API from a background worker
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=200)
+    warnings = [log.message for log in logs if log.level == 30]
+    assert warnings[0].startswith("Waiting for a manager's approval. Case INC-3001:")
+    case = latest("case-1")
+    assert case.splitlines()[2].startswith("> **Waits for a manager's approval.**")
+    assert "INC-3001" in latest("approvals-waiting")
+    assert "Rodolfo" not in case.splitlines()[2]  # the question names no customer
+
+    # `amends approve` from anywhere: recorded, then the run resumed through the API.
+    decided = decide(told, 1, approve=True, approver="Maria")
+    assert runner.resume_waiting_run(decided.request) == run.name
+    outcome = rerun(run)
+    assert (outcome.offer.value, outcome.approval.status) == (1765, "approved")
+    empower_row = next(s for s in outcome.stages if s.name == "empower")
+    assert "waits for a manager" not in empower_row.summary
+    assert "asked a manager: offer approved at 1765.00" in empower_row.summary
+    assert "No approval waiting." in latest("approvals-waiting")
+    # Asked once: the run that started again did not email the manager twice.
+    assert sum("Approval needed" in p.read_text() for p in mail_catcher.messages()) == 1
+
+
+def test_the_resume_form_answers_a_suspended_run(smtp_rt: Runtime) -> None:
+    run = suspended(smtp_rt)
+    resume_flow_run(
+        run.id, run_input={"approve": True, "amount": 1500, "approver": "Maria", "reason": ""}
+    )
+    outcome = rerun(run)
+    assert (outcome.offer.value, outcome.approval.status) == (1500, "adjusted")
+    assert outcome.approval.approver == "Maria"
+
+
+def test_the_nightly_run_resumes_an_overdue_suspended_run(smtp_rt: Runtime) -> None:
+    from datetime import timedelta
+
+    from amends.tasks.approval import resume_answered_runs
+
+    run = suspended(smtp_rt)
+    request = case_outcome(smtp_rt.db, "INC-3001").approval
+    assert resume_answered_runs(request.due_at - timedelta(minutes=1)) == 0  # not yet due
+    assert resume_answered_runs(request.due_at + timedelta(minutes=1)) == 1
+    outcome = rerun(run)
+    assert (outcome.offer.value, outcome.approval.status) == (1000, "timed_out")
+    assert [a.kind for a in outcome.staff_actions if a.status == "open"].count(
+        "approval_overdue"
+    ) == 1

@@ -81,6 +81,10 @@ def test_after_a_short_outage_the_apology_goes_first_within_minutes_of_the_serve
     # One attempt in the run (not six in seconds), so its next one is due within a minute,
     # not hours later; the invitation was never tried: it waits for the apology.
     assert (apology.attempts, invitation.attempts) == (1, 0)
+    if sender == "amends send":  # within the pause: nothing tried, and it says both wait
+        early = CliRunner().invoke(app, ["send"])
+        assert early.exit_code == 3
+        assert "Sent 0; 0 failed for now and will be retried; 2 still queued" in early.output
     with rt.db.session() as session:
         pause = session.scalar(select(func.max(models.Message.next_attempt_at))) - models.utcnow()
         # The pause is over, as a minute later; the server is back, on the same port.

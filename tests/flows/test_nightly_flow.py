@@ -9,7 +9,7 @@ from email import policy as email_policy
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from amends.cli import app
@@ -68,8 +68,9 @@ def test_a_night_mails_lapsed_customers_once_and_leaves_its_tables(
             )
         )
     assert run.name == f"night-{utcnow():%Y-%m-%d}"
-    # Set-based: one task run per action, not one per customer.
-    assert len(task_runs) == 7 + 2
+    # Set-based: one task run per action, not one per customer; then send, resume the runs
+    # answered, publish the night and the views.
+    assert len(task_runs) == 7 + 4
     counts = artifacts["nightly-reengagement"].data
     assert "Exit questions" in counts and "Win-back offers" in counts
     assert "Messages sent" in counts
@@ -129,3 +130,33 @@ def test_a_night_given_as_text_is_named_after_its_date(smtp_rt: Runtime) -> None
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
     assert run.name == "night-2026-12-01"
+
+
+def test_the_night_counts_the_staff_actions_it_opens_and_brings_the_views_up_to_date(
+    smtp_rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factories import recover
+
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    case_id = recover(smtp_rt)
+    with smtp_rt.db.session() as session:  # the first check-in was three days ago
+        first = session.scalar(select(models.CheckIn).where(models.CheckIn.case_id == case_id))
+        first.starts_at = utcnow() - timedelta(days=3)
+
+    def staff_actions() -> int:
+        with smtp_rt.db.session() as session:
+            return session.scalar(select(func.count()).select_from(models.StaffAction))
+
+    before = staff_actions()
+    # Nobody recorded how it went: staff are asked.
+    result = CliRunner().invoke(app, ["nightly"])
+    opened = staff_actions() - before
+    assert opened >= 1, result.output
+    assert f"{opened} staff action(s) opened;" in result.output, result.output
+    with get_client(sync_client=True) as client:
+        latest = {a.key: a for a in client.read_latest_artifacts(limit=100)}
+    todos = latest["staff-todos"].data
+    assert "INC-1001" in todos and "Rodolfo" not in todos  # the customer by reference
+    assert "INC-1001" in latest["open-cases"].data
+    sent = latest["messages-sent"].data
+    assert "r***@***" in sent and "rk@example.com" not in sent

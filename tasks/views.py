@@ -1,0 +1,70 @@
+"""The operator's views in the Prefect UI: artifacts with stable keys, so the *Artifacts* page
+always shows their latest version; every incident run and the nightly run bring them up to date.
+
+- ``open-cases``: cases not closed, with state, stage, owner, next step and when it is due;
+- ``staff-todos``: open staff actions, soonest first;
+- ``approvals-waiting``: offers a manager may still answer;
+- ``messages-sent``: every case's messages, recipients masked;
+- ``recovery-figures``: the recovery rate and a text chart of the last 30 days.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from amends.reporting import views
+from amends.reporting.report import build_report, report_period
+from amends.storage.models import utcnow
+from amends.tasks._runtime import task_runtime
+
+VIEWS = ("open-cases", "staff-todos", "approvals-waiting", "messages-sent", "recovery-figures")
+FIGURE_DAYS = 30
+
+
+def _table(key: str, rows: list[dict], description: str, empty: str) -> None:
+    # An empty table shows as nothing at all in the UI: say that there is nothing (in a named
+    # column: the UI fails to draw a table whose column has no name).
+    create_table_artifact(key=key, table=rows or [{"note": empty}], description=description)
+
+
+@task(name="publish-views", cache_policy=NONE)
+def publish_views() -> None:
+    """Bring the five views up to date."""
+    rt = task_runtime()
+    zone = rt.settings.business_timezone
+    _table(
+        "open-cases",
+        views.open_cases(rt),
+        f"Open cases, newest first (times in {zone})",
+        "No open case.",
+    )
+    _table(
+        "staff-todos",
+        views.staff_todos(rt),
+        f"Staff to-dos, soonest due first (times in {zone}); `amends actions` lists them too",
+        "Nothing for staff.",
+    )
+    _table(
+        "approvals-waiting",
+        views.approvals_waiting(rt),
+        f"Offers waiting for a manager (times in {zone})",
+        "No approval waiting.",
+    )
+    _table(
+        "messages-sent",
+        views.messages_sent(rt),
+        f"Messages, newest first, recipients masked (times in {zone})",
+        "No message yet.",
+    )
+    today = utcnow().astimezone(ZoneInfo(zone)).date()
+    period = report_period(zone, since=today - timedelta(days=FIGURE_DAYS - 1), until=today)
+    create_markdown_artifact(
+        key="recovery-figures",
+        markdown=views.recovery_figures(build_report(rt, period)),
+        description=f"Recovery figures, the last {FIGURE_DAYS} days",
+    )
