@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from amends.domain import STAGES, ApprovalStatus, CaseState, ReplyChannel, business_time, spoken
-from amends.privacy import mask
+from amends.privacy import mask, personal_details, redact
 from amends.reporting.report import Report
 from amends.runtime import Runtime
 from amends.storage import models
@@ -93,15 +93,25 @@ def staff_todos(rt: Runtime) -> list[dict[str, Any]]:
         rows = []
         for a in actions:
             customer = session.get(models.Customer, a.customer_id)
-            # Staff instructions address the customer by name: here, by reference.
-            text = " ".join(a.instructions.split()).replace(customer.name, customer.ref)
+            # Staff instructions address the customer by name and may give their street or
+            # handle (a letter to write, a reply to post): here, the reference, and masks.
+            details = [
+                (customer.name, customer.ref),
+                *personal_details(
+                    email=customer.email,
+                    phone=customer.phone,
+                    postal_address=customer.postal_address,
+                    handle=customer.social_handle,
+                ),
+            ]
+            text = redact(" ".join(a.instructions.split()), details)
             rows.append(
                 {
                     "case": session.get(models.Case, a.case_id).incident.ref if a.case_id else "",
                     "who": a.role,
                     "what": spoken(a.kind),
                     "due": _when(a.due_at, zone),
-                    "instructions": mask(text),
+                    "instructions": text,
                 }
             )
         return rows
