@@ -111,18 +111,7 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
     try:
         with rt.db.session() as session:
             step = load_step(session, rt, case_id)
-            done = step.outcome(stage)
-            if done is not None:
-                return _result(done, resumed=True)
-            status, summary, data = STAGES[stage](step)
-            session.add(
-                models.StageOutcome(
-                    case_id=case_id, stage=stage, status=status, summary=summary, data=data
-                )
-            )
-            step.case.stage = stage
-            step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
-            return StageResult(stage, status, summary, data)
+            return complete(step, stage)
     except IntegrityError:
         # A concurrent run completed this stage first: its outcome (and its files, which have
         # the same names as ours) stand.
@@ -135,6 +124,23 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         for path in step.files if step else []:
             path.unlink(missing_ok=True)
         raise
+
+
+def complete(step: Step, stage: Stage) -> StageResult:
+    """Run one stage in the step's transaction unless it already ran (a batch's cases share
+    one transaction; :func:`run_stage` gives one case its own)."""
+    done = step.outcome(stage)
+    if done is not None:
+        return _result(done, resumed=True)
+    status, summary, data = STAGES[stage](step)
+    step.session.add(
+        models.StageOutcome(
+            case_id=step.case.id, stage=stage, status=status, summary=summary, data=data
+        )
+    )
+    step.case.stage = stage
+    step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
+    return StageResult(stage, status, summary, data)
 
 
 def load_step(session: Session, rt: Runtime, case_id: int) -> Step:

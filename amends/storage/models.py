@@ -160,6 +160,10 @@ class Case(Base):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None]
+    # A past complaint imported as history: it sends nothing and breaches no service level;
+    # first_response_at is when the business first answered it, outside amends.
+    history: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_response_at: Mapped[datetime | None]
 
     incident: Mapped[Incident] = relationship()
     customer: Mapped[Customer] = relationship()
