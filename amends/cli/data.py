@@ -70,8 +70,8 @@ def import_incidents(
         Path,
         typer.Option(
             "--map",
-            help="How the file's columns become incidents (YAML); examples ship in "
-            "amends/recovery/maps (cfpb.yaml, fcc.yaml).",
+            help="How the file's columns become incidents (YAML), or a shipped map by name: "
+            "cfpb (the CFPB consumer-complaint export), fcc (FCC complaints).",
         ),
     ],
     dry_run: Annotated[
@@ -87,8 +87,9 @@ def import_incidents(
     a manager, as one incident's do. Exits with 1 when some rows were refused.
     """
     from amends.recovery.batch import dry_run as check
-    from amends.recovery.mapping import load_map
+    from amends.recovery.mapping import find_map, load_map
 
+    map_file = find_map(map_file)
     mapping = load_map(map_file)  # a wrong map is said before Prefect starts
     if dry_run:
         report = check(runtime(), file, mapping)

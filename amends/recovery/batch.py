@@ -97,8 +97,8 @@ def _mapped(
             report.refused.append((line, problem))
 
 
-def batches(rows: Iterator[Row], size: int = BATCH) -> Iterator[list[Row]]:
-    while batch := list(itertools.islice(rows, size)):
+def batches(rows: Iterator[Row], size: int | None = None) -> Iterator[list[Row]]:
+    while batch := list(itertools.islice(rows, size or BATCH)):
         yield batch
 
 

@@ -29,6 +29,7 @@ from amends.errors import AmendsError
 from amends.recovery.policy import _line_of
 
 MAX_MAP_BYTES = 256 * 1024
+SHIPPED_MAPS = Path(__file__).with_name("maps")
 REF_PREFIX = "ROW-"
 
 # The incident fields a map may fill, with the dotted names of the nested ones.
@@ -196,6 +197,14 @@ class MappedRow:
     history: bool = False
     first_response_at: datetime | None = None
     closed_at: datetime | None = None
+
+
+def find_map(given: Path) -> Path:
+    """The map file given, or a shipped one by its name (``cfpb``, ``fcc``)."""
+    shipped = SHIPPED_MAPS / f"{given.name}.yaml"
+    if not given.exists() and given.suffix == "" and given.name == str(given) and shipped.exists():
+        return shipped
+    return given
 
 
 def load_map(path: Path) -> IncidentMap:
