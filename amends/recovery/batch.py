@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
-from amends.domain import ApprovalStatus, CaseState, Incident, ReplyChannel, Stage
+from amends.domain import CaseState, Incident, ReplyChannel, Stage
 from amends.errors import AmendsError, ImportFileError, IncidentConflict
 from amends.recovery import intake
 from amends.recovery.mapping import IncidentMap, MappedRow, RowError, map_row
@@ -178,7 +178,7 @@ def file_batch(rt: Runtime, rows: list[Row]) -> tuple[IncidentImport, dict[int, 
     return report, live
 
 
-def _keep_history(session: object, case: models.Case, row: MappedRow) -> None:
+def _keep_history(session: Session, case: models.Case, row: MappedRow) -> None:
     """A past complaint: closed as it was, answered when it was, and never pursued."""
     case.history = True
     case.opened_at = row.incident.received_at
@@ -188,7 +188,7 @@ def _keep_history(session: object, case: models.Case, row: MappedRow) -> None:
     answered = f"first answered {row.first_response_at:%Y-%m-%d}" if row.first_response_at else ""
     closed = f"closed {row.closed_at:%Y-%m-%d}" if row.closed_at else ""
     told = "; ".join(part for part in (answered, closed) if part)
-    session.add(  # type: ignore[attr-defined]
+    session.add(
         models.CaseEvent(
             case_id=case.id,
             kind="imported_history",
@@ -202,71 +202,60 @@ def _keep_history(session: object, case: models.Case, row: MappedRow) -> None:
 
 
 def run_batch(rt: Runtime, cases: dict[int, int], report: IncidentImport) -> list[int]:
-    """Run the stages over a batch's cases, a stage at a time for all of them; return the
-    cases that wait for a manager's approval (their stages stop after *empower*).
+    """Run the stages over a batch's cases, a stage at a time for all of them, in one
+    transaction; return the cases that wait for a manager's approval (their stages stop after
+    *empower*).
 
-    A stage that fails for the batch is run again case by case, so one bad case is reported
-    with its line and the others go on.
+    If the batch fails, it is run again case by case, so one bad case is reported with its line
+    and the others go on.
     """
-    active = dict(cases)
-    awaiting: list[int] = []
-    for stage in ORDER:
-        if not active:
-            break
-        for case_id, problem in _stage_over(rt, list(active), stage):
-            report.refused.append((active.pop(case_id), f"filed; {stage.value} failed: {problem}"))
-        if stage is Stage.EMPOWER:
-            for case_id in _waiting_for_approval(rt, list(active)):
-                awaiting.append(case_id)
-                active.pop(case_id)
-    return awaiting
-
-
-def _stage_over(rt: Runtime, case_ids: list[int], stage: Stage) -> list[tuple[int, str]]:
-    """One stage for every case in one transaction; the cases it fails for, with why."""
     steps: list[Step] = []
     try:
         with rt.db.session() as session:
-            _load(session, case_ids)
-            for case_id in case_ids:
-                steps.append(load_step(session, rt, case_id))
-                complete(steps[-1], stage)
+            loaded = _load(session, list(cases))  # held: the session keeps only what is held
+            steps = [load_step(session, rt, case.id) for case in loaded]
+            active, awaiting = steps, []
+            for stage in ORDER:
+                results = [complete(step, stage) for step in active]
+                if stage is Stage.EMPOWER:
+                    waits = [r.data.get("needs_approval", False) for r in results]
+                    awaiting = [s.case.id for s, wait in zip(active, waits, strict=True) if wait]
+                    active = [s for s, wait in zip(active, waits, strict=True) if not wait]
             session.flush()
             session.expunge_all()
-        return []
+        return awaiting
     except AmendsError:
         for step in steps:  # the batch's transaction is gone: so are its files
             for path in step.files:
                 path.unlink(missing_ok=True)
-    failed = []
-    for case_id in case_ids:
+    return _case_by_case(rt, cases, report)
+
+
+def _case_by_case(rt: Runtime, cases: dict[int, int], report: IncidentImport) -> list[int]:
+    awaiting = []
+    for case_id, line in cases.items():
         try:
-            run_stage(rt, case_id, stage)
+            for stage in ORDER:
+                result = run_stage(rt, case_id, stage)
+                if stage is Stage.EMPOWER and result.data.get("needs_approval"):
+                    awaiting.append(case_id)
+                    break
         except AmendsError as error:
-            failed.append((case_id, str(error)))
-    return failed
+            report.refused.append((line, f"filed; {stage.value} failed: {error}"))
+    return awaiting
 
 
-def _load(session: object, case_ids: list[int]) -> None:
+def _load(session: Session, case_ids: list[int]) -> list[models.Case]:
     """The batch's cases, incidents and customers in one query: each step then finds its own
     without asking the database."""
-    session.scalars(  # type: ignore[attr-defined]
-        select(models.Case)
-        .where(models.Case.id.in_(case_ids))
-        .options(joinedload(models.Case.incident), joinedload(models.Case.customer))
-    ).all()
-
-
-def _waiting_for_approval(rt: Runtime, case_ids: list[int]) -> list[int]:
-    with rt.db.session() as session:
-        return list(
-            session.scalars(
-                select(models.Approval.case_id).where(
-                    models.Approval.case_id.in_(case_ids),
-                    models.Approval.status == ApprovalStatus.PENDING,
-                )
-            )
-        )
+    return list(
+        session.scalars(
+            select(models.Case)
+            .where(models.Case.id.in_(case_ids))
+            .options(joinedload(models.Case.incident), joinedload(models.Case.customer))
+            .order_by(models.Case.id)
+        ).unique()
+    )
 
 
 def incidents_of(rt: Runtime, case_ids: list[int]) -> list[Incident]:

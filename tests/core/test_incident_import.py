@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from amends.domain import ApprovalStatus, CaseState, Channel, MessageKind, Stage
 from amends.errors import ImportFileError
+from amends.messages.catalogue import filed_incident
 from amends.recovery.batch import dry_run, import_incidents, read_rows
 from amends.recovery.mapping import IncidentMap, MapError, load_map
 from amends.reporting.report import Period, build_report
@@ -107,6 +108,7 @@ def test_shipped_maps_file_real_exports_as_history_once_sending_nothing(
         )
         assert case.history and case.state is CaseState.CLOSED and case.decision is None
         assert case.opened_at == case.incident.received_at  # its own timeline
+        assert filed_incident(case).ref == first_ref  # read back, with no contact on file
         assert session.scalar(select(func.count()).select_from(models.StageOutcome)) == 0
     assert count(rt, models.Message) == 0
 
@@ -329,3 +331,30 @@ def test_hostile_cells_are_refused_with_their_line(rt: Runtime, tmp_path: Path) 
     assert problems[4].startswith("ref:")
     # A formula is only text here: it reaches no spreadsheet unescaped (see reporting).
     assert report.added == 1
+
+
+def test_a_case_whose_stage_fails_is_reported_and_the_batch_goes_on(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amends.errors import AmendsError
+    from amends.recovery import stages
+
+    follow_up = stages.STAGES[Stage.FOLLOW_UP]
+
+    def failing(step: stages.Step):  # type: ignore[no-untyped-def]
+        if step.incident.ref == "T-2":
+            raise AmendsError("the mail template broke")
+        return follow_up(step)
+
+    monkeypatch.setitem(stages.STAGES, Stage.FOLLOW_UP, failing)
+    file, mapping = helpdesk(tmp_path, [ticket(1), ticket(2), ticket(3)])
+    report, _ = import_incidents(rt, file, mapping)
+    assert report.added == 3
+    assert report.refused == [(3, "filed; follow_up failed: the mail template broke")]
+    with rt.db.session() as session:
+        stage_of = dict(
+            session.execute(select(models.Incident.ref, models.Case.stage).join(models.Case)).all()
+        )
+        to = session.scalars(select(models.Message.recipient)).all()
+    assert stage_of == {"T-1": Stage.REENGAGE, "T-2": Stage.REPORT, "T-3": Stage.REENGAGE}
+    assert "customer2@example.com" not in to and "customer3@example.com" in to
