@@ -214,6 +214,8 @@ def run_batch(rt: Runtime, cases: dict[int, int], report: IncidentImport) -> lis
         with rt.db.session() as session:
             loaded = _load(session, list(cases))  # held: the session keeps only what is held
             steps = [load_step(session, rt, case.id) for case in loaded]
+            for step in steps:  # just opened: no stage has run
+                step.outcomes = {}
             active, awaiting = steps, []
             for stage in ORDER:
                 results = [complete(step, stage) for step in active]

@@ -63,6 +63,9 @@ class Step:
     incident: Incident
     # Files this attempt wrote; removed again if the stage fails.
     files: list[Path] = field(default_factory=list)
+    # Every outcome the case has, when the caller knows them all (a batch of new cases): no
+    # query per stage.
+    outcomes: dict[Stage, models.StageOutcome] | None = None
 
     @property
     def customer(self) -> models.Customer:
@@ -74,6 +77,8 @@ class Step:
         )
 
     def outcome(self, stage: Stage) -> models.StageOutcome | None:
+        if self.outcomes is not None:
+            return self.outcomes.get(stage)
         return self.session.scalar(
             select(models.StageOutcome).where(
                 models.StageOutcome.case_id == self.case.id, models.StageOutcome.stage == stage
@@ -133,11 +138,12 @@ def complete(step: Step, stage: Stage) -> StageResult:
     if done is not None:
         return _result(done, resumed=True)
     status, summary, data = STAGES[stage](step)
-    step.session.add(
-        models.StageOutcome(
-            case_id=step.case.id, stage=stage, status=status, summary=summary, data=data
-        )
+    outcome = models.StageOutcome(
+        case_id=step.case.id, stage=stage, status=status, summary=summary, data=data
     )
+    step.session.add(outcome)
+    if step.outcomes is not None:
+        step.outcomes[stage] = outcome
     step.case.stage = stage
     step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
     return StageResult(stage, status, summary, data)
