@@ -152,9 +152,12 @@ def file_batch(rt: Runtime, rows: list[Row]) -> tuple[IncidentImport, dict[int, 
             try:
                 if incident.ref in filed:
                     # The same file again files nothing new; another with the same ref but
-                    # other details is refused, as for one incident.
-                    intake._existing_case(session, incident.ref, payload)
+                    # other details is refused, as for one incident. A case an interrupted
+                    # import left unfinished resumes where it stopped.
+                    case_id = intake._existing_case(session, incident.ref, payload)
                     report.unchanged += 1
+                    if case_id is not None and _unfinished(session, case_id):
+                        live[case_id] = line
                     continue
                 if incident.customer.ref in clashes:
                     raise IncidentConflict(
@@ -176,6 +179,11 @@ def file_batch(rt: Runtime, rows: list[Row]) -> tuple[IncidentImport, dict[int, 
         session.flush()
         session.expunge_all()
     return report, live
+
+
+def _unfinished(session: Session, case_id: int) -> bool:
+    case = session.get(models.Case, case_id)
+    return not case.history and case.stage is not Stage.REENGAGE
 
 
 def _keep_history(session: Session, case: models.Case, row: MappedRow) -> None:
@@ -214,8 +222,9 @@ def run_batch(rt: Runtime, cases: dict[int, int], report: IncidentImport) -> lis
         with rt.db.session() as session:
             loaded = _load(session, list(cases))  # held: the session keeps only what is held
             steps = [load_step(session, rt, case.id) for case in loaded]
-            for step in steps:  # just opened: no stage has run
-                step.outcomes = {}
+            for step in steps:  # no stage has run yet: no outcome to look for
+                if step.case.stage is None:
+                    step.outcomes = {}
             active, awaiting = steps, []
             for stage in ORDER:
                 results = [complete(step, stage) for step in active]

@@ -358,3 +358,17 @@ def test_a_case_whose_stage_fails_is_reported_and_the_batch_goes_on(
         to = session.scalars(select(models.Message.recipient)).all()
     assert stage_of == {"T-1": Stage.REENGAGE, "T-2": Stage.REPORT, "T-3": Stage.REENGAGE}
     assert "customer2@example.com" not in to and "customer3@example.com" in to
+
+
+def test_an_import_interrupted_before_the_stages_resumes_them(rt: Runtime, tmp_path: Path) -> None:
+    from amends.recovery.batch import IncidentImport, file_batch
+
+    file, mapping = helpdesk(tmp_path, [ticket(1), ticket(2)])
+    filed, _ = file_batch(rt, list(read_rows(file, mapping, IncidentImport())))
+    assert filed.added == 2  # and the process stopped here
+
+    report, _ = import_incidents(rt, file, mapping)
+    assert (report.added, report.unchanged) == (0, 2)
+    with rt.db.session() as session:
+        assert set(session.scalars(select(models.Case.stage))) == {Stage.REENGAGE}
+    assert count(rt, models.Message) == 4
