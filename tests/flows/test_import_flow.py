@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from typer.testing import CliRunner
 
 from amends.cli import app
@@ -36,19 +36,20 @@ def test_one_run_files_the_file_in_batches_and_mails_each_customer_once(
     file, _ = helpdesk(tmp_path, [ticket(1), ticket(2), ticket(3, Via="Telex"), ticket(4)])
     map_file = tmp_path / "helpdesk.yaml"
 
-    report = import_incidents(file=str(file), map_file=str(map_file))
+    state = import_incidents(file=str(file), map_file=str(map_file), return_state=True)
+    report = state.result()
     assert (report.added, report.refused) == (3, [(4, report.refused[0][1])])
     assert "channel: 'Telex'" in report.refused[0][1]
     # The apology, then the invitation to the check-ins, as for one incident.
     assert caught(mail_catcher) == [f"customer{n}@example.com" for n in (1, 1, 2, 2, 4, 4)]
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["import-tickets.csv"]))
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        assert run.name == "import-tickets.csv"
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
         )
-        assert len(runs) == 1
-        tasks = client.read_task_runs()
-        names = {t.name for t in tasks if t.flow_run_id == runs[0].id}
+        names = {t.name for t in tasks}
     assert {"batch-1", "batch-2"} <= names
 
     again = import_incidents(file=str(file), map_file=str(map_file))
