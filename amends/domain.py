@@ -663,7 +663,10 @@ class Incident(_Model):
     )
 
     @model_validator(mode="after")
-    def _reachable_on_complaint_channel(self) -> Self:
+    def _reachable_on_complaint_channel(self, info: ValidationInfo) -> Self:
+        # A past complaint imported as history is never answered: it needs no contact detail.
+        if info.context and info.context.get("history"):
+            return self
         needed = CONTACT_FOR_CHANNEL[self.channel]
         if not any(getattr(self.customer, field) for field in needed):
             either = " or ".join(f"customer.{field}" for field in needed)

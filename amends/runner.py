@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from amends.nightly.reengagement import NightReport
     from amends.privacy import Traces
     from amends.recovery.approvals import ApprovalRequest
+    from amends.recovery.batch import IncidentImport
     from amends.reporting.casebook import CaseOutcome
     from amends.runtime import Runtime
     from amends.settings import Settings
@@ -316,6 +317,18 @@ def run_nightly(now: datetime | None, watch: Callable[[str, int, int], None]) ->
 
     with _temporary_server(), watching(watch), in_process_run():
         return nightly_reengagement(now=now)
+
+
+def run_import(
+    file: Path, map_file: Path, watch: Callable[[IncidentImport], None]
+) -> IncidentImport:
+    """Run the import-incidents flow in this process; ``watch`` hears after each batch."""
+    from amends.flows.import_incidents import import_incidents
+    from amends.flows.in_process import in_process_run
+    from amends.tasks.importing import watching
+
+    with _temporary_server(), watching(watch), in_process_run():
+        return import_incidents(file=str(file.resolve()), map_file=str(map_file.resolve()))
 
 
 def serve(settings: Settings) -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.table import Column, Table
 
 from amends.cli._app import (
+    VerboseFlag,
     app,
     db_app,
     err,
@@ -24,7 +25,7 @@ from amends.cli._app import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from amends.recovery.batch import IncidentImport
 
 PANEL = "Your data"
 
@@ -61,12 +62,78 @@ def import_activity(file: ImportFile) -> None:
     _report_import(file, run)
 
 
+@import_app.command("incidents")
+@friendly
+def import_incidents(
+    file: ImportFile,
+    map_file: Annotated[
+        Path,
+        typer.Option(
+            "--map",
+            help="How the file's columns become incidents (YAML), or a shipped map by name: "
+            "cfpb (the CFPB consumer-complaint export), fcc (FCC complaints).",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and say what would be filed.")
+    ] = False,
+    verbose: VerboseFlag = False,
+) -> None:
+    """File a complaints export: each row an incident, through the recovery stages a batch at
+    a time (one run for the file); a map's history files past complaints without sending.
+
+    Bad rows are listed with their line and field and left out; the good rows are filed.
+    Importing the same file again files nothing new. Offers above the frontline limit wait for
+    a manager, as one incident's do. Exits with 1 when some rows were refused.
+    """
+    from amends.recovery.batch import dry_run as check
+    from amends.recovery.mapping import find_map, load_map
+
+    map_file = find_map(map_file)
+    mapping = load_map(map_file)  # a wrong map is said before Prefect starts
+    if dry_run:
+        report = check(runtime(), file, mapping)
+        out.print(
+            f"{file}: {report.read:,} rows: {report.added:,} would be filed"
+            + (f" ({report.history:,} as history)" if report.history else "")
+            + f", {report.unchanged:,} filed before, {len(report.refused):,} refused. "
+            "Nothing was written.",
+            highlight=False,
+        )
+        _show_refusals(file, report.refused)
+        return
+    from amends import runner
+
+    start_prefect(verbose)
+    with err.status(f"Reading {file}…") as status:
+
+        def watch(report: IncidentImport) -> None:
+            status.update(
+                f"Importing {file}: {report.read:,} rows, {report.added:,} filed, "
+                f"{len(report.refused):,} refused…"
+            )
+
+        report = runner.run_import(file, map_file, watch)
+    out.print(
+        f"{file}: {report.read:,} rows: {report.added:,} filed"
+        + (f" ({report.history:,} as history)" if report.history else "")
+        + f", {report.unchanged:,} filed before, {len(report.refused):,} refused.",
+        highlight=False,
+    )
+    if report.awaiting:
+        out.print(
+            f"{len(report.awaiting):,} offer(s) waited for a manager: "
+            + ", ".join(report.awaiting[:20]),
+            markup=False,
+            highlight=False,
+        )
+    _show_refusals(file, report.refused)
+
+
 SHOWN_REFUSALS = 50
 
 
 def _report_import(file: Path, run: Callable) -> None:
-    from amends.reporting.spreadsheet import write_csv
-
     rt = runtime()
     with err.status(f"Reading {file}…") as status:
         report = run(rt.db, file, lambda done: status.update(f"Importing {file}: {done:,} rows…"))
@@ -75,21 +142,29 @@ def _report_import(file: Path, run: Callable) -> None:
         f"{report.unchanged:,} unchanged, {len(report.refused):,} refused.",
         highlight=False,
     )
-    if not report.refused:
+    _show_refusals(file, report.refused)
+
+
+def _show_refusals(file: Path, refused: list[tuple[int, str]]) -> None:
+    """The first refused rows on the terminal, all of them in a file; exit 1 if any."""
+    from amends.reporting.spreadsheet import write_csv
+
+    if not refused:
         return
-    for line, problem in report.refused[:SHOWN_REFUSALS]:
+    rt = runtime()
+    for line, problem in refused[:SHOWN_REFUSALS]:
         err.print(f"  line {line}: {problem}", markup=False, highlight=False)
     # Every refusal, however many, in a file named after the import's: the last import of a
     # file of that name wins.
     refusals = rt.settings.imports_dir / f"{file.stem}.refused.csv"
     refusals.parent.mkdir(parents=True, exist_ok=True)
     with refusals.open("w", encoding="utf-8", newline="") as handle:
-        rows = ({"line": line, "problem": problem} for line, problem in report.refused)
+        rows = ({"line": line, "problem": problem} for line, problem in refused)
         write_csv(rows, ["line", "problem"], handle)
-    more = len(report.refused) - SHOWN_REFUSALS
+    more = len(refused) - SHOWN_REFUSALS
     err.print(
         (f"  … and {more:,} more. " if more > 0 else "  ")
-        + f"All {len(report.refused):,} refused rows are in {refusals}.",
+        + f"All {len(refused):,} refused rows are in {refusals}.",
         markup=False,
         highlight=False,
     )

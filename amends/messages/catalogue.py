@@ -261,7 +261,8 @@ def filed_incident(case: models.Case) -> Incident:
         raise AmendsError(
             f"case {case.incident.ref}: its customer's data was erased; it can only be reported"
         )
-    return Incident.model_validate(case.incident.payload)
+    # A past complaint imported as history may name no way to reach its customer.
+    return Incident.model_validate(case.incident.payload, context={"history": case.history})
 
 
 def progress_of(session: Session, case: models.Case, checkins: list[datetime]) -> dict[str, Any]:

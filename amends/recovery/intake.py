@@ -215,43 +215,51 @@ def _record(rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[
             return case_id
         _refuse_same_complaint(session, incident)
         _refuse_ref_in_other_case(session, incident)
-        customer = _upsert_customer(session, incident)
-        record = models.Incident(
-            ref=incident.ref,
-            customer=customer,
-            channel=incident.channel,
-            received_at=incident.received_at,
-            summary=incident.summary,
-            details=incident.details,
-            category=incident.category,
-            severity=incident.severity,
-            fault=incident.fault,
-            abusive=incident.abusive,
-            costs=incident.costs.model_dump(mode="json"),
-            complaint_message_id=incident.complaint_message_id,
-            complaint_subject=incident.complaint_subject,
-            payload=payload,
+        return record_case(session, rt, incident, reply, payload).id
+
+
+def record_case(
+    session: Any, rt: Runtime, incident: Incident, reply: ReplyChannel, payload: dict[str, Any]
+) -> models.Case:
+    """Write the incident, its customer and its case in the caller's transaction (checked
+    first by the caller)."""
+    customer = _upsert_customer(session, incident)
+    record = models.Incident(
+        ref=incident.ref,
+        customer=customer,
+        channel=incident.channel,
+        received_at=incident.received_at,
+        summary=incident.summary,
+        details=incident.details,
+        category=incident.category,
+        severity=incident.severity,
+        fault=incident.fault,
+        abusive=incident.abusive,
+        costs=incident.costs.model_dump(mode="json"),
+        complaint_message_id=incident.complaint_message_id,
+        complaint_subject=incident.complaint_subject,
+        payload=payload,
+    )
+    hours = rt.policy.service_levels.first_response_hours
+    case = models.Case(
+        incident=record,
+        customer=customer,
+        reply_channel=reply,
+        first_response_due=incident.received_at + timedelta(hours=hours),
+    )
+    session.add(case)
+    session.flush()
+    session.add(
+        models.CaseEvent(
+            case_id=case.id,
+            kind="opened",
+            # No summary: the timeline reaches the run's artifact, and the summary is the
+            # customer's own words when a public post opened the case.
+            text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
+            f"complaint); the reply goes by {reply.value}.",
         )
-        hours = rt.policy.service_levels.first_response_hours
-        case = models.Case(
-            incident=record,
-            customer=customer,
-            reply_channel=reply,
-            first_response_due=incident.received_at + timedelta(hours=hours),
-        )
-        session.add(case)
-        session.flush()
-        session.add(
-            models.CaseEvent(
-                case_id=case.id,
-                kind="opened",
-                # No summary: the timeline reaches the run's artifact, and the summary is the
-                # customer's own words when a public post opened the case.
-                text=f"Case opened for incident {incident.ref} ({incident.channel.value} "
-                f"complaint); the reply goes by {reply.value}.",
-            )
-        )
-        return case.id
+    )
+    return case
 
 
 def _refuse_same_complaint(session: Any, incident: Incident) -> None:

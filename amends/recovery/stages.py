@@ -63,6 +63,9 @@ class Step:
     incident: Incident
     # Files this attempt wrote; removed again if the stage fails.
     files: list[Path] = field(default_factory=list)
+    # Every outcome the case has, when the caller knows them all (a batch of new cases): no
+    # query per stage.
+    outcomes: dict[Stage, models.StageOutcome] | None = None
 
     @property
     def customer(self) -> models.Customer:
@@ -74,6 +77,8 @@ class Step:
         )
 
     def outcome(self, stage: Stage) -> models.StageOutcome | None:
+        if self.outcomes is not None:
+            return self.outcomes.get(stage)
         return self.session.scalar(
             select(models.StageOutcome).where(
                 models.StageOutcome.case_id == self.case.id, models.StageOutcome.stage == stage
@@ -111,18 +116,7 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
     try:
         with rt.db.session() as session:
             step = load_step(session, rt, case_id)
-            done = step.outcome(stage)
-            if done is not None:
-                return _result(done, resumed=True)
-            status, summary, data = STAGES[stage](step)
-            session.add(
-                models.StageOutcome(
-                    case_id=case_id, stage=stage, status=status, summary=summary, data=data
-                )
-            )
-            step.case.stage = stage
-            step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
-            return StageResult(stage, status, summary, data)
+            return complete(step, stage)
     except IntegrityError:
         # A concurrent run completed this stage first: its outcome (and its files, which have
         # the same names as ours) stand.
@@ -135,6 +129,24 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
         for path in step.files if step else []:
             path.unlink(missing_ok=True)
         raise
+
+
+def complete(step: Step, stage: Stage) -> StageResult:
+    """Run one stage in the step's transaction unless it already ran (a batch's cases share
+    one transaction; :func:`run_stage` gives one case its own)."""
+    done = step.outcome(stage)
+    if done is not None:
+        return _result(done, resumed=True)
+    status, summary, data = STAGES[stage](step)
+    outcome = models.StageOutcome(
+        case_id=step.case.id, stage=stage, status=status, summary=summary, data=data
+    )
+    step.session.add(outcome)
+    if step.outcomes is not None:
+        step.outcomes[stage] = outcome
+    step.case.stage = stage
+    step.event(stage, f"stage_{status.value}", f"{_title(stage)}: {summary}")
+    return StageResult(stage, status, summary, data)
 
 
 def load_step(session: Session, rt: Runtime, case_id: int) -> Step:

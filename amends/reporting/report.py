@@ -10,7 +10,8 @@ The definitions, as the README gives them:
 - median, and the 90th percentile by the nearest-rank method (the ceil(0.9 n)-th smallest);
 - service-level breaches: a first response later than ``first_response_hours`` (or none yet
   and that long already past), a resolution later than ``resolution_days`` (or none yet and
-  that long already past);
+  that long already past); a past complaint imported as history breaches nothing, and its first
+  response is the one its import gave;
 - recovery rate: of the cases decided *recover* (pursued), those closed resolved (not
   withdrawn) whose customer has not been lost since (no win-back bar);
 - customers lost: distinct customers of the period's complaints decided *lost* under the
@@ -247,6 +248,8 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
                 withdrawn,
                 models.Customer.winback_barred,
                 models.Customer.annual_value,
+                models.Case.history,
+                models.Case.first_response_at,
             )
             .join(models.Incident, models.Case.incident_id == models.Incident.id)
             .join(models.Customer, models.Case.customer_id == models.Customer.id)
@@ -262,15 +265,19 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
         response_limit = timedelta(hours=levels.first_response_hours)
         resolution_limit = timedelta(days=levels.resolution_days)
         for row in rows:
-            _, customer_id, decision, state, closed_at, received, first, gone, barred, value = row
+            (_, customer_id, decision, state, closed_at, received, first, gone, barred, value) = (
+                row[:10]
+            )
+            # A past complaint imported as history keeps its own times, and breaches nothing.
+            history, first = row.history, first or row.first_response_at
             if first is not None:
                 responded.append(_hours(first, received))
-            if (first or now) - received > response_limit:
+            if (first or now) - received > response_limit and not history:
                 response_breaches += 1
             closed = closed_at if state is CaseState.CLOSED else None
             if closed is not None:
                 resolved.append(_hours(closed, received))
-            if (closed or now) - received > resolution_limit:
+            if (closed or now) - received > resolution_limit and not history:
                 resolution_breaches += 1
             if decision is Decision.RECOVER:
                 pursued += 1

@@ -165,6 +165,10 @@ class Case(Base):
     # Staff confirmed that the put-right the apology promised was done (``amends done``).
     put_right_done_at: Mapped[datetime | None]
     put_right_done_by: Mapped[str | None] = mapped_column(String(120))
+    # A past complaint imported as history: it sends nothing and breaches no service level;
+    # first_response_at is when the business first answered it, outside amends.
+    history: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_response_at: Mapped[datetime | None]
 
     incident: Mapped[Incident] = relationship()
     customer: Mapped[Customer] = relationship()
