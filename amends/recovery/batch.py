@@ -154,7 +154,7 @@ def file_batch(rt: Runtime, rows: list[Row]) -> tuple[IncidentImport, dict[int, 
                     # The same file again files nothing new; another with the same ref but
                     # other details is refused, as for one incident. A case an interrupted
                     # import left unfinished resumes where it stopped.
-                    case_id = intake._existing_case(session, incident.ref, payload)
+                    case_id = intake._existing_case(session, incident, payload)
                     report.unchanged += 1
                     if case_id is not None and _unfinished(session, case_id):
                         live[case_id] = line
