@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from amends.domain import Costs, Customer, Incident
 from amends.errors import AmendsError
-from amends.recovery.policy import _line_of
+from amends.recovery.policy import _line_of, read_yaml
 
 MAX_MAP_BYTES = 256 * 1024
 SHIPPED_MAPS = Path(__file__).with_name("maps")
@@ -216,15 +215,9 @@ def load_map(path: Path) -> IncidentMap:
     try:
         if path.stat().st_size > MAX_MAP_BYTES:
             raise MapError(f"{path} is larger than {MAX_MAP_BYTES // 1024} KiB: not a map")
-        source = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(source)
-        tree = yaml.compose(source)
     except OSError as error:
         raise MapError(f"cannot read map {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise MapError(f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        raise MapError(f"{path} is not valid YAML: {error}") from None
+    data, tree = read_yaml(path, MapError, "map")
     if not isinstance(data, dict):
         raise MapError(f"{path}: a map is a YAML mapping with at least fields:")
     # An unknown field is a typo more often than not: named where it is, with the right names.

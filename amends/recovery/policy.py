@@ -306,6 +306,23 @@ def _require_every(table: dict, members: Iterable, where: str) -> None:
         raise ValueError(f"{where} lacks {', '.join(missing)}")
 
 
+def read_yaml(path: Path, error: type[Exception], what: str) -> tuple[Any, yaml.Node | None]:
+    """A YAML file's data, and its node tree (to name the line of a wrong value).
+
+    Raises:
+        error: unreadable, not UTF-8, or not YAML; the message names the file.
+    """
+    try:
+        source = path.read_text(encoding="utf-8")
+        return yaml.safe_load(source), yaml.compose(source)
+    except OSError as problem:
+        raise error(f"cannot read {what} {path}: {problem.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{path} is not valid YAML: {problem}") from None
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """Read a policy file, or the shipped default when ``path`` is None.
 
@@ -313,16 +330,7 @@ def load_policy(path: Path | None = None) -> Policy:
         PolicyError: the file is missing, is not YAML, or a figure is wrong; the message names it.
     """
     path = path or DEFAULT_POLICY_FILE
-    try:
-        source = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(source)
-        tree = yaml.compose(source)
-    except OSError as error:
-        raise PolicyError(f"cannot read policy file {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{path} is not valid YAML: {error}") from None
+    data, tree = read_yaml(path, PolicyError, "policy file")
     if isinstance(data, dict) and "frontline_limit" in (data.get("empower") or {}):
         raise PolicyError(
             f"{path}: line {_line_of(tree, ('empower', 'frontline_limit'))}: "
