@@ -21,6 +21,7 @@ import pytest
 import yaml
 from e2e.prefect_server import PrefectServer, prefect_server
 
+from amends.business import EXAMPLE_FILE
 from amends.deployments import PREFECT_FILE
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +66,14 @@ def _wait_for_monitor_runs(
         time.sleep(1)
 
 
+def _business_in(home: Path, timezone: str) -> Path:
+    """A data folder whose business profile (as `amends init` writes it) is in ``timezone``."""
+    home.mkdir(parents=True, exist_ok=True)
+    sample = yaml.safe_load(EXAMPLE_FILE.read_text(encoding="utf-8"))
+    (home / "business.yaml").write_text(yaml.safe_dump({**sample, "timezone": timezone}))
+    return home
+
+
 def _assert_scheduled_by_the_scheduler(server: PrefectServer, runs: list[dict]) -> None:
     """Every run was created by the scheduler: auto-scheduled, with the scheduler's
     idempotency key, created by a schedule (not a user or an automation); the cron
@@ -94,7 +103,7 @@ def test_the_scheduler_starts_runs_a_worker_without_a_clone_completes(tmp_path: 
             prefect_file=_quick_monitor(tmp_path), timezone=TIMEZONE, with_prefect=True
         )
         assert "monitor-mentions/monitor-mentions" in output
-        amends = {"AMENDS_HOME": str(tmp_path / "var"), "AMENDS_BUSINESS_TIMEZONE": TIMEZONE}
+        amends = {"AMENDS_HOME": str(_business_in(tmp_path / "var", TIMEZONE))}
         server.worker("scheduled", amends, limit=1)  # one flow process at a time: a quick start
 
         try:
@@ -110,7 +119,7 @@ def test_the_scheduler_starts_runs_a_worker_without_a_clone_completes(tmp_path: 
 
 def test_the_scheduler_works_on_sqlite_for_what_amends_serve_serves(tmp_path: Path) -> None:
     with prefect_server(tmp_path, database="sqlite", scheduler_loop_seconds=2) as server:
-        amends = {"AMENDS_HOME": str(tmp_path / "var"), "AMENDS_BUSINESS_TIMEZONE": TIMEZONE}
+        amends = {"AMENDS_HOME": str(_business_in(tmp_path / "var", TIMEZONE))}
         server.serve(amends, prefect_file=_quick_monitor(tmp_path))
         try:
             done = _wait_for_monitor_runs(server, "completed run", "COMPLETED")
