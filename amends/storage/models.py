@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -122,6 +123,11 @@ class Customer(Base):
     unanswered_calls: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Refs differing only in case are looked up by lower(ref) (``refs_on_file_in_other_case``), a
+# batch at a time by an import: without this index each lookup reads every customer.
+Index("ix_customers_lower_ref", func.lower(Customer.ref))
 
 
 class Incident(Base):
