@@ -376,8 +376,9 @@ def _lines(path: Path) -> Iterator[str]:
                     f"{path}: line {line} is not UTF-8 text; export the file as UTF-8 CSV"
                 ) from None
             number += 1
-            # A lone CR ends a line too; most files have none but the one before LF.
-            if "\r" not in text[:-2]:
+            # A lone CR ends a line too; most files have none but the one before LF. (The last
+            # line may end in neither, and a CR just before its last character is a break too.)
+            if "\r" not in text.removesuffix("\n").removesuffix("\r"):
                 yield text  # (counted as one line above)
             else:
                 pieces = _LINE.findall(text)

@@ -228,3 +228,12 @@ def test_lines_may_end_in_a_lone_carriage_return(rt: Runtime, tmp_path: Path) ->
     assert report.added == 2
     assert report.refused == [(5, "name: Field required")]
     assert customers(rt)["C-2"].postal_address == "1 Main St\nTown"
+
+
+def test_a_lone_carriage_return_before_the_last_character_ends_a_line(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    # The file's last line, with no line break of its own: "C" is a row of its own.
+    report = import_customers(rt.db, write(tmp_path, "c.csv", "ref,name\nC-1,Ann\rC"))
+    assert report.added == 1
+    assert report.refused == [(3, "name: Field required")]
