@@ -273,11 +273,23 @@ def _first_of_each_key(
     """A filter that keeps a batch's rows whose key no earlier row of the file had, refusing the
     others. Keys differing only in case count as one: two refs that differ only in case are one
     customer typed twice more often than two customers."""
+    # Every query of an import looks rows up by key, a batch at a time. On PostgreSQL the
+    # tables grow inside this one transaction, where autovacuum never analyses them: without
+    # statistics (and lower(ref) has none until analysed) the planner reads the whole of a
+    # table for each batch, and the import slows as it goes. So: no sequential scans, and the
+    # customers analysed once the first batch is written, within the transaction.
+    connection = session.connection()
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     # PostgreSQL drops the table with a failed transaction; SQLite may keep it on the connection.
-    _SEEN_KEYS.drop(session.connection(), checkfirst=True)
-    _SEEN_KEYS.create(session.connection())
+    _SEEN_KEYS.drop(connection, checkfirst=True)
+    _SEEN_KEYS.create(connection)
+    batches = itertools.count()
 
     def first_only(batch: list[tuple[int, Any]], keys: list[str]) -> list[tuple[int, Any]]:
+        if next(batches) == 1 and postgresql:
+            connection.exec_driver_sql("ANALYZE customers")
         folded = [key.lower() for key in keys]
         seen = {
             row.folded: (row.key, row.line)
