@@ -13,6 +13,7 @@ import email.policy
 import hashlib
 import hmac
 import re
+import secrets
 import smtplib
 import threading
 from collections.abc import Callable, Iterator
@@ -114,7 +115,12 @@ class EmailAdapter:
             message_id=message.message_id,
         )
         for part in mime.walk():
-            if part.get_content_type() == "text/plain" and part.get_filename() is None:
+            if part.is_multipart():
+                # Chosen here, the generator does not search the text for a free boundary,
+                # which compiles a regular expression per part (half the cost of a message).
+                # Every leaf part is base64, which has no "_" or ".": this one cannot occur.
+                part.set_boundary(f"=_amends.{secrets.token_hex(12)}")
+            elif part.get_content_type() == "text/plain" and part.get_filename() is None:
                 del part["Content-Transfer-Encoding"]
                 part.set_payload(plain_text(message.body), "utf-8")
             elif part.get_content_type() == "text/calendar":
