@@ -136,7 +136,7 @@ class EmailAdapter:
             # the address as it is, never an encoded word.
             mime.replace_header("To", recipient)
             return addresses["recipients"], mime.as_string(policy=email.policy.SMTPUTF8)
-        return addresses["recipients"], mime.as_string()
+        return addresses["recipients"], mime.as_string(policy=_WRITTEN_AS_GIVEN)
 
     def _unsubscribe(self, recipient: str) -> str:
         mailto = f"<mailto:{self.settings.sender_email}?subject=unsubscribe>"
@@ -258,6 +258,26 @@ class EmailAdapter:
         if isinstance(error, OSError):  # refused, reset, timed out, unknown host
             return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
         return error
+
+
+class _Compat32AsGiven(email.policy.Compat32):
+    """The policy yagmail's messages are written with, writing a header that needs neither
+    folding nor encoding as it is: compat32 passes every one through ``email.header.Header``,
+    two thirds of the time it takes to write a message, for the same text."""
+
+    def fold(self, name: str, value: str) -> str:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and "\n" not in value
+            and "\r" not in value
+            and (not self.max_line_length or len(name) + len(value) + 2 <= self.max_line_length)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super().fold(name, value)
+
+
+_WRITTEN_AS_GIVEN = _Compat32AsGiven()
 
 
 def _reset(smtp: smtplib.SMTP, code: int) -> None:
