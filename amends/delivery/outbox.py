@@ -23,14 +23,14 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -414,42 +414,75 @@ def deliver(
         )
 
 
+# A result, only under its own claim; the columns set are those of the parameters.
+_RECORD = update(models.Message.__table__).where(
+    models.Message.id == bindparam("record_id"),
+    models.Message.claim_token == bindparam("record_token"),
+    models.Message.status == MessageStatus.SENDING,
+)
+_NOTE = insert(models.CaseEvent.__table__)
+
+
 def _record(
     session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
 ) -> bool:
     """Record a result if the claim is still this sender's; then settle the case's state, if
     the result can change it."""
-    recorded = session.execute(
-        update(models.Message)
-        .where(
-            models.Message.id == claimed.id,
-            models.Message.claim_token == claimed.token,
-            models.Message.status == MessageStatus.SENDING,
-        )
-        .values(claim_token=None, **values)
+    # Core statements, built once, on the session's connection: no ORM bookkeeping on the
+    # path every message takes (the session holds none of these rows).
+    connection = session.connection()
+    recorded = connection.execute(
+        _RECORD,
+        {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None, **values},
     ).rowcount
     if recorded and claimed.case_id is not None:
         # A plain insert: no unit of work to flush, on the path every message takes.
-        session.execute(
-            insert(models.CaseEvent).values(case_id=claimed.case_id, kind=event_kind, text=text)
-        )
+        connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
         if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
             _resettle(session, claimed.case_id)
     return bool(recorded)
 
 
+Records = Callable[[], AbstractContextManager[Session]]
+
+
+class _Records:
+    """A drain's results, each in its own transaction, on one connection kept for the drain:
+    a session from the pool per result would check its connection out and ping it first."""
+
+    def __init__(self, db: Database) -> None:
+        self._connection = db.engine.connect()
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        with Session(self._connection) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self._connection.close()
+
+
 def _send(
-    db: Database, claimed: _Claimed, adapters: dict[ReplyChannel, ChannelAdapter]
+    db: Database,
+    claimed: _Claimed,
+    adapters: dict[ReplyChannel, ChannelAdapter],
+    records: Records | None = None,
 ) -> DeliveryOutcome:
     """Send a claimed message and record the result at once: the shorter the time between the
-    server's acceptance and this record, the rarer a resend after a crash."""
+    server's acceptance and this record, the rarer a resend after a crash.
+
+    Args:
+        records: The transactions results are recorded in (one per result); by default the
+            database's sessions, in a drain its :class:`_Records`.
+    """
+    records = records or db.session
     message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
     if claimed.withheld:
-        return _withhold(db, claimed)
+        return _withhold(records, claimed)
     adapter = adapters.get(channel)
     if adapter is None:
         # The channel's plugin is not installed or configured here: a person delivers it.
-        with db.session() as session:
+        with records() as session:
             if _record(
                 session,
                 claimed,
@@ -475,7 +508,7 @@ def _send(
             if retry or not error.transient
             else f"gave up after {claimed.attempts} attempts: {error.reason}"
         )
-        with db.session() as session:
+        with records() as session:
             recorded = _record(
                 session,
                 claimed,
@@ -506,7 +539,7 @@ def _send(
         raise
     except Exception as error:
         # A bug, not a refusal: park the message as failed, visibly, for staff.
-        with db.session() as session:
+        with records() as session:
             if _record(
                 session,
                 claimed,
@@ -523,7 +556,7 @@ def _send(
                 )
         raise
 
-    with db.session() as session:
+    with records() as session:
         _record(
             session,
             claimed,
@@ -538,10 +571,10 @@ def _send(
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
 
-def _withhold(db: Database, claimed: _Claimed) -> DeliveryOutcome:
+def _withhold(records: Records, claimed: _Claimed) -> DeliveryOutcome:
     """Keep a message from an address that may not be written to."""
     reason = claimed.withheld or ""
-    with db.session() as session:
+    with records() as session:
         text = _withheld_text(claimed, reason)
         if _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED):
             _refer_withheld(session, claimed, reason)
@@ -717,6 +750,8 @@ def drain(
     with ExitStack() as connections:
         for adapter in {id(a): a for a in adapters.values()}.values():
             connections.enter_context(adapter.batch())
+        records = _Records(db)
+        connections.callback(records.close)
         # In rounds: a message held back behind an earlier one of its case is due in the next
         # round once that one is settled; each message is tried at most once per drain.
         tried: set[int] = set()
@@ -724,7 +759,9 @@ def drain(
             m for m in queued_messages(db, case_id, due_by=due_by, in_order=True) if m not in tried
         ]:
             tried.update(pending)
-            _drain_round(db, adapters, pending, claim_timeout, report, on_each, before_send)
+            _drain_round(
+                db, adapters, records, pending, claim_timeout, report, on_each, before_send
+            )
     report.queued = len(queued_messages(db, case_id))
     return report
 
@@ -732,6 +769,7 @@ def drain(
 def _drain_round(
     db: Database,
     adapters: dict[ReplyChannel, ChannelAdapter],
+    records: Records,
     pending: list[int],
     claim_timeout: timedelta,
     report: DrainReport,
@@ -763,7 +801,7 @@ def _drain_round(
                 pending = [m.id for m in batch[position:]] + pending
                 break
             try:
-                _count(report, _send(db, claimed, adapters), on_each)
+                _count(report, _send(db, claimed, adapters, records), on_each)
             except BaseException:
                 _release(db, batch[position + 1 :])
                 raise
