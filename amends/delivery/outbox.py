@@ -8,12 +8,15 @@ A case's messages go out in the order they were decided: a later one waits for a
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
 claim timeout it is queued again and resent with the same Message-ID, which mail programs show
-once. A live sender never works on a claim that old (it gives back what it cannot send in half
-the timeout), and records a result only under its own claim token: keep the senders' clocks in
-step (NTP). A transient failure stays queued with its reason and is tried again after a growing
-pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure. A
-connection lost after the message went out (the server may have it) allows one resend; a second
-such loss goes to staff too.
+once. The record's commit does not wait for the disk (SQLite's ``synchronous=NORMAL``, and
+``synchronous_commit`` off on PostgreSQL): it survives the sender dying, and a crash of the
+database server itself, which may lose the last ones, leaves those messages ``sending`` the
+same way. A live sender never works on a claim that old (it gives back what it cannot send in
+half the timeout), and records a result only under its own claim token: keep the senders'
+clocks in step (NTP). A transient failure stays queued with its reason and is tried again
+after a growing pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent
+failure. A connection lost after the message went out (the server may have it) allows one
+resend; a second such loss goes to staff too.
 """
 
 from __future__ import annotations
