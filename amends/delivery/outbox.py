@@ -8,9 +8,9 @@ A case's messages go out in the order they were decided: a later one waits for a
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
 claim timeout it is queued again and resent with the same Message-ID, which mail programs show
-once. The record's commit does not wait for the disk (SQLite's ``synchronous=NORMAL``, and
-``synchronous_commit`` off on PostgreSQL): it survives the sender dying, and a crash of the
-database server itself, which may lose the last ones, leaves those messages ``sending`` the
+once. A drain's commits do not wait for the disk (SQLite's ``synchronous=NORMAL``, and
+``synchronous_commit`` off on PostgreSQL): they survive the sender dying, and a crash of the
+database server itself, which may lose the last ones, leaves those messages to go again the
 same way. A live sender never works on a claim that old (it gives back what it cannot send in
 half the timeout), and records a result only under its own claim token: keep the senders'
 clocks in step (NTP). A transient failure stays queued with its reason and is tried again
@@ -52,6 +52,9 @@ from amends.errors import ConfigurationError, DeliveryError
 from amends.recovery.staff import add_action, hand_message_to_staff, settle
 from amends.storage import models
 from amends.storage.db import Database
+
+# Transactions: a database's sessions, or a drain's on its own connection (_DrainConnection).
+Sessions = Callable[[], AbstractContextManager[Session]]
 
 
 def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyChannel) -> str:
@@ -319,11 +322,13 @@ class _Claimed:
     withheld: str | None = None  # why it may not go: consent, checked at the last moment
 
 
-def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
+def _claim(
+    db: Database, message_ids: list[int], sessions: Sessions | None = None
+) -> list[_Claimed]:
     """Claim those of the messages that are still queued, in one transaction; another sender's
     claim, committed first, wins."""
     token = secrets.token_hex(8)
-    with db.session() as session:
+    with (sessions or db.session)() as session:
         claimed = set(
             session.scalars(
                 update(models.Message)
@@ -446,19 +451,17 @@ def _record(
     return bool(recorded)
 
 
-Records = Callable[[], AbstractContextManager[Session]]
-
-
-class _Records:
-    """A drain's results, each in its own transaction, on one connection kept for the drain:
-    a session from the pool per result would check its connection out and ping it first.
+class _DrainConnection:
+    """A drain's claims and results, each in its own transaction, on one connection kept for
+    the drain: a session from the pool each time would check a connection out and ping it.
 
     On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on this
-    connection only), as SQLite's ``synchronous=NORMAL`` does not: a result is there for every
-    other connection at once and survives the sender dying; only a crash of the database
-    server itself may lose the last few, whose messages are then ``sending`` again and go out
-    again with the same Message-ID after the claim timeout, as after a sender that died
-    before recording. Waiting for the disk cost more than sending the message.
+    connection only), as SQLite's ``synchronous=NORMAL`` does not: a claim or a result is
+    there for every other connection at once (two senders still never share a message) and
+    survives the sender dying; only a crash of the database server itself may lose the last
+    few, whose messages are then ``queued`` or ``sending`` again and go out again with the
+    same Message-ID, as after a sender that died before recording. Waiting for the disk took
+    longer than sending the message.
     """
 
     def __init__(self, db: Database) -> None:
@@ -491,14 +494,14 @@ def _send(
     db: Database,
     claimed: _Claimed,
     adapters: dict[ReplyChannel, ChannelAdapter],
-    records: Records | None = None,
+    records: Sessions | None = None,
 ) -> DeliveryOutcome:
     """Send a claimed message and record the result at once: the shorter the time between the
     server's acceptance and this record, the rarer a resend after a crash.
 
     Args:
         records: The transactions results are recorded in (one per result); by default the
-            database's sessions, in a drain its :class:`_Records`.
+            database's sessions, in a drain its :class:`_DrainConnection`.
     """
     records = records or db.session
     message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
@@ -596,7 +599,7 @@ def _send(
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
 
-def _withhold(records: Records, claimed: _Claimed) -> DeliveryOutcome:
+def _withhold(records: Sessions, claimed: _Claimed) -> DeliveryOutcome:
     """Keep a message from an address that may not be written to."""
     reason = claimed.withheld or ""
     with records() as session:
@@ -775,8 +778,8 @@ def drain(
     with ExitStack() as connections:
         for adapter in {id(a): a for a in adapters.values()}.values():
             connections.enter_context(adapter.batch())
-        records = _Records(db)
-        connections.callback(records.close)
+        connection = _DrainConnection(db)
+        connections.callback(connection.close)
         # In rounds: a message held back behind an earlier one of its case is due in the next
         # round once that one is settled; each message is tried at most once per drain.
         tried: set[int] = set()
@@ -785,7 +788,7 @@ def drain(
         ]:
             tried.update(pending)
             _drain_round(
-                db, adapters, records, pending, claim_timeout, report, on_each, before_send
+                db, adapters, connection, pending, claim_timeout, report, on_each, before_send
             )
     report.queued = len(queued_messages(db, case_id))
     return report
@@ -794,7 +797,7 @@ def drain(
 def _drain_round(
     db: Database,
     adapters: dict[ReplyChannel, ChannelAdapter],
-    records: Records,
+    sessions: Sessions,
     pending: list[int],
     claim_timeout: timedelta,
     report: DrainReport,
@@ -808,7 +811,7 @@ def _drain_round(
     # that no other sender can take over a claim this one still works on.
     young = claim_timeout.total_seconds() / 2
     while pending:
-        batch = _claim(db, pending[:CLAIM_BATCH])
+        batch = _claim(db, pending[:CLAIM_BATCH], sessions)
         pending = pending[CLAIM_BATCH:]
         claimed_at = time.monotonic()
         for position, claimed in enumerate(batch):
@@ -826,7 +829,7 @@ def _drain_round(
                 pending = [m.id for m in batch[position:]] + pending
                 break
             try:
-                _count(report, _send(db, claimed, adapters, records), on_each)
+                _count(report, _send(db, claimed, adapters, sessions), on_each)
             except BaseException:
                 _release(db, batch[position + 1 :])
                 raise

@@ -205,7 +205,7 @@ def test_a_drain_leaves_the_database_connections_as_it_found_them(
     question = "SHOW synchronous_commit" if postgres else "PRAGMA synchronous"
     connections = [engine.connect() for _ in range(engine.pool.checkedin())]
     try:
-        assert len(connections) >= 2  # the drain's own, and the one claims are made on
+        assert len(connections) >= 2  # the drain's own, and the one its queries took
         answers = {c.exec_driver_sql(question).scalar() for c in connections}
     finally:
         for connection in connections:
