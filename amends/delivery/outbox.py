@@ -456,7 +456,7 @@ class _DrainConnection:
     the drain: a session from the pool each time would check a connection out and ping it.
 
     On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on this
-    connection only), as SQLite's ``synchronous=NORMAL`` does not: a claim or a result is
+    connection only), like SQLite's with ``synchronous=NORMAL``: a claim or a result is
     there for every other connection at once (two senders still never share a message) and
     survives the sender dying; only a crash of the database server itself may lose the last
     few, whose messages are then ``queued`` or ``sending`` again and go out again with the
@@ -468,12 +468,18 @@ class _DrainConnection:
         self._connection = db.engine.connect()
         self._postgres = self._connection.dialect.name == "postgresql"
         if self._postgres:
-            self._connection.exec_driver_sql("SET synchronous_commit TO OFF")
-            self._connection.commit()
+            try:
+                self._connection.exec_driver_sql("SET synchronous_commit TO OFF")
+                self._connection.commit()
+            except BaseException:
+                self._connection.invalidate()
+                self._connection.close()
+                raise
 
     @contextmanager
     def __call__(self) -> Iterator[Session]:
-        with Session(self._connection) as session, session.begin():
+        # As the database's own sessions: what was read stays readable after the commit.
+        with Session(self._connection, expire_on_commit=False) as session, session.begin():
             yield session
 
     def close(self) -> None:
