@@ -4,29 +4,23 @@ limit with slot decay (``AMENDS_SMTP_RATE_LIMIT``), shared by every worker on th
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
 
 from amends.domain import ReplyChannel
 from amends.errors import ConfigurationError
 from amends.settings import Settings
 
 
-def email_pace(settings: Settings) -> Callable[[ReplyChannel], None] | None:
-    """The outbox's ``before_send`` hook: wait for a slot of the rate limit before each email.
-
-    Looked up once per task run: while the limit does not exist, email goes out unpaced and the
-    run's log says so once (Prefect's own ``strict=False`` would warn at every send).
-
-    Raises:
-        ConfigurationError: the limit has no slot decay, so it cannot pace anything.
-    """
-    name = settings.smtp_rate_limit
-    if not name:
-        return None
+@lru_cache(maxsize=8)
+def _slot_decay(name: str, run_id: str | None) -> float | None:
+    """The limit's slot decay per second (0 when it has none), or None when there is no such
+    limit; kept for the flow run ``run_id`` (an incident delivers twice, the nightly often)."""
     with get_client(sync_client=True) as client:
         try:
             limit = client.read_global_concurrency_limit_by_name(name)
@@ -38,7 +32,27 @@ def email_pace(settings: Settings) -> Callable[[ReplyChannel], None] | None:
                 name,
             )
             return None
-    if not limit.slot_decay_per_second:
+    return limit.slot_decay_per_second or 0.0
+
+
+def email_pace(settings: Settings) -> Callable[[ReplyChannel], None] | None:
+    """The outbox's ``before_send`` hook: wait for a slot of the rate limit before each email.
+
+    Looked up once per flow run: while the limit does not exist, email goes out unpaced and the
+    run's log says so once (Prefect's own ``strict=False`` would warn at every send).
+
+    Raises:
+        ConfigurationError: the limit has no slot decay, so it cannot pace anything.
+    """
+    name = settings.smtp_rate_limit
+    if not name:
+        return None
+    run_id = flow_run.get_id()
+    # Outside a flow run, nothing to keep it for: looked up afresh.
+    decay = _slot_decay(name, run_id) if run_id else _slot_decay.__wrapped__(name, None)
+    if decay is None:
+        return None
+    if not decay:
         raise ConfigurationError(
             f"the global concurrency limit {name!r} has no slot decay, so it cannot pace "
             "email: give it one (`prefect gcl update "
