@@ -30,9 +30,7 @@ def in_process_run() -> Iterator[None]:
         yield
         return
     if _derived is None or _derived[0] is not context.settings:
-        quiet = context.settings.copy_with_update(
-            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        )
+        quiet = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
         _derived = (context.settings, quiet)
     with SettingsContext(profile=context.profile, settings=_derived[1]):
         yield

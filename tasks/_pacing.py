@@ -3,24 +3,38 @@ limit with slot decay (``AMENDS_SMTP_RATE_LIMIT``), shared by every worker on th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from functools import lru_cache
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
-from prefect.runtime import flow_run
+from prefect.settings import get_current_settings
 
 from amends.domain import ReplyChannel
 from amends.errors import ConfigurationError
 from amends.settings import Settings
 
+# How long a lookup holds in this process: a worker runs many incidents, each of which asks,
+# and a limit created or changed meanwhile is taken up within this time.
+LOOKUP_SECONDS = 60.0
+# (API, name): (when, slot decay)
+_looked_up: dict[tuple[str | None, str], tuple[float, float | None]] = {}
 
-@lru_cache(maxsize=8)
-def _slot_decay(name: str, run_id: str | None) -> float | None:
+
+def _slot_decay(name: str) -> float | None:
     """The limit's slot decay per second (0 when it has none), or None when there is no such
-    limit; kept for the flow run ``run_id`` (an incident delivers twice, the nightly often)."""
+    limit; looked up at most once a :data:`LOOKUP_SECONDS`."""
+    key = (get_current_settings().api.url, name)
+    when, decay = _looked_up.get(key, (float("-inf"), None))
+    if time.monotonic() - when > LOOKUP_SECONDS:
+        decay = _look_up(name)
+        _looked_up[key] = (time.monotonic(), decay)
+    return decay
+
+
+def _look_up(name: str) -> float | None:
     with get_client(sync_client=True) as client:
         try:
             limit = client.read_global_concurrency_limit_by_name(name)
@@ -38,8 +52,8 @@ def _slot_decay(name: str, run_id: str | None) -> float | None:
 def email_pace(settings: Settings) -> Callable[[ReplyChannel], None] | None:
     """The outbox's ``before_send`` hook: wait for a slot of the rate limit before each email.
 
-    Looked up once per flow run: while the limit does not exist, email goes out unpaced and the
-    run's log says so once (Prefect's own ``strict=False`` would warn at every send).
+    Looked up once a minute: while the limit does not exist, email goes out unpaced and the
+    run's log says so (Prefect's own ``strict=False`` would warn at every send).
 
     Raises:
         ConfigurationError: the limit has no slot decay, so it cannot pace anything.
@@ -47,9 +61,7 @@ def email_pace(settings: Settings) -> Callable[[ReplyChannel], None] | None:
     name = settings.smtp_rate_limit
     if not name:
         return None
-    run_id = flow_run.get_id()
-    # Outside a flow run, nothing to keep it for: looked up afresh.
-    decay = _slot_decay(name, run_id) if run_id else _slot_decay.__wrapped__(name, None)
+    decay = _slot_decay(name)
     if decay is None:
         return None
     if not decay:
