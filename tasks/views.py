@@ -45,13 +45,14 @@ def view_artifacts(rt: Runtime) -> list[Artifact]:
         _table(
             "open-cases",
             views.open_cases(rt),
-            f"Open cases, newest first (times in {zone})",
+            f"Open cases, the newest {views.ROWS} (times in {zone}); `amends cases` lists all",
             "No open case.",
         ),
         _table(
             "staff-todos",
             views.staff_todos(rt),
-            f"Staff to-dos, soonest due first (times in {zone}); `amends actions` lists them too",
+            f"Staff to-dos, the {views.ROWS} due soonest (times in {zone}); `amends actions` "
+            "lists all",
             "Nothing for staff.",
         ),
         _table(
@@ -63,7 +64,7 @@ def view_artifacts(rt: Runtime) -> list[Artifact]:
         _table(
             "messages-sent",
             views.messages_sent(rt),
-            f"Messages, newest first, recipients masked (times in {zone})",
+            f"Messages, the newest {views.ROWS}, recipients masked (times in {zone})",
             "No message yet.",
         ),
         MarkdownArtifact(
