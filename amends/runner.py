@@ -168,13 +168,18 @@ class LocalServer:
         server = cls(pid=process.pid, port=port)
         deadline = time.monotonic() + wait_seconds
         while not server.answers(timeout=1.0):
-            if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is not None:
+                raise ConfigurationError(
+                    f"the data folder's Prefect server stopped as it started (exit code "
+                    f"{process.returncode}); its log says why: {log}"
+                )
+            if time.monotonic() > deadline:
                 server.stop()
                 raise ConfigurationError(
-                    f"the local Prefect server did not start within {wait_seconds:.0f} s; "
-                    f"its log is {log}"
+                    f"the data folder's Prefect server did not start within {wait_seconds:.0f} "
+                    f"s (a busy machine?); its log is {log}"
                 )
-            time.sleep(0.5)
+            time.sleep(0.2)
         (folder / "server.json").write_text(json.dumps({"pid": server.pid, "port": port}))
         return server
 

@@ -533,13 +533,15 @@ def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
     assert [tuple(row) for row in rows] == [("rk@example.com", "marketing")]
 
 
-def test_serve_says_it_needs_a_prefect_server() -> None:
+def test_serve_says_it_needs_a_prefect_server_that_outlives_it() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # The tests' setting (conftest): Prefect's temporary server, which would end with serve.
+    assert os.environ["AMENDS_PREFECT_SERVER"] == "temporary"
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         result = amends("serve")
     assert result.exit_code == 1
-    assert "needs a Prefect server" in result.output
+    assert "needs a Prefect server that outlives it" in result.output
 
 
 @pytest.mark.parametrize(

@@ -122,3 +122,28 @@ def test_two_commands_started_at_once_share_one_server(tmp_path: Path) -> None:
     assert stopped.returncode == 0
     with pytest.raises(ProcessLookupError):  # nothing of it is left running
         os.killpg(server["pid"], 0)
+
+
+def test_a_server_that_cannot_start_is_one_line_naming_its_log(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env |= {
+        "AMENDS_HOME": str(tmp_path / "var"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        # The server's own database is unreachable: it stops as it starts.
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "amends", "report"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    log = tmp_path / "var" / "prefect" / "server.log"
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the data folder's Prefect server stopped as it started")
+    assert line.endswith(f"its log says why: {log}")
+    assert "Application startup failed" in log.read_text()
+    assert not (tmp_path / "var" / "reports").exists()  # nothing ran
