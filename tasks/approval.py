@@ -45,8 +45,10 @@ from amends.storage.models import utcnow
 from amends.tasks._runtime import task_runtime
 from amends.tasks.report import publish_case_summary
 
-# How often a paused run asks whether it was resumed: an answer takes effect within this.
-POLL_SECONDS = 3
+# How often a paused run asks whether it was resumed: an answer takes effect within twice this
+# (the database is asked, then Prefect). Only a run paused in a terminal's process polls (the
+# demo's); a deployment's run is suspended and asks nothing.
+POLL_SECONDS = 1
 
 
 # A name or a reason from the Resume form goes on the case record: one line, not blank.
