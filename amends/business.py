@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from amends.domain import Category, Email, OfferKind, Severity, TimeZone, line
 from amends.errors import ConfigurationError
+from amends.recovery.policy import load_yaml
 
 EXAMPLE_FILE = Path(__file__).parent / "samples" / "business.yaml"
 
@@ -160,7 +161,7 @@ def load_business(path: Path) -> Business:
 @lru_cache(maxsize=16)
 def _load(path: Path, _mtime: int) -> Business:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigurationError(f"{path} is not a YAML business profile: {error}") from None
     try:

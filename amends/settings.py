@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         description="A YAML file of mention sources; the drop folder AMENDS_HOME/listening when "
         "empty.",
     )
+    prefect_server: Literal["local", "temporary"] = Field(
+        default="local",
+        description="With no PREFECT_API_URL, where commands run their flows: `local` starts "
+        "the data folder's Prefect server once and reuses it (`amends server stop` stops it); "
+        "`temporary` lets Prefect start a server for each command alone.",
+    )
     tone: Literal["warm", "formal"] = Field(
         default="warm", description="How messages greet and sign off: warm or formal."
     )

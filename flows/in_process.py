@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.context import SettingsContext, get_settings_context
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
+
+# The settings last derived, and those they came from: deriving them validates every setting
+# again (about 0.1 s), and a process that runs many flows asks for the same ones each time.
+_derived: tuple[Settings, Settings] | None = None
 
 
 @contextmanager
@@ -19,5 +24,13 @@ def in_process_run() -> Iterator[None]:
     Only ``None`` turns it off, and no environment variable can say ``None``, hence a context.
     The settings are a context variable: enter this in the thread that calls the flow.
     """
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    global _derived
+    context = get_settings_context()
+    if context.settings.flows.heartbeat_frequency is None:
+        yield
+        return
+    if _derived is None or _derived[0] is not context.settings:
+        quiet = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        _derived = (context.settings, quiet)
+    with SettingsContext(profile=context.profile, settings=_derived[1]):
         yield

@@ -19,7 +19,6 @@ from amends.tasks.intake import take_in
 from amends.tasks.monitor import monitor
 from amends.tasks.reengage import reengage
 from amends.tasks.report import publish_case_summary, report
-from amends.tasks.views import publish_views
 
 
 # Parameters are validated by take-in, with every rule and one line naming the field, not by
@@ -69,9 +68,8 @@ def recover_incident(
         monitor(case_id)
         report(case_id)
         follow_up(case_id)
-        deliver_or_keep_queued(case_id)
         reengage(case_id)
+        # The apology, then the check-in invitations it announces, in the order decided.
         deliver_or_keep_queued(case_id)
-        outcome = publish_case_summary(case_id)
-        publish_views()
-        return outcome
+        # The case's artifact, and the operator's views it changed.
+        return publish_case_summary(case_id)

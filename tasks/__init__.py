@@ -15,7 +15,8 @@ one again for the same case never repeats its work.
   case's; both take prefect-email's ``EmailServerCredentials`` and amends' blocks
   (:mod:`amends.blocks`).
 - :func:`publish_case_summary` leaves the case's artifact (key ``case-<number>``, the case's
-  number) and returns its outcome; :func:`publish_views` the operator's views.
+  number), brings the operator's views up to date and returns the case's outcome;
+  :func:`publish_views` brings only the views up to date.
 
 Example:
     A case opened and answered from your own flow, its apology sent through a stored mail

@@ -44,10 +44,11 @@ from amends.runtime import Runtime
 from amends.storage.models import utcnow
 from amends.tasks._runtime import task_runtime
 from amends.tasks.report import publish_case_summary
-from amends.tasks.views import publish_views
 
-# How often a paused run asks whether it was resumed: an answer takes effect within this.
-POLL_SECONDS = 3
+# How often a paused run asks whether it was resumed: an answer takes effect within twice this
+# (the database is asked, then Prefect). Only a run paused in a terminal's process polls (the
+# demo's); a deployment's run is suspended and asks nothing.
+POLL_SECONDS = 1
 
 
 # A name or a reason from the Resume form goes on the case record: one line, not blank.
@@ -142,8 +143,8 @@ def ask_manager(case_id: int) -> ApprovalRequest:
         request.question,
         request.incident_ref,
     )
-    publish_case_summary.fn(case_id)  # the question at the top of the case's artifact
-    publish_views.fn()  # and in approvals-waiting
+    # The question at the top of the case's artifact, and in approvals-waiting.
+    publish_case_summary.fn(case_id)
     emit_event(
         APPROVAL_REQUESTED,
         resource={

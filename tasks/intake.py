@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.runtime import flow_run
+from prefect.context import FlowRunContext
 
 from amends.domain import Incident
 from amends.errors import IncidentConflict, InvalidIncident, NotFound
@@ -83,12 +83,14 @@ def _leave_reference(ref: str | None, tags: list[str]) -> None:
     """The run's parameters become ``{"incident": None, "incident_ref": ref}`` (its other
     parameters, the blocks, stay), its name the reference, its tags the complaint's channel and
     severity."""
-    run_id = flow_run.get_id()
-    if run_id is None:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
         return
+    # The run as the engine read it when it started: its parameters and tags as the API holds
+    # them (blocks as references), without asking again.
+    run = context.flow_run
+    parameters = {**run.parameters, "incident": None, "incident_ref": ref}
+    labels = sorted(set(run.tags).union(tags))
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        parameters = {**run.parameters, "incident": None, "incident_ref": ref}
-        labels = sorted(set(run.tags).union(tags))
-        response = client.update_flow_run(run_id, parameters=parameters, name=ref, tags=labels)
+        response = client.update_flow_run(run.id, parameters=parameters, name=ref, tags=labels)
         response.raise_for_status()

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import MarkdownArtifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
@@ -27,6 +27,7 @@ from amends.reporting.report import (
 from amends.reporting.views import bar_chart
 from amends.tasks._runtime import task_runtime
 from amends.tasks._stage import run_and_log
+from amends.tasks.views import publish, view_artifacts
 
 
 @task(name="report", cache_policy=NONE, task_run_name="report-case-{case_id}")
@@ -44,10 +45,11 @@ def artifact_key(case_id: int) -> str:
 
 @task(name="publish-case-summary", cache_policy=NONE)
 def publish_case_summary(case_id: int) -> CaseOutcome:
-    """Leave the case's summary as a markdown artifact and return the case's outcome."""
+    """Leave the case's summary as a markdown artifact, bring the operator's views up to date
+    with it (the case changed them), and return the case's outcome."""
     rt = task_runtime()
     outcome = case_outcome(rt.db, case_id)
-    create_markdown_artifact(
+    summary = MarkdownArtifact(
         key=artifact_key(outcome.case_id),
         # The UI is shared: the customer's name, handle and street masked.
         markdown=redact(
@@ -55,6 +57,7 @@ def publish_case_summary(case_id: int) -> CaseOutcome:
         ),
         description=f"Recovery of incident {outcome.incident_ref}: decision, offer, messages",
     )
+    publish([summary, *view_artifacts(rt)])
     return outcome
 
 

@@ -39,6 +39,9 @@ os.environ.pop("PREFECT_API_URL", None)
 for _name in [name for name in os.environ if name.startswith("AMENDS_")]:
     if _name != "AMENDS_TEST_POSTGRES_URL":
         del os.environ[_name]
+# A command with no server configured starts none that outlives the test: the tests that run
+# the data folder's server (tests/e2e/test_local_server.py) ask for it and stop it.
+os.environ["AMENDS_PREFECT_SERVER"] = "temporary"
 
 from sqlalchemy import create_engine, event, text  # noqa: E402
 

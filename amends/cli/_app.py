@@ -101,20 +101,33 @@ def friendly(command: Callable[P, None]) -> Callable[P, None]:
 
 
 def start_prefect(verbose: bool, home: Path | None = None) -> None:
-    """Ready Prefect for a command that runs flows: the data folder's own server when one runs
-    (``amends server start``), else the configured one, else a temporary server Prefect starts
-    for this command alone, which is said in a line."""
+    """Ready Prefect for a command that runs flows: the configured server (PREFECT_API_URL),
+    else the data folder's own, started by the first command that needs it and reused after;
+    with ``AMENDS_PREFECT_SERVER=temporary``, a server Prefect starts for this command alone.
+    Either start is said in a line."""
     from amends import runner
     from amends.settings import Settings
 
-    runner.prepare(verbose, home or Settings().home)
-    if runner.api_url() is None:
+    settings = Settings()
+    home = home or settings.home
+    runner.prepare(verbose, home)
+    if runner.api_url() is not None:
+        return
+    if settings.prefect_server == "temporary":
         err.print(
             "[dim]Prefect starts a temporary server for this command (10-20 s); "
             "`amends server start` keeps one running, so commands start at once and their "
             "runs stay in the Prefect UI.[/]",
             highlight=False,
         )
+        return
+    with err.status("Starting a Prefect server for this data folder (once, 10-20 s)…"):
+        server = runner.use_local_server(home)
+    err.print(
+        f"[dim]Prefect server started for this data folder: the UI at {server.ui_url}. Later "
+        "commands use it; `amends server stop` stops it.[/]",
+        highlight=False,
+    )
 
 
 def runtime() -> Runtime:

@@ -244,21 +244,22 @@ def _print_report(report: Any, files: dict[str, Path]) -> None:
 def serve(verbose: VerboseFlag = False) -> None:
     """Serve amends' deployments (incident, nightly, mentions, report) here, until Ctrl+C.
 
-    For a small business without a work pool. Needs a Prefect server: PREFECT_API_URL, or the
-    data folder's own (`amends server start`). The nightly run starts at 02:00 in the business
-    profile's time zone. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the opt-out links
-    of win-back mail, and the exit questions' answer form, on 127.0.0.1:AMENDS_OPTOUT_PORT.
+    For a small business without a work pool, on the Prefect server of PREFECT_API_URL, or the
+    data folder's own (started if it is not running). The nightly run starts at 02:00 in the
+    business profile's time zone. With AMENDS_UNSUBSCRIBE_SECRET set, it also answers the
+    opt-out links of win-back mail, and the exit questions' answer form, on
+    127.0.0.1:AMENDS_OPTOUT_PORT.
     """
     import threading
 
     from amends.delivery.optout import ANSWERS_PATH, PATH, optout_server
 
     rt = runtime()
-    runner.prepare(verbose, rt.settings.home)
-    if runner.api_url() is None:
+    start_prefect(verbose, rt.settings.home)
+    if runner.api_url() is None:  # AMENDS_PREFECT_SERVER=temporary: it would end with this
         raise fail(
-            "amends serve needs a Prefect server: `amends server start` runs one for this data "
-            "folder, or set PREFECT_API_URL to yours"
+            "amends serve needs a Prefect server that outlives it: unset "
+            "AMENDS_PREFECT_SERVER for the data folder's own, or set PREFECT_API_URL to yours"
         )
     optout = None
     if rt.settings.unsubscribe_secret is not None:

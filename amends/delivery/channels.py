@@ -13,6 +13,7 @@ import email.policy
 import hashlib
 import hmac
 import re
+import secrets
 import smtplib
 import threading
 from collections.abc import Callable, Iterator
@@ -114,7 +115,12 @@ class EmailAdapter:
             message_id=message.message_id,
         )
         for part in mime.walk():
-            if part.get_content_type() == "text/plain" and part.get_filename() is None:
+            if part.is_multipart():
+                # Chosen here, the generator does not search the text for a free boundary,
+                # which compiles a regular expression per part (half the cost of a message).
+                # Every leaf part is base64, which has no "_" or ".": this one cannot occur.
+                part.set_boundary(f"=_amends.{secrets.token_hex(12)}")
+            elif part.get_content_type() == "text/plain" and part.get_filename() is None:
                 del part["Content-Transfer-Encoding"]
                 part.set_payload(plain_text(message.body), "utf-8")
             elif part.get_content_type() == "text/calendar":
@@ -130,7 +136,7 @@ class EmailAdapter:
             # the address as it is, never an encoded word.
             mime.replace_header("To", recipient)
             return addresses["recipients"], mime.as_string(policy=email.policy.SMTPUTF8)
-        return addresses["recipients"], mime.as_string()
+        return addresses["recipients"], mime.as_string(policy=_WRITTEN_AS_GIVEN)
 
     def _unsubscribe(self, recipient: str) -> str:
         mailto = f"<mailto:{self.settings.sender_email}?subject=unsubscribe>"
@@ -252,6 +258,26 @@ class EmailAdapter:
         if isinstance(error, OSError):  # refused, reset, timed out, unknown host
             return DeliveryError(f"cannot reach SMTP server {where}: {error}", transient=True)
         return error
+
+
+class _Compat32AsGiven(email.policy.Compat32):
+    """The policy yagmail's messages are written with, writing a header that needs neither
+    folding nor encoding as it is: compat32 passes every one through ``email.header.Header``,
+    two thirds of the time it takes to write a message, for the same text."""
+
+    def fold(self, name: str, value: str) -> str:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and "\n" not in value
+            and "\r" not in value
+            and (not self.max_line_length or len(name) + len(value) + 2 <= self.max_line_length)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super().fold(name, value)
+
+
+_WRITTEN_AS_GIVEN = _Compat32AsGiven()
 
 
 def _reset(smtp: smtplib.SMTP, code: int) -> None:

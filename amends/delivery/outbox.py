@@ -8,12 +8,15 @@ A case's messages go out in the order they were decided: a later one waits for a
 Delivery is at least once, never silently lost: a sender that dies between the server's
 acceptance and that record leaves the message ``sending``; once its claim is older than the
 claim timeout it is queued again and resent with the same Message-ID, which mail programs show
-once. A live sender never works on a claim that old (it gives back what it cannot send in half
-the timeout), and records a result only under its own claim token: keep the senders' clocks in
-step (NTP). A transient failure stays queued with its reason and is tried again after a growing
-pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent failure. A
-connection lost after the message went out (the server may have it) allows one resend; a second
-such loss goes to staff too.
+once. A drain's commits do not wait for the disk (SQLite's ``synchronous=NORMAL``, and
+``synchronous_commit`` off on PostgreSQL): they survive the sender dying, and a crash of the
+database server itself, which may lose the last ones, leaves those messages to go again the
+same way. A live sender never works on a claim that old (it gives back what it cannot send in
+half the timeout), and records a result only under its own claim token: keep the senders'
+clocks in step (NTP). A transient failure stays queued with its reason and is tried again
+after a growing pause; after :data:`MAX_ATTEMPTS` it fails and goes to staff, like a permanent
+failure. A connection lost after the message went out (the server may have it) allows one
+resend; a second such loss goes to staff too.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -49,6 +52,9 @@ from amends.errors import ConfigurationError, DeliveryError
 from amends.recovery.staff import add_action, hand_message_to_staff, settle
 from amends.storage import models
 from amends.storage.db import Database
+
+# Transactions: a database's sessions, or a drain's on its own connection (_DrainConnection).
+Sessions = Callable[[], AbstractContextManager[Session]]
 
 
 def message_key(case_id: int, stage: Stage, kind: MessageKind, channel: ReplyChannel) -> str:
@@ -316,11 +322,13 @@ class _Claimed:
     withheld: str | None = None  # why it may not go: consent, checked at the last moment
 
 
-def _claim(db: Database, message_ids: list[int]) -> list[_Claimed]:
+def _claim(
+    db: Database, message_ids: list[int], sessions: Sessions | None = None
+) -> list[_Claimed]:
     """Claim those of the messages that are still queued, in one transaction; another sender's
     claim, committed first, wins."""
     token = secrets.token_hex(8)
-    with db.session() as session:
+    with (sessions or db.session)() as session:
         claimed = set(
             session.scalars(
                 update(models.Message)
@@ -414,42 +422,101 @@ def deliver(
         )
 
 
+# A result, only under its own claim; the columns set are those of the parameters.
+_RECORD = update(models.Message.__table__).where(
+    models.Message.id == bindparam("record_id"),
+    models.Message.claim_token == bindparam("record_token"),
+    models.Message.status == MessageStatus.SENDING,
+)
+_NOTE = insert(models.CaseEvent.__table__)
+
+
 def _record(
     session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
 ) -> bool:
     """Record a result if the claim is still this sender's; then settle the case's state, if
     the result can change it."""
-    recorded = session.execute(
-        update(models.Message)
-        .where(
-            models.Message.id == claimed.id,
-            models.Message.claim_token == claimed.token,
-            models.Message.status == MessageStatus.SENDING,
-        )
-        .values(claim_token=None, **values)
+    # Core statements, built once, on the session's connection: no ORM bookkeeping on the
+    # path every message takes (the session holds none of these rows).
+    connection = session.connection()
+    recorded = connection.execute(
+        _RECORD,
+        {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None, **values},
     ).rowcount
     if recorded and claimed.case_id is not None:
         # A plain insert: no unit of work to flush, on the path every message takes.
-        session.execute(
-            insert(models.CaseEvent).values(case_id=claimed.case_id, kind=event_kind, text=text)
-        )
+        connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
         if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
             _resettle(session, claimed.case_id)
     return bool(recorded)
 
 
+class _DrainConnection:
+    """A drain's claims and results, each in its own transaction, on one connection kept for
+    the drain: a session from the pool each time would check a connection out and ping it.
+
+    On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on this
+    connection only), like SQLite's with ``synchronous=NORMAL``: a claim or a result is
+    there for every other connection at once (two senders still never share a message) and
+    survives the sender dying; only a crash of the database server itself may lose the last
+    few, whose messages are then ``queued`` or ``sending`` again and go out again with the
+    same Message-ID, as after a sender that died before recording. Waiting for the disk took
+    longer than sending the message.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._connection = db.engine.connect()
+        self._postgres = self._connection.dialect.name == "postgresql"
+        if self._postgres:
+            try:
+                self._connection.exec_driver_sql("SET synchronous_commit TO OFF")
+                self._connection.commit()
+            except BaseException:
+                self._connection.invalidate()
+                self._connection.close()
+                raise
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        # As the database's own sessions: what was read stays readable after the commit.
+        with Session(self._connection, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        try:
+            if self._postgres:
+                # Back in the pool, the connection commits as every other one does.
+                self._connection.rollback()
+                self._connection.exec_driver_sql("RESET synchronous_commit")
+                self._connection.commit()
+        except Exception:
+            # Broken (the drain's error says why): discarded, never back in the pool as it is.
+            self._connection.invalidate()
+        finally:
+            self._connection.close()
+
+
 def _send(
-    db: Database, claimed: _Claimed, adapters: dict[ReplyChannel, ChannelAdapter]
+    db: Database,
+    claimed: _Claimed,
+    adapters: dict[ReplyChannel, ChannelAdapter],
+    records: Sessions | None = None,
 ) -> DeliveryOutcome:
     """Send a claimed message and record the result at once: the shorter the time between the
-    server's acceptance and this record, the rarer a resend after a crash."""
+    server's acceptance and this record, the rarer a resend after a crash.
+
+    Args:
+        records: The transactions results are recorded in (one per result); by default the
+            database's sessions, in a drain its :class:`_DrainConnection`.
+    """
+    records = records or db.session
     message_id, channel, kind = claimed.id, claimed.channel, claimed.kind
     if claimed.withheld:
-        return _withhold(db, claimed)
+        return _withhold(records, claimed)
     adapter = adapters.get(channel)
     if adapter is None:
         # The channel's plugin is not installed or configured here: a person delivers it.
-        with db.session() as session:
+        with records() as session:
             if _record(
                 session,
                 claimed,
@@ -475,7 +542,7 @@ def _send(
             if retry or not error.transient
             else f"gave up after {claimed.attempts} attempts: {error.reason}"
         )
-        with db.session() as session:
+        with records() as session:
             recorded = _record(
                 session,
                 claimed,
@@ -506,7 +573,7 @@ def _send(
         raise
     except Exception as error:
         # A bug, not a refusal: park the message as failed, visibly, for staff.
-        with db.session() as session:
+        with records() as session:
             if _record(
                 session,
                 claimed,
@@ -523,7 +590,7 @@ def _send(
                 )
         raise
 
-    with db.session() as session:
+    with records() as session:
         _record(
             session,
             claimed,
@@ -538,10 +605,10 @@ def _send(
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
 
-def _withhold(db: Database, claimed: _Claimed) -> DeliveryOutcome:
+def _withhold(records: Sessions, claimed: _Claimed) -> DeliveryOutcome:
     """Keep a message from an address that may not be written to."""
     reason = claimed.withheld or ""
-    with db.session() as session:
+    with records() as session:
         text = _withheld_text(claimed, reason)
         if _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED):
             _refer_withheld(session, claimed, reason)
@@ -717,6 +784,8 @@ def drain(
     with ExitStack() as connections:
         for adapter in {id(a): a for a in adapters.values()}.values():
             connections.enter_context(adapter.batch())
+        connection = _DrainConnection(db)
+        connections.callback(connection.close)
         # In rounds: a message held back behind an earlier one of its case is due in the next
         # round once that one is settled; each message is tried at most once per drain.
         tried: set[int] = set()
@@ -724,7 +793,9 @@ def drain(
             m for m in queued_messages(db, case_id, due_by=due_by, in_order=True) if m not in tried
         ]:
             tried.update(pending)
-            _drain_round(db, adapters, pending, claim_timeout, report, on_each, before_send)
+            _drain_round(
+                db, adapters, connection, pending, claim_timeout, report, on_each, before_send
+            )
     report.queued = len(queued_messages(db, case_id))
     return report
 
@@ -732,6 +803,7 @@ def drain(
 def _drain_round(
     db: Database,
     adapters: dict[ReplyChannel, ChannelAdapter],
+    sessions: Sessions,
     pending: list[int],
     claim_timeout: timedelta,
     report: DrainReport,
@@ -745,7 +817,7 @@ def _drain_round(
     # that no other sender can take over a claim this one still works on.
     young = claim_timeout.total_seconds() / 2
     while pending:
-        batch = _claim(db, pending[:CLAIM_BATCH])
+        batch = _claim(db, pending[:CLAIM_BATCH], sessions)
         pending = pending[CLAIM_BATCH:]
         claimed_at = time.monotonic()
         for position, claimed in enumerate(batch):
@@ -763,7 +835,7 @@ def _drain_round(
                 pending = [m.id for m in batch[position:]] + pending
                 break
             try:
-                _count(report, _send(db, claimed, adapters), on_each)
+                _count(report, _send(db, claimed, adapters, sessions), on_each)
             except BaseException:
                 _release(db, batch[position + 1 :])
                 raise

@@ -44,7 +44,7 @@ from amends.errors import ConfigurationError, ImportFileError, InvalidIncident, 
 from amends.listening.mentions import MAX_TEXT, PublicPost, Recorded, handle_key, same_handle
 from amends.messages.rendering import plain_text
 from amends.recovery.intake import describe
-from amends.recovery.policy import ListeningFigures
+from amends.recovery.policy import ListeningFigures, load_yaml
 from amends.settings import Settings
 from amends.storage import models
 from amends.storage.db import Database
@@ -510,7 +510,7 @@ def configured_sources(settings: Settings) -> list[SourceSpec]:
     if path is None:
         return [SourceSpec(name=DROP_FOLDER, kind="file", location=str(settings.listening_dir))]
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigurationError(f"cannot read sources file {path}: {error.strerror}") from None
     except (UnicodeDecodeError, yaml.YAMLError) as error:

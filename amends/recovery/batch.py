@@ -15,7 +15,6 @@ reported with its line and field and left out, memory flat however long the file
 
 from __future__ import annotations
 
-import csv
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from amends.recovery.mapping import IncidentMap, MappedRow, RowError, map_row
 from amends.recovery.stages import Step, complete, load_step, run_stage
 from amends.runtime import Runtime
 from amends.storage import models
-from amends.storage.imports import ImportReport, _lines, _parse_row, _records
+from amends.storage.imports import ImportReport, _parse_row, _records, read_header
 
 BATCH = 200  # incidents a transaction carries through a stage
 ORDER = (Stage.ASSESS, Stage.EMPOWER, Stage.MONITOR, Stage.REPORT, Stage.FOLLOW_UP, Stage.REENGAGE)
@@ -66,14 +65,11 @@ def read_rows(path: Path, mapping: IncidentMap, report: ImportReport) -> Iterato
     Raises:
         ImportFileError: unreadable, not UTF-8, or without a column the map names.
     """
-    reader = csv.reader(_lines(path))
-    header = [name.strip() for name in next(reader, [])]
-    if not any(header):
-        raise ImportFileError(f"{path} is empty: the first line must name the columns")
+    header, skip = read_header(path)
     problems = mapping.check_header(header)
     if problems:
         raise ImportFileError(f"{path}: " + "; ".join(problems))
-    return _mapped(path, mapping, header, reader.line_num, report)
+    return _mapped(path, mapping, header, skip, report)
 
 
 def _mapped(

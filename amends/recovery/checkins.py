@@ -127,5 +127,11 @@ def calendar_message(
         attendee_address.params["rsvp"] = vText("TRUE")
         event.add("attendee", attendee_address, encode=0)
         calendar.add_component(event)
-    calendar.add_missing_timezones()  # a VTIMEZONE for each TZID, as Outlook requires
+    # A VTIMEZONE for each TZID, as Outlook requires, with the zone's rules from a year before
+    # the first meeting to a year after the last: by default they run from 1970 to 2038, which
+    # makes each invitation kilobytes longer and takes most of the time to build.
+    days = [meeting.starts_at.date() for meeting in meetings] or [stamp.date()]
+    calendar.add_missing_timezones(
+        first_date=min(days) - timedelta(days=366), last_date=max(days) + timedelta(days=366)
+    )
     return calendar.to_ical()

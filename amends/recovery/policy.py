@@ -306,6 +306,20 @@ def _require_every(table: dict, members: Iterable, where: str) -> None:
         raise ValueError(f"{where} lacks {', '.join(missing)}")
 
 
+# libyaml's parser when PyYAML has it (its wheels do): ten times faster than the pure-Python
+# one, and the policy is read by every command.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(source: str) -> Any:
+    """YAML text's data, read safely (no Python objects).
+
+    Raises:
+        yaml.YAMLError: it is not YAML.
+    """
+    return yaml.load(source, Loader=_SAFE_LOADER)
+
+
 def read_yaml(path: Path, error: type[Exception], what: str) -> tuple[Any, yaml.Node | None]:
     """A YAML file's data, and its node tree (to name the line of a wrong value).
 
@@ -314,7 +328,7 @@ def read_yaml(path: Path, error: type[Exception], what: str) -> tuple[Any, yaml.
     """
     try:
         source = path.read_text(encoding="utf-8")
-        return yaml.safe_load(source), yaml.compose(source)
+        return load_yaml(source), yaml.compose(source, Loader=_SAFE_LOADER)
     except OSError as problem:
         raise error(f"cannot read {what} {path}: {problem.strerror}") from None
     except UnicodeDecodeError:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from amends.delivery.outbox import (
     Draft,
@@ -63,8 +63,8 @@ class Step:
     incident: Incident
     # Files this attempt wrote; removed again if the stage fails.
     files: list[Path] = field(default_factory=list)
-    # Every outcome the case has, when the caller knows them all (a batch of new cases): no
-    # query per stage.
+    # Every outcome the case has, when the caller knows them all (read at once, or none yet in
+    # a batch of new cases): no query per look.
     outcomes: dict[Stage, models.StageOutcome] | None = None
 
     @property
@@ -116,6 +116,13 @@ def run_stage(rt: Runtime, case_id: int, stage: Stage) -> StageResult:
     try:
         with rt.db.session() as session:
             step = load_step(session, rt, case_id)
+            # The case's outcomes in one query, not one each time a stage looks at an earlier one.
+            step.outcomes = {
+                outcome.stage: outcome
+                for outcome in session.scalars(
+                    select(models.StageOutcome).where(models.StageOutcome.case_id == case_id)
+                )
+            }
             return complete(step, stage)
     except IntegrityError:
         # A concurrent run completed this stage first: its outcome (and its files, which have
@@ -150,7 +157,12 @@ def complete(step: Step, stage: Stage) -> StageResult:
 
 
 def load_step(session: Session, rt: Runtime, case_id: int) -> Step:
-    case = session.get(models.Case, case_id)
+    # With its incident and customer, which every stage reads: one query, not three.
+    case = session.get(
+        models.Case,
+        case_id,
+        options=[joinedload(models.Case.incident), joinedload(models.Case.customer)],
+    )
     if case is None:
         raise LookupError(f"no case {case_id}")
     incident = filed_incident(case)

@@ -7,10 +7,12 @@ shared and its readers are in the business's office.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from amends.domain import STAGES, ApprovalStatus, CaseState, ReplyChannel, business_time, spoken
 from amends.privacy import mask, personal_details, redact
@@ -19,7 +21,9 @@ from amends.runtime import Runtime
 from amends.storage import models
 
 # The newest rows a view shows: an artifact is a page, not an archive (`amends cases --all`).
-ROWS = 200
+# Prefect keeps every version of a view, one per run that changed it: a page of 50 rows keeps
+# its database from growing by megabytes an hour on a busy day.
+ROWS = 50
 OPEN_APPROVAL = (ApprovalStatus.PENDING, ApprovalStatus.TIMED_OUT)
 
 
@@ -37,29 +41,50 @@ def _when(moment: datetime | None, zone: str) -> str:
     return business_time(moment, zone) if moment else ""
 
 
+def _refs(session: Session, case_ids: Iterable[int | None]) -> dict[int, str]:
+    """The incident reference of each case, in one query."""
+    wanted = {case_id for case_id in case_ids if case_id is not None}
+    if not wanted:
+        return {}
+    return dict(
+        session.execute(
+            select(models.Case.id, models.Incident.ref)
+            .join(models.Incident, models.Case.incident_id == models.Incident.id)
+            .where(models.Case.id.in_(wanted))
+        ).all()
+    )
+
+
 def open_cases(rt: Runtime) -> list[dict[str, Any]]:
     """Cases not closed, newest first: state, last stage, owner, next step and when it is due."""
     zone = rt.settings.business_timezone
     rows = []
     with rt.db.session() as session:
-        cases = session.scalars(
-            select(models.Case)
+        cases = session.execute(
+            select(models.Case, models.Incident.ref, models.StageOutcome.data)
+            .join(models.Incident, models.Case.incident_id == models.Incident.id)
+            .outerjoin(
+                models.StageOutcome,
+                (models.StageOutcome.case_id == models.Case.id)
+                & (models.StageOutcome.stage == "report"),
+            )
             .where(models.Case.state != CaseState.CLOSED)
             .order_by(models.Case.id.desc())
             .limit(ROWS)
         ).all()
-        for case in cases:
-            owner = session.scalar(
-                select(models.StageOutcome.data).where(
-                    models.StageOutcome.case_id == case.id,
-                    models.StageOutcome.stage == "report",
-                )
+        # Each case's soonest open staff action, for all the cases in one query.
+        first_action: dict[int, models.StaffAction] = {}
+        for action in session.scalars(
+            select(models.StaffAction)
+            .where(
+                models.StaffAction.case_id.in_([case.id for case, _, _ in cases]),
+                models.StaffAction.status == "open",
             )
-            action = session.scalar(
-                select(models.StaffAction)
-                .where(models.StaffAction.case_id == case.id, models.StaffAction.status == "open")
-                .order_by(models.StaffAction.due_at)
-            )
+            .order_by(models.StaffAction.due_at.desc(), models.StaffAction.id.desc())
+        ):
+            first_action[action.case_id] = action  # the soonest comes last
+        for case, ref, report in cases:
+            action = first_action.get(case.id)
             if action is not None:
                 step, due = f"{action.role}: {spoken(action.kind)}", action.due_at
             elif case.stage != STAGES[-1]:
@@ -69,10 +94,10 @@ def open_cases(rt: Runtime) -> list[dict[str, Any]]:
                 step, due = "check-ins, then closing", None
             rows.append(
                 {
-                    "case": case.incident.ref,
+                    "case": ref,
                     "state": spoken(case.state),
                     "stage": spoken(case.stage) if case.stage else "opened",
-                    "owner": (owner or {}).get("owner", ""),
+                    "owner": (report or {}).get("owner", ""),
                     "next step": step,
                     "due": _when(due, zone),
                 }
@@ -84,15 +109,16 @@ def staff_todos(rt: Runtime) -> list[dict[str, Any]]:
     """Open staff actions, soonest due first."""
     zone = rt.settings.business_timezone
     with rt.db.session() as session:
-        actions = session.scalars(
-            select(models.StaffAction)
+        actions = session.execute(
+            select(models.StaffAction, models.Customer)
+            .join(models.Customer, models.StaffAction.customer_id == models.Customer.id)
             .where(models.StaffAction.status == "open")
             .order_by(models.StaffAction.due_at, models.StaffAction.id)
             .limit(ROWS)
         ).all()
+        refs = _refs(session, (a.case_id for a, _ in actions))
         rows = []
-        for a in actions:
-            customer = session.get(models.Customer, a.customer_id)
+        for a, customer in actions:
             # Staff instructions address the customer by name and may give their street or
             # handle (a letter to write, a reply to post): here, the reference, and masks.
             details = [
@@ -107,7 +133,7 @@ def staff_todos(rt: Runtime) -> list[dict[str, Any]]:
             text = redact(" ".join(a.instructions.split()), details)
             rows.append(
                 {
-                    "case": session.get(models.Case, a.case_id).incident.ref if a.case_id else "",
+                    "case": refs.get(a.case_id, "") if a.case_id else "",
                     "who": a.role,
                     "what": spoken(a.kind),
                     "due": _when(a.due_at, zone),
@@ -128,9 +154,10 @@ def approvals_waiting(rt: Runtime) -> list[dict[str, Any]]:
             .order_by(models.Approval.due_at)
             .limit(ROWS)
         ).all()
+        refs = _refs(session, (a.case_id for a in approvals))
         rows = []
         for a in approvals:
-            ref = session.get(models.Case, a.case_id).incident.ref
+            ref = refs[a.case_id]
             rows.append(
                 {
                     "case": ref,
@@ -152,9 +179,10 @@ def messages_sent(rt: Runtime) -> list[dict[str, Any]]:
         messages = session.scalars(
             select(models.Message).order_by(models.Message.id.desc()).limit(ROWS)
         ).all()
+        refs = _refs(session, (m.case_id for m in messages))
         return [
             {
-                "case": session.get(models.Case, m.case_id).incident.ref if m.case_id else "",
+                "case": refs.get(m.case_id, "") if m.case_id else "",
                 "message": spoken(m.kind),
                 "channel": m.channel.value,
                 "to": masked_recipient(m.channel, m.recipient),

@@ -9,16 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def head_revision() -> str:
+    """The newest migration's revision: each script is named after its revision (``0009_...``),
+    so every command can check the database without loading Alembic and its scripts."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9]" * 4 + "_*.py"))
 
 
 def normalise_url(url: str) -> str:
@@ -49,12 +55,17 @@ class Database:
             yield session
 
     def _alembic(self) -> Config:
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         return config
 
     def upgrade(self) -> list[str]:
         """Apply every pending migration; returns the revisions applied."""
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
         config = self._alembic()
         before = self.revision()
         sqlite = self.engine.dialect.name == "sqlite"
@@ -76,11 +87,12 @@ class Database:
     def revision(self) -> str | None:
         """The revision the database is at, or None for an empty database."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.scalar(text("SELECT version_num FROM alembic_version"))
 
     def is_current(self) -> bool:
-        head = ScriptDirectory.from_config(self._alembic()).get_current_head()
-        return self.revision() == head
+        return self.revision() == head_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -209,6 +209,23 @@ def _let_go(session: Session) -> None:
 # batch at a time in one transaction, so a file that turns out unreadable half-way writes nothing.
 
 
+def read_header(path: Path) -> tuple[list[str], int]:
+    """A CSV file's column names, and how many lines they took (a quoted name may hold a line
+    break).
+
+    Raises:
+        ImportFileError: unreadable, not UTF-8, empty, or its header is not CSV.
+    """
+    reader = csv.reader(_lines(path))
+    try:
+        header = [name.strip() for name in next(reader, [])]
+    except csv.Error as error:
+        raise ImportFileError(f"{path}: the header is not CSV: {error}") from None
+    if not any(header):
+        raise ImportFileError(f"{path} is empty: the first line must name the columns")
+    return header, reader.line_num
+
+
 def _valid_rows(
     path: Path,
     columns: tuple[str, ...],
@@ -218,10 +235,7 @@ def _valid_rows(
 ) -> Iterator[tuple[int, Any]]:
     """Every row that validates, with its line number; the others go to ``report.refused``.
     The header is checked before anything is read or written."""
-    reader = csv.reader(_lines(path))
-    header = [name.strip() for name in next(reader, [])]
-    if not any(header):
-        raise ImportFileError(f"{path} is empty: the first line must name the columns")
+    header, skip = read_header(path)
     unknown = [name for name in header if name not in columns]
     if unknown:
         raise ImportFileError(
@@ -233,7 +247,7 @@ def _valid_rows(
     missing = [name for name in required if name not in header]
     if missing or len(header) < 2:
         raise ImportFileError(f"{path}: the header needs {', '.join(missing or columns[1:])}")
-    return _parsed(path, header, reader.line_num, parse, report)
+    return _parsed(path, header, skip, parse, report)
 
 
 def _parsed(

@@ -19,7 +19,7 @@ from icalendar import Calendar
 from pydantic import SecretStr
 
 from amends.delivery.adapter import Outgoing
-from amends.delivery.channels import EmailAdapter, unsubscribe_token
+from amends.delivery.channels import EmailAdapter, _Compat32AsGiven, unsubscribe_token
 from amends.delivery.mailcatcher import MailCatcher, free_port
 from amends.errors import ConfigurationError, DeliveryError
 from amends.settings import Settings
@@ -111,6 +111,28 @@ def test_marketing_mail_can_be_unsubscribed_in_one_click(tmp_path: Path) -> None
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # Another address's token does not match: nobody can unsubscribe someone else.
     assert unsubscribe_token("opt-out-secret", "eve@example.com") != token
+
+
+@pytest.mark.parametrize("max_line_length", [0, 78])
+def test_headers_are_written_as_the_email_package_writes_them(max_line_length: int) -> None:
+    """compose writes a header that needs no folding or encoding itself, for speed: the same
+    text compat32 writes, for those and for the rest."""
+    ours = _Compat32AsGiven(max_line_length=max_line_length)
+    theirs = email_policy.compat32.clone(max_line_length=max_line_length)
+    values = [
+        "Re: Four days without cleaning", "a  b", " lead", "trail ", "a\tb", "", "x;y,z  w",
+        "=?utf-8?q?caf=C3=A9?=", "<a@example.com>, <b@example.com>", "a " * 60, "b" * 200,
+        "Réclamation : quatre jours sans ménage", "two\nlines", "Acme <care@acme.example>",
+    ]  # fmt: skip
+    for name in ("Subject", "List-Unsubscribe", "X-A-Rather-Long-Header-Name"):
+        for value in values:
+            assert ours.fold(name, value) == theirs.fold(name, value), (name, value)
+
+
+def test_a_long_subject_beyond_ascii_arrives_whole(tmp_path: Path) -> None:
+    subject = "Réclamation : quatre jours sans ménage, et toujours pas de réponse " * 2
+    _, raw = EmailAdapter(Settings()).compose(outgoing(tmp_path, subject=subject))
+    assert parse(raw)["Subject"] == subject
 
 
 def test_a_wrong_password_stops_sending_with_one_clear_error(tmp_path: Path) -> None:

@@ -7,13 +7,15 @@ import json
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
 from amends.delivery.outbox import installation_identifier, message_id_for
 from amends.runtime import Runtime
 from amends.storage import models
-from amends.storage.db import Database
+from amends.storage.db import MIGRATIONS, Database, head_revision
 from amends.storage.models import Base
 
 
@@ -37,6 +39,26 @@ def test_migrations_match_the_models(database_url: str) -> None:
     with db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+    db.dispose()
+
+
+def test_the_head_revision_read_from_the_file_names_is_alembic_s(database_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    assert head_revision() == script.get_current_head()
+    # Each script is named after its revision, which the head's reading relies on.
+    assert all(rev.module.__file__.rsplit("/", 1)[1][:4] == rev.revision
+               for rev in script.walk_revisions())  # fmt: skip
+    db = Database(database_url)
+    assert db.revision() is None and not db.is_current()
+    config = db._alembic()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+    assert db.revision() == "0008" and not db.is_current()
+    assert db.upgrade() == ["0009"]
+    assert db.revision() == head_revision() == "0009" and db.is_current()
     db.dispose()
 
 

@@ -186,6 +186,33 @@ def test_before_send_is_called_once_per_message_sent_and_can_stop_the_drain(
     assert paced == [ReplyChannel.EMAIL]
 
 
+def test_a_drain_leaves_the_database_connections_as_it_found_them(
+    rt: Runtime, recorder: RecordingAdapter
+) -> None:
+    """On PostgreSQL a drain records results without waiting for the disk, on its own
+    connection only: back in the pool, that connection waits again, even after an error."""
+    queued_apology(rt)
+    adapters = {ReplyChannel.EMAIL: recorder}
+
+    def full(channel: ReplyChannel) -> None:
+        raise TimeoutError("no slot of the rate limit")
+
+    with pytest.raises(TimeoutError):
+        drain(rt.db, adapters, claim_timeout=timedelta(minutes=10), before_send=full)
+    assert drain(rt.db, adapters, claim_timeout=timedelta(minutes=10)).sent == 1
+    engine = rt.db.engine
+    postgres = engine.dialect.name == "postgresql"
+    question = "SHOW synchronous_commit" if postgres else "PRAGMA synchronous"
+    connections = [engine.connect() for _ in range(engine.pool.checkedin())]
+    try:
+        assert len(connections) >= 2  # the drain's own, and the one its queries took
+        answers = {c.exec_driver_sql(question).scalar() for c in connections}
+    finally:
+        for connection in connections:
+            connection.close()
+    assert answers == ({"on"} if postgres else {1})  # SQLite: NORMAL, as amends opens it
+
+
 def test_a_message_for_a_channel_not_installed_here_goes_to_staff(rt: Runtime) -> None:
     case_id, _ = queued_apology(rt)
     report = drain(rt.db, {}, claim_timeout=timedelta(minutes=10))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from email import policy as email_policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from factories import DATA, incident_data, make_incident
@@ -159,10 +160,11 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "amends.db").is_file()
 
 
-@pytest.mark.e2e  # two `amends demo` processes, each with Prefect's own temporary server
+@pytest.mark.e2e  # two `amends demo` processes and the data folder's Prefect server
 def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     """The README's first command, as a new user runs it: a fresh process and data folder,
-    Prefect's own temporary server, nothing configured."""
+    nothing configured, so the demo starts the data folder's Prefect server and the second
+    demo uses it."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -171,13 +173,25 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     env["AMENDS_HOME"] = str(tmp_path / "var")
     run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 300}
+    try:
+        _the_demo_twice(tmp_path, run)
+    finally:
+        stopped = subprocess.run([sys.executable, "-m", "amends", "server", "stop"], **run)
+    assert "Prefect server stopped." in stopped.stdout
+
+
+def _the_demo_twice(tmp_path: Path, run: dict[str, Any]) -> None:
     demo = subprocess.run([sys.executable, "-m", "amends", "demo"], stdin=subprocess.DEVNULL, **run)
     assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "Prefect server started for this data folder: the UI at http://127.0.0.1:" in (
+        demo.stderr
+    )
     assert "8 incidents recovered" in demo.stdout
     # One run pauses for a manager; the demo says how to answer, and answers.
     assert "DEMO-1008 is Paused" in demo.stderr
     assert "amends approve DEMO-1008 --by NAME" in demo.stderr
-    assert "amends cases" in demo.stdout and "amends server start" in demo.stdout
+    assert "amends cases" in demo.stdout
+    assert "The runs in the Prefect UI: http://127.0.0.1:" in demo.stdout
     mail = sorted((tmp_path / "var" / "mail").glob("*.eml"))
     # Apologies by email to Rodolfo, Lucía, Priya and Amara, and Rodolfo's and Amara's check-in
     # invitations; the others' apologies wait for staff, and their check-ins are agreed by
@@ -221,6 +235,7 @@ def test_the_demo_runs_end_to_end_on_a_fresh_machine(tmp_path: Path) -> None:
         [sys.executable, "-m", "amends", "demo"], stdin=subprocess.DEVNULL, **run
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "Prefect server started" not in again.stderr  # the first demo's is still running
     assert "Paused" not in again.stderr  # answered in the first run
     assert sorted((tmp_path / "var" / "mail").glob("*.eml")) == mail  # nothing sent twice
 
@@ -518,13 +533,15 @@ def test_unsubscribe_records_an_opt_out_once(rt: Runtime) -> None:
     assert [tuple(row) for row in rows] == [("rk@example.com", "marketing")]
 
 
-def test_serve_says_it_needs_a_prefect_server() -> None:
+def test_serve_says_it_needs_a_prefect_server_that_outlives_it() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # The tests' setting (conftest): Prefect's temporary server, which would end with serve.
+    assert os.environ["AMENDS_PREFECT_SERVER"] == "temporary"
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         result = amends("serve")
     assert result.exit_code == 1
-    assert "needs a Prefect server" in result.output
+    assert "needs a Prefect server that outlives it" in result.output
 
 
 @pytest.mark.parametrize(
@@ -722,6 +739,7 @@ def test_prefect_s_temporary_server_starting_too_slowly_is_one_line(tmp_path: Pa
     env.update(
         AMENDS_HOME=str(tmp_path / "var"),
         PREFECT_HOME=str(tmp_path / "prefect"),
+        AMENDS_PREFECT_SERVER="temporary",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0",
     )
     result = subprocess.run(

@@ -55,3 +55,95 @@ def test_commands_use_the_data_folders_server_until_it_stops(tmp_path: Path) -> 
     assert status.returncode == 1 and "no Prefect server runs" in status.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/health")
+
+
+def test_with_nothing_configured_the_first_command_starts_the_server_and_the_next_reuse_it(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+
+    def amends(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "amends", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    try:
+        with MailCatcher(tmp_path / "mail") as catcher:
+            env |= {"AMENDS_SMTP_PORT": str(catcher.port)}
+            incidents = []
+            for number in (1, 2):
+                incident = tmp_path / f"incident-{number}.json"
+                incident.write_text(
+                    json.dumps(
+                        incident_data(
+                            ref=f"INC-{number}",
+                            complaint_message_id=f"<c{number}@customer.example>",
+                            customer={"ref": f"C-{number}", "email": f"c{number}@example.com"},
+                        )
+                    )
+                )
+                incidents.append(amends("incident", str(incident)))
+        first, second = incidents
+        assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+        # One line says the first command started it, and where the UI is; the second says
+        # nothing of servers: it used the running one.
+        (started,) = [line for line in first.stderr.splitlines() if "Prefect server" in line]
+        assert started.startswith("Prefect server started for this data folder: the UI at ")
+        assert "amends server stop" in started and "Traceback" not in first.stderr
+        assert "server" not in second.stderr and "temporary" not in second.stderr
+        record = json.loads((tmp_path / "var" / "prefect" / "server.json").read_text())
+        port = record["port"]
+        # Both runs are in the data folder's server, for the UI to show.
+        runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}).json()
+        assert sorted(run["name"] for run in runs) == ["INC-1", "INC-2"]
+        assert all(run["state_type"] == "COMPLETED" for run in runs)
+        assert amends("server", "status").returncode == 0
+    finally:
+        stopped = amends("server", "stop")
+    assert stopped.returncode == 0 and "Prefect server stopped." in stopped.stdout
+
+
+def test_two_commands_started_at_once_share_one_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    command = [sys.executable, "-m", "amends", "server", "start"]
+    try:
+        starting = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+        ]
+        lines = [process.communicate(timeout=300)[0] for process in starting]
+        assert all(process.returncode == 0 for process in starting), lines
+        assert lines[0] == lines[1]  # the same address: one server
+        server = json.loads((tmp_path / "var" / "prefect" / "server.json").read_text())
+    finally:
+        stopped = subprocess.run(
+            [sys.executable, "-m", "amends", "server", "stop"], env=env, capture_output=True
+        )
+    assert stopped.returncode == 0
+    with pytest.raises(ProcessLookupError):  # nothing of it is left running
+        os.killpg(server["pid"], 0)
+
+
+def test_a_server_that_cannot_start_is_one_line_naming_its_log(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env |= {
+        "AMENDS_HOME": str(tmp_path / "var"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        # The server's own database is unreachable: it stops as it starts.
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "amends", "report"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    log = tmp_path / "var" / "prefect" / "server.log"
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the data folder's Prefect server stopped as it started")
+    assert line.endswith(f"its log says why: {log}")
+    assert "Application startup failed" in log.read_text()
+    assert not (tmp_path / "var" / "reports").exists()  # nothing ran

@@ -78,4 +78,4 @@ def test_a_limit_without_decay_is_refused_and_mail_stays_queued(
     with pytest.raises(ConfigurationError, match=f"{limit_name}' has no slot decay"):
         recover_incident(make_incident())
     assert mail_catcher.messages() == []
-    assert len(queued_messages(paced_rt.db)) == 1
+    assert len(queued_messages(paced_rt.db)) == 2  # the apology and the check-in invitation
