@@ -214,13 +214,14 @@ def read_header(path: Path) -> tuple[list[str], int]:
     break).
 
     Raises:
-        ImportFileError: unreadable, not UTF-8, empty, or its header is not CSV.
+        ImportFileError: unreadable, not UTF-8, empty, or its header cannot be read as CSV (a
+            name over the csv module's 128 KiB limit).
     """
     reader = csv.reader(_lines(path))
     try:
         header = [name.strip() for name in next(reader, [])]
     except csv.Error as error:
-        raise ImportFileError(f"{path}: the header is not CSV: {error}") from None
+        raise ImportFileError(f"{path}: the header cannot be read as CSV: {error}") from None
     if not any(header):
         raise ImportFileError(f"{path} is empty: the first line must name the columns")
     return header, reader.line_num

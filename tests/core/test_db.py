@@ -55,10 +55,10 @@ def test_the_head_revision_read_from_the_file_names_is_alembic_s(database_url: s
     config = db._alembic()
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
-    assert db.revision() == "0008" and not db.is_current()
-    assert db.upgrade() == ["0009"]
-    assert db.revision() == head_revision() == "0009" and db.is_current()
+        command.upgrade(config, "0009")
+    assert db.revision() == "0009" and not db.is_current()
+    assert db.upgrade() == ["0010"]
+    assert db.revision() == head_revision() == "0010" and db.is_current()
     db.dispose()
 
 
