@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -214,17 +214,21 @@ def read_header(path: Path) -> tuple[list[str], int]:
     break).
 
     Raises:
-        ImportFileError: unreadable, not UTF-8, empty, or its header cannot be read as CSV (a
-            name over the csv module's 128 KiB limit).
+        ImportFileError: unreadable, not UTF-8, or empty.
     """
-    reader = csv.reader(_lines(path))
-    try:
-        header = [name.strip() for name in next(reader, [])]
-    except csv.Error as error:
-        raise ImportFileError(f"{path}: the header cannot be read as CSV: {error}") from None
+    reader = _csv_reader(_lines(path))
+    header = [name.strip() for name in next(reader, [])]
     if not any(header):
         raise ImportFileError(f"{path} is empty: the first line must name the columns")
     return header, reader.line_num
+
+
+def _csv_reader(lines: Iterable[str]) -> Any:
+    """The csv module's reader over the lines, taking a cell as large as the file: the
+    validation that follows refuses a long one with its line, rather than the csv module
+    refusing the whole file (its limit is the process's: set before any reading)."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_IMPORT_BYTES))
+    return csv.reader(lines)
 
 
 def _valid_rows(
@@ -343,12 +347,9 @@ def _records(path: Path, skip: int) -> Iterator[tuple[int, list[str], str | None
     """Each row after the first ``skip`` lines as ``(line, cells, problem)``, named by the line
     it starts on (a quoted cell may span lines). A quote that never closes would swallow every
     row after it: its row is refused, and the rows after it are read again from the next line."""
-    # A cell may be as large as the file; the validation that follows refuses a long one with
-    # its line, rather than the csv module refusing the whole file.
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_IMPORT_BYTES))
     while True:
         taken: list[str] = []  # the lines of the row being read
-        reader = csv.reader(_noting(itertools.islice(_lines(path), skip, None), taken))
+        reader = _csv_reader(_noting(itertools.islice(_lines(path), skip, None), taken))
         line, held = skip + 1, None
         try:
             for cells in reader:

@@ -316,14 +316,6 @@ def test_a_file_without_a_column_the_map_names_files_nothing(rt: Runtime, tmp_pa
     assert count(rt, models.Case) == 0
 
 
-def test_a_header_the_csv_module_cannot_read_is_refused_whole(rt: Runtime, tmp_path: Path) -> None:
-    file, mapping = helpdesk(tmp_path, [ticket(1)])
-    file.write_text("x" * 200_000 + "," + file.read_text(), encoding="utf-8")
-    with pytest.raises(ImportFileError, match="the header cannot be read as CSV: field larger"):
-        import_incidents(rt, file, mapping)
-    assert count(rt, models.Case) == 0
-
-
 def test_hostile_cells_are_refused_with_their_line(rt: Runtime, tmp_path: Path) -> None:
     file, mapping = helpdesk(
         tmp_path,
