@@ -253,16 +253,15 @@ def _imports_done() -> None:
 
 def run_incident(incident: Incident) -> CaseOutcome:
     """Run the recover-incident flow in this process and return the case's outcome."""
-    from prefect import tags
-
     from amends.flows.in_process import in_process_run
     from amends.flows.incident import recover_incident
-    from amends.tasks.intake import run_tags
 
     _imports_done()
-    # Here, in the thread that runs the flow: both are context variables. Tags given at the
-    # run's creation spare label-run a call to the API.
-    with _temporary_server(), in_process_run(), tags(*run_tags(incident)):
+    # Here, in the thread that runs the flow: a context variable. The run's tags are left to
+    # take-in, never given as a tags() context: every task would inherit them, and a tagged
+    # task run asks the server for a concurrency slot per tag as it starts (two more calls to
+    # the API per task; on a server on SQLite, seconds of waiting).
+    with _temporary_server(), in_process_run():
         return recover_incident(incident)
 
 

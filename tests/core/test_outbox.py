@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from factories import make_incident
+from sqlalchemy import func, select
 
 from amends.delivery.adapter import Outgoing
 from amends.delivery.channels import EmailAdapter, RecordingAdapter
@@ -19,6 +20,7 @@ from amends.delivery.outbox import (
     CLAIM_BATCH,
     MAX_ATTEMPTS,
     _claim,
+    _DrainConnection,
     _send,
     deliver,
     drain,
@@ -207,10 +209,14 @@ def test_a_drain_leaves_the_database_connections_as_it_found_them(
     try:
         assert len(connections) >= 2  # the drain's own, and the one its queries took
         answers = {c.exec_driver_sql(question).scalar() for c in connections}
+        # On PostgreSQL the drain's second connection commits each statement alone; back in
+        # the pool, none does.
+        autocommits = {c.connection.dbapi_connection.autocommit for c in connections if postgres}
     finally:
         for connection in connections:
             connection.close()
     assert answers == ({"on"} if postgres else {1})  # SQLite: NORMAL, as amends opens it
+    assert autocommits == ({False} if postgres else set())
 
 
 def test_a_message_for_a_channel_not_installed_here_goes_to_staff(rt: Runtime) -> None:
@@ -255,16 +261,46 @@ def test_a_dead_claim_charges_an_attempt_only_to_the_message_that_was_on_the_wir
         assert (second.status, second.attempts) == (MessageStatus.QUEUED, 0)
 
 
-def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime) -> None:
+@pytest.mark.parametrize("records", ["sessions", "drain"])
+def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime, records: str) -> None:
+    """Whether in a transaction of its own or, in a drain on PostgreSQL, as one statement."""
     _, message_id = queued_apology(rt)
     (claimed,) = _claim(rt.db, [message_id])
     # Another sender took it over (its claim looked dead), and sent it.
     with rt.db.session() as session:
         session.get(models.Message, message_id).claim_token = "someone-else"
+        notes_before = session.scalar(select(func.count(models.CaseEvent.id)))
     recorder = RecordingAdapter()
-    _send(rt.db, claimed, {ReplyChannel.EMAIL: recorder})
+    drain_connection = _DrainConnection(rt.db) if records == "drain" else None
+    try:
+        _send(rt.db, claimed, {ReplyChannel.EMAIL: recorder}, drain_connection)
+    finally:
+        if drain_connection is not None:
+            drain_connection.close()
+    assert len(recorder.delivered) == 1
     with rt.db.session() as session:
         assert session.get(models.Message, message_id).status is MessageStatus.SENDING
+        # No note in the case's timeline either: nothing was recorded.
+        assert session.scalar(select(func.count(models.CaseEvent.id))) == notes_before
+
+
+def test_a_drained_message_s_result_and_note_are_recorded_together(rt: Runtime) -> None:
+    case_id, message_id = queued_apology(rt)
+    report = drain(
+        rt.db, {ReplyChannel.EMAIL: RecordingAdapter()}, claim_timeout=timedelta(hours=1)
+    )
+    assert report.sent == 1
+    with rt.db.session() as session:
+        message = session.get(models.Message, message_id)
+        note = session.scalars(
+            select(models.CaseEvent)
+            .where(models.CaseEvent.case_id == case_id)
+            .order_by(models.CaseEvent.id.desc())
+        ).first()
+    assert (message.status, message.claim_token) == (MessageStatus.SENT, None)
+    assert message.sent_at is not None and message.provider_id
+    assert (note.kind, note.text, note.actor) == ("sent", "Apology sent by email.", "amends")
+    assert abs(note.at - message.sent_at) < timedelta(seconds=5)
 
 
 def test_staff_taking_over_a_failed_reply_lets_the_case_close(rt: Runtime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import secrets
 from datetime import timedelta
 from email import policy as email_policy
 from pathlib import Path
@@ -11,9 +12,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from factories import incident_data, make_incident
 from prefect import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterName,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
+from amends import runner
 from amends.cli import app
 from amends.delivery.channels import EmailAdapter
 from amends.delivery.mailcatcher import MailCatcher, free_port
@@ -52,6 +60,26 @@ def test_an_incident_is_recovered_and_mailed(smtp_rt: Runtime, mail_catcher: Mai
     summary = next(a for a in artifacts if a.key == f"case-{outcome.case_id}")
     assert "Decision: recover" in summary.data
     assert "rk@example.com" not in summary.data  # the UI is often shared
+
+
+def test_as_the_cli_runs_it_the_run_is_tagged_and_its_task_runs_are_not(
+    smtp_rt: Runtime, mail_catcher: MailCatcher
+) -> None:
+    """A tagged task run asks the server for a concurrency slot per tag as it starts: the
+    complaint's tags belong on the flow run only."""
+    ref = f"INC-TAGS-{secrets.token_hex(4).upper()}"  # the harness's server is the session's
+    runner.run_incident(make_incident(ref=ref))
+
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref]))
+        )
+        task_runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
+        )
+    assert {"channel:email", "severity:high"} <= set(run.tags)
+    assert len(task_runs) >= 9
+    assert [t.name for t in task_runs if t.tags] == []
 
 
 def test_a_second_run_resumes_and_sends_nothing_twice(
