@@ -154,10 +154,11 @@ class LocalServer:
             "DO_NOT_TRACK": "1",
         }
         env.pop("PREFECT_API_URL", None)
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        # Prefect's own server, its SQLite write transactions begun IMMEDIATE (see the module).
+        command = [sys.executable, "-m", "amends.prefect_server", "server", "start"]
         with log.open("ab") as output:
             process = subprocess.Popen(
-                [*command, "--port", str(port)],
+                [*command, "--host", "127.0.0.1", "--port", str(port)],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

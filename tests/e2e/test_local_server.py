@@ -147,3 +147,64 @@ def test_a_server_that_cannot_start_is_one_line_naming_its_log(tmp_path: Path) -
     assert line.endswith(f"its log says why: {log}")
     assert "Application startup failed" in log.read_text()
     assert not (tmp_path / "var" / "reports").exists()  # nothing ran
+
+
+# Flows one after another, as the command line and the demo run incidents; prints how many
+# times the server turned a call away busy (the client logs each retry it makes).
+ONE_AFTER_ANOTHER = """
+import logging
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from amends.flows.in_process import in_process_run
+
+turned_away = []
+
+class Retries(logging.Handler):
+    def emit(self, record):
+        if "retryable status code 503" in record.getMessage():
+            turned_away.append(record)
+
+client_log = logging.getLogger("prefect.client")
+client_log.setLevel(logging.DEBUG)
+client_log.addHandler(Retries())
+
+@task(cache_policy=NONE)
+def step(number):
+    return number
+
+@flow
+def six_steps():
+    for number in range(6):
+        step(number)
+
+with in_process_run():
+    for _ in range(8):
+        six_steps()
+print(len(turned_away))
+"""
+
+
+def test_runs_one_after_another_are_never_turned_away_by_a_busy_database(tmp_path: Path) -> None:
+    """Prefect's server on SQLite refused the next run's creation with a 503 while it recorded
+    the last run's task runs (the client then waits two seconds): the data folder's server
+    begins its write transactions IMMEDIATE, so each waits its turn instead."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
+    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+
+    def run(*command: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *command], env=env | more, capture_output=True, text=True, timeout=300
+        )
+
+    try:
+        started = run("-m", "amends", "server", "start", "--port", str(port))
+        assert started.returncode == 0, started.stderr
+        probe = run("-c", ONE_AFTER_ANOTHER, PREFECT_API_URL=api)
+        runs = httpx.post(f"{api}/flow_runs/filter", json={}).json()
+    finally:
+        run("-m", "amends", "server", "stop")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split()[-1] == "0"
+    assert [run["state_type"] for run in runs] == ["COMPLETED"] * 8
