@@ -111,14 +111,15 @@ def test_a_cycle_is_found() -> None:
 
 def test_the_wheel_lists_every_package() -> None:
     """pyproject names the packages one by one (flows, tasks and templates live elsewhere in
-    the repository): a new package it forgets would be missing from every install."""
+    the repository), folders of data included: a new folder it forgets would be missing from
+    every install."""
     setuptools = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
-    folders = {"amends": ROOT / "amends"} | {
+    roots = {"amends": ROOT / "amends"} | {
         package: ROOT / folder for package, folder in setuptools["package-dir"].items()
     }
     found = set()
-    for package, folder in folders.items():
-        for init in folder.rglob("__init__.py"):
-            parts = init.parent.relative_to(folder).parts
-            found.add(".".join((package, *parts)))
+    for package, root in roots.items():
+        for folder in [root, *root.rglob("*")]:
+            if folder.is_dir() and folder.name != "__pycache__":
+                found.add(".".join((package, *folder.relative_to(root).parts)))
     assert found == set(setuptools["packages"])
