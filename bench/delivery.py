@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/delivery.py [--messages 300] [--rounds 5] [--postgres URL]
 
-Queues N messages in a fresh database and drains them through the outbox (claim, compose,
-send over one connection for the batch, record each result), and sends N messages with plain
+Queues N messages in a fresh database, as recover-incident leaves them (cases whose stages are
+done, each with an apology and a check-in invitation), and drains them through the outbox
+(claim, compose, send over one connection for the batch, record each result and settle each
+case it finishes), and sends N messages with plain
 ``yagmail.SMTP.send``; several rounds, in alternating order, since this machine is noisy.
 Prints the median messages per second of both, the median of the rounds' ratios (goal: the
 outbox at least 1.0 of plain yagmail) and the sockets each left open (goal: 0; the outbox's
@@ -33,6 +35,7 @@ from amends.delivery.outbox import drain, message_id_for
 from amends.domain import (
     Category,
     Channel,
+    Decision,
     Fault,
     MessageKind,
     MessageStatus,
@@ -66,13 +69,15 @@ def open_sockets() -> int:
 
 
 def queue(db: Database, n: int, sender: str) -> None:
-    """One apology for each of N cases: a case's own messages go out one after another."""
+    """N messages as recover-incident leaves them for a recovered email customer: cases whose
+    stages are done, each with its apology and then its check-in invitation (a case's second
+    message waits for its first; the last one sent settles the case)."""
     now = models.utcnow()
     with db.session() as session:
         customer = models.Customer(
             ref="C-1", name="Rodolfo K.", email="rk@example.com", locale="en"
         )
-        for i in range(n):
+        for i in range(0, n, 2):
             incident = models.Incident(
                 ref=f"INC-{i}", customer=customer, channel=Channel.EMAIL, received_at=now,
                 summary="x", category=Category.OTHER, severity=Severity.LOW, fault=Fault.OURS,
@@ -80,20 +85,24 @@ def queue(db: Database, n: int, sender: str) -> None:
             )  # fmt: skip
             case = models.Case(
                 incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,
-                first_response_due=now + timedelta(hours=24),
+                first_response_due=now + timedelta(hours=24), stage=Stage.REENGAGE,
+                decision=Decision.RECOVER,
             )  # fmt: skip
             session.add(case)
             session.flush()
-            key = f"bench-{i}"
-            session.add(
-                models.Message(
-                    customer_id=customer.id, case_id=case.id, key=key, stage=Stage.FOLLOW_UP,
-                    kind=MessageKind.APOLOGY,
-                    channel=ReplyChannel.EMAIL, recipient="rk@example.com", subject=f"Sorry {i}",
-                    body=BODY, message_id=message_id_for(key, sender, installation="bench"),
-                    status=MessageStatus.QUEUED,
-                )
-            )  # fmt: skip
+            for key, stage, kind in (
+                (f"bench-{i}", Stage.FOLLOW_UP, MessageKind.APOLOGY),
+                (f"bench-{i + 1}", Stage.REENGAGE, MessageKind.CHECKIN_INVITATION),
+            )[: n - i]:
+                session.add(
+                    models.Message(
+                        customer_id=customer.id, case_id=case.id, key=key, stage=stage, kind=kind,
+                        channel=ReplyChannel.EMAIL, recipient="rk@example.com",
+                        subject=f"Sorry {key}", body=BODY,
+                        message_id=message_id_for(key, sender, installation="bench"),
+                        status=MessageStatus.QUEUED,
+                    )
+                )  # fmt: skip
 
 
 def outbox_round(args: argparse.Namespace, port: int) -> tuple[float, int]:

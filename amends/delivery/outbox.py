@@ -447,52 +447,62 @@ def _record(
     if recorded and claimed.case_id is not None:
         # A plain insert: no unit of work to flush, on the path every message takes.
         connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
-        if _settles(claimed, values):
+        if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
             _resettle(session, claimed.case_id)
     return bool(recorded)
 
 
-def _settles(claimed: _Claimed, values: dict[str, Any]) -> bool:
-    """Whether a result may change its case's state: a failure, or a message sent once the
-    case's stages are done."""
-    return values.get("status") is not MessageStatus.SENT or claimed.settles_on_success
-
-
 @lru_cache
-def _record_and_note(columns: frozenset[str]) -> Insert:
+def _record_and_note(columns: frozenset[str], stays_open: bool) -> Insert:
     """PostgreSQL: a result under its own claim and its note in the case's timeline, as one
-    statement (the update, in a WITH, feeds the insert: no claim, no note)."""
+    statement (the update, in a WITH, feeds the insert: no claim, no note). With
+    ``stays_open``, only while the case is open and another of its messages is still to go:
+    its state then stays open, whatever this result (:func:`settle`'s first rule)."""
     messages, events = models.Message.__table__, models.CaseEvent.__table__
-    recorded = (
-        update(messages)
-        .where(
-            messages.c.id == bindparam("record_id"),
-            messages.c.claim_token == bindparam("record_token"),
-            messages.c.status == MessageStatus.SENDING,
+    update_ = update(messages).where(
+        messages.c.id == bindparam("record_id"),
+        messages.c.claim_token == bindparam("record_token"),
+        messages.c.status == MessageStatus.SENDING,
+    )
+    if stays_open:
+        others, cases = messages.alias("others"), models.Case.__table__
+        update_ = update_.where(
+            exists().where(cases.c.id == messages.c.case_id, cases.c.state == CaseState.OPEN),
+            exists().where(
+                others.c.case_id == messages.c.case_id,
+                others.c.id != messages.c.id,
+                others.c.status.in_(_UNSETTLED),
+            ),
         )
-        .values({name: bindparam(f"set_{name}") for name in columns} | {"claim_token": None})
+    recorded = (
+        update_.values({name: bindparam(f"set_{name}") for name in columns} | {"claim_token": None})
         .returning(messages.c.case_id)
         .cte("recorded")
     )
     # Every column given: a column's default is not evaluated for an insert from a select.
-    return insert(events).from_select(
-        ["case_id", "kind", "text", "at", "actor"],
-        select(
-            recorded.c.case_id,
-            bindparam("note_kind"),
-            bindparam("note_text"),
-            bindparam("note_at", type_=models.UTCDateTime()),
-            literal(events.c.actor.default.arg),
-        ),
-        include_defaults=False,
+    # Returning the note: the driver gives no row count for this statement.
+    return (
+        insert(events)
+        .from_select(
+            ["case_id", "kind", "text", "at", "actor"],
+            select(
+                recorded.c.case_id,
+                bindparam("note_kind"),
+                bindparam("note_text"),
+                bindparam("note_at", type_=models.UTCDateTime()),
+                literal(events.c.actor.default.arg),
+            ),
+            include_defaults=False,
+        )
+        .returning(events.c.id)
     )
 
 
 class _DrainConnection:
     """A drain's claims and results, each in its own transaction, on one connection kept for
     the drain: a session from the pool each time would check a connection out and ping it. On
-    PostgreSQL, a result that settles nothing is instead one statement on a second connection
-    (:meth:`record_alone`).
+    PostgreSQL, a sent message that leaves its case as it is is instead one statement on a
+    second connection (:meth:`record_alone`).
 
     On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on this
     connection only), like SQLite's with ``synchronous=NORMAL``: a claim or a result is
@@ -506,15 +516,15 @@ class _DrainConnection:
     def __init__(self, db: Database) -> None:
         self._connection = db.engine.connect()
         self._postgres = self._connection.dialect.name == "postgresql"
-        # PostgreSQL: a result that settles nothing is one statement, committed as it runs,
-        # on a second connection: one round trip, not four (BEGIN, UPDATE, INSERT, COMMIT).
+        # PostgreSQL: a sent message that leaves its case as it is recorded in one statement,
+        # committed as it runs, on a second connection opened for the first such result: one
+        # round trip, not four (BEGIN, UPDATE, INSERT, COMMIT).
+        self._db = db
         self._alone: Connection | None = None
         if self._postgres:
             try:
                 self._connection.exec_driver_sql("SET synchronous_commit TO OFF")
                 self._connection.commit()
-                self._alone = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._alone.exec_driver_sql("SET synchronous_commit TO OFF")
             except BaseException:
                 self.close()
                 raise
@@ -528,12 +538,20 @@ class _DrainConnection:
     def record_alone(
         self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
     ) -> bool:
-        """Record a result that settles nothing (:func:`_settles`) in one statement, on
-        PostgreSQL; False when it takes a transaction (:func:`_record`) instead."""
-        if self._alone is None or claimed.case_id is None or _settles(claimed, values):
+        """On PostgreSQL, record a sent message that leaves its case's state as it is, in one
+        statement: one sent before the case's stages are done, or while another of its case's
+        messages is still to go. False when the result takes a transaction (:func:`_record`)
+        instead: it may change the case's state, or this is not PostgreSQL."""
+        if not self._postgres or claimed.case_id is None:
             return False
-        self._alone.execute(
-            _record_and_note(frozenset(values)),
+        if values.get("status") is not MessageStatus.SENT:
+            return False
+        if self._alone is None:
+            self._alone = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._alone.exec_driver_sql("SET synchronous_commit TO OFF")
+        stays_open = claimed.settles_on_success
+        recorded = self._alone.execute(
+            _record_and_note(frozenset(values), stays_open),
             {
                 "record_id": claimed.id,
                 "record_token": claimed.token,
@@ -542,25 +560,32 @@ class _DrainConnection:
                 "note_at": models.utcnow(),
                 **{f"set_{name}": value for name, value in values.items()},
             },
-        )
-        return True
+        ).all()
+        # Nothing recorded under the condition: the claim was lost (the transaction will find
+        # that too) or the case may change; a result that settles nothing is done either way.
+        return bool(recorded) or not stays_open
 
     def close(self) -> None:
-        for connection in (self._connection, self._alone):
-            if connection is None:
-                continue
-            try:
-                if self._postgres:
-                    # Back in the pool, the connection commits as every other one does.
-                    connection.rollback()
-                    connection.exec_driver_sql("RESET synchronous_commit")
-                    connection.commit()
-            except Exception:
-                # Broken (the drain's error says why): discarded, never back in the pool as
-                # it is.
-                connection.invalidate()
-            finally:
-                connection.close()
+        # Each connection in its own try: an interruption while one is reset never leaves the
+        # other out of the pool's reach with its commits not waiting for the disk.
+        try:
+            self._reset(self._connection)
+        finally:
+            if self._alone is not None:
+                self._reset(self._alone)
+
+    def _reset(self, connection: Connection) -> None:
+        try:
+            if self._postgres:
+                # Back in the pool, the connection commits as every other one does.
+                connection.rollback()
+                connection.exec_driver_sql("RESET synchronous_commit")
+                connection.commit()
+        except Exception:
+            # Broken (the drain's error says why): discarded, never back in the pool as it is.
+            connection.invalidate()
+        finally:
+            connection.close()
 
 
 def _send(

@@ -329,6 +329,29 @@ def test_a_late_success_closes_a_smoothed_over_case(rt: Runtime) -> None:
     assert case_outcome(rt.db, case_id).state == "closed"
 
 
+def test_a_drain_records_both_messages_of_a_recovered_case_and_settles_it(rt: Runtime) -> None:
+    """The apology goes while the invitation waits (the case stays open: on PostgreSQL one
+    statement records it), then the invitation, the case's last message, settles the case."""
+    case_id = open_case(rt, make_incident())
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    report = drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    assert report.sent == 2
+    outcome = case_outcome(rt.db, case_id)
+    assert sorted((m.kind, m.status) for m in outcome.messages) == [
+        ("apology", "sent"),
+        ("checkin_invitation", "sent"),
+    ]
+    assert outcome.state == "open"  # its check-ins are still to come
+    with rt.db.session() as session:
+        notes = session.scalars(
+            select(models.CaseEvent.text).where(
+                models.CaseEvent.case_id == case_id, models.CaseEvent.kind == "sent"
+            )
+        ).all()
+    assert sorted(notes) == ["Apology sent by email.", "Checkin invitation sent by email."]
+
+
 def test_a_slow_sender_never_has_its_claims_taken_over(rt: Runtime) -> None:
     """A batch that takes longer than the claim timeout is given back in time, so a second
     sender that takes over dead claims never takes a live one (and nothing goes twice)."""
