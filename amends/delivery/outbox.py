@@ -34,7 +34,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, exists, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Table,
+    bindparam,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -423,31 +434,64 @@ def deliver(
         )
 
 
+def _stays_open(messages: Table) -> list[ColumnElement[bool]]:
+    """While a message's case is open and another of its messages is still to go, the case
+    stays open whatever this message's result (:func:`settle`'s first rule): recorded under
+    these conditions, a sent message needs no settling."""
+    others, cases = messages.alias("others"), models.Case.__table__
+    return [
+        exists().where(cases.c.id == messages.c.case_id, cases.c.state == CaseState.OPEN),
+        exists().where(
+            others.c.case_id == messages.c.case_id,
+            others.c.id != messages.c.id,
+            others.c.status.in_(_UNSETTLED),
+        ),
+    ]
+
+
 # A result, only under its own claim; the columns set are those of the parameters.
 _RECORD = update(models.Message.__table__).where(
     models.Message.id == bindparam("record_id"),
     models.Message.claim_token == bindparam("record_token"),
     models.Message.status == MessageStatus.SENDING,
 )
+_RECORD_WHILE_OPEN = _RECORD.where(*_stays_open(models.Message.__table__))
 _NOTE = insert(models.CaseEvent.__table__)
 
 
 def _record(
-    session: Session, claimed: _Claimed, event_kind: str, text: str, **values: object
+    session: Session,
+    claimed: _Claimed,
+    event_kind: str,
+    text: str,
+    *,
+    may_stay_open: bool = True,
+    **values: object,
 ) -> bool:
     """Record a result if the claim is still this sender's; then settle the case's state, if
-    the result can change it."""
+    the result can change it.
+
+    Args:
+        may_stay_open: Try a sent message under :func:`_stays_open`'s conditions first (False:
+            that was tried already, and they did not hold).
+    """
     # Core statements, built once, on the session's connection: no ORM bookkeeping on the
     # path every message takes (the session holds none of these rows).
     connection = session.connection()
-    recorded = connection.execute(
-        _RECORD,
-        {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None, **values},
-    ).rowcount
+    params = {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None}
+    params |= values
+    settles = values.get("status") is not MessageStatus.SENT or claimed.settles_on_success
+    recorded = 0
+    if settles and may_stay_open and values.get("status") is MessageStatus.SENT:
+        # Sent while another message of the open case is still to go: nothing to settle.
+        recorded = connection.execute(_RECORD_WHILE_OPEN, params).rowcount
+        settles = not recorded
+    if not recorded:
+        recorded = connection.execute(_RECORD, params).rowcount
     if recorded and claimed.case_id is not None:
         # A plain insert: no unit of work to flush, on the path every message takes.
         connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
-        if values.get("status") is not MessageStatus.SENT or claimed.settles_on_success:
+        if settles:
             _resettle(session, claimed.case_id)
     return bool(recorded)
 
@@ -456,24 +500,9 @@ def _record(
 def _record_and_note(columns: frozenset[str], stays_open: bool) -> Insert:
     """PostgreSQL: a result under its own claim and its note in the case's timeline, as one
     statement (the update, in a WITH, feeds the insert: no claim, no note). With
-    ``stays_open``, only while the case is open and another of its messages is still to go:
-    its state then stays open, whatever this result (:func:`settle`'s first rule)."""
+    ``stays_open``, only under :func:`_stays_open`'s conditions."""
     messages, events = models.Message.__table__, models.CaseEvent.__table__
-    update_ = update(messages).where(
-        messages.c.id == bindparam("record_id"),
-        messages.c.claim_token == bindparam("record_token"),
-        messages.c.status == MessageStatus.SENDING,
-    )
-    if stays_open:
-        others, cases = messages.alias("others"), models.Case.__table__
-        update_ = update_.where(
-            exists().where(cases.c.id == messages.c.case_id, cases.c.state == CaseState.OPEN),
-            exists().where(
-                others.c.case_id == messages.c.case_id,
-                others.c.id != messages.c.id,
-                others.c.status.in_(_UNSETTLED),
-            ),
-        )
+    update_ = _RECORD_WHILE_OPEN if stays_open else _RECORD
     recorded = (
         update_.values({name: bindparam(f"set_{name}") for name in columns} | {"claim_token": None})
         .returning(messages.c.case_id)
@@ -535,6 +564,10 @@ class _DrainConnection:
         with Session(self._connection, expire_on_commit=False) as session, session.begin():
             yield session
 
+    def tries_alone(self, claimed: _Claimed) -> bool:
+        """Whether a sent message of this claim is tried with :meth:`record_alone` first."""
+        return self._postgres and claimed.case_id is not None
+
     def record_alone(
         self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
     ) -> bool:
@@ -542,9 +575,7 @@ class _DrainConnection:
         statement: one sent before the case's stages are done, or while another of its case's
         messages is still to go. False when the result takes a transaction (:func:`_record`)
         instead: it may change the case's state, or this is not PostgreSQL."""
-        if not self._postgres or claimed.case_id is None:
-            return False
-        if values.get("status") is not MessageStatus.SENT:
+        if not self.tries_alone(claimed) or values.get("status") is not MessageStatus.SENT:
             return False
         if self._alone is None:
             self._alone = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -690,12 +721,12 @@ def _send(
         "next_attempt_at": None,
         "sent_at": models.utcnow(),
     }
-    if not (
-        isinstance(records, _DrainConnection)
-        and records.record_alone(claimed, "sent", text, result)
-    ):
+    alone = records if isinstance(records, _DrainConnection) else None
+    if alone is not None and not alone.tries_alone(claimed):
+        alone = None
+    if alone is None or not alone.record_alone(claimed, "sent", text, result):
         with records() as session:
-            _record(session, claimed, "sent", text, **result)
+            _record(session, claimed, "sent", text, may_stay_open=alone is None, **result)
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
 

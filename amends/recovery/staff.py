@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amends.domain import (
@@ -225,27 +225,37 @@ def _state_for(session: Session, case: models.Case) -> CaseState:
     """Open while mail is queued or a recovery is under way (its stages, then its check-ins),
     waiting for staff while a person must act (a failed reply included), closed when nothing is
     left to do."""
-    statuses = set(
-        session.scalars(select(models.Message.status).where(models.Message.case_id == case.id))
-    )
-    if statuses & {MessageStatus.QUEUED, MessageStatus.SENDING}:
-        return CaseState.OPEN
-    open_actions = session.scalar(
-        select(func.count(models.StaffAction.id)).where(
-            models.StaffAction.case_id == case.id,
-            models.StaffAction.status == "open",
-            models.StaffAction.role != "team",  # improvement items outlive the case
+    messages = select(models.Message.id).where(models.Message.case_id == case.id)
+    # What decides it, in one query: a drain settles a case with every message it finishes.
+    unsettled, troubled, acting, checkins_to_come = session.execute(
+        select(
+            messages.where(
+                models.Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING))
+            ).exists(),
+            messages.where(
+                models.Message.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED))
+            ).exists(),
+            select(models.StaffAction.id)
+            .where(
+                models.StaffAction.case_id == case.id,
+                models.StaffAction.status == "open",
+                models.StaffAction.role != "team",  # improvement items outlive the case
+            )
+            .exists(),
+            select(models.CheckIn.id)
+            .where(
+                models.CheckIn.case_id == case.id,
+                models.CheckIn.status == CheckinStatus.SCHEDULED,
+            )
+            .exists(),
         )
-    )
-    if statuses & {MessageStatus.AWAITING_STAFF, MessageStatus.FAILED} or open_actions:
+    ).one()
+    if unsettled:
+        return CaseState.OPEN
+    if troubled or acting:
         return CaseState.AWAITING_STAFF
     if case.decision is not Decision.RECOVER:
         return CaseState.CLOSED
-    checkins_to_come = session.scalar(
-        select(func.count(models.CheckIn.id)).where(
-            models.CheckIn.case_id == case.id, models.CheckIn.status == CheckinStatus.SCHEDULED
-        )
-    )
     return (
         CaseState.OPEN if case.stage is not Stage.REENGAGE or checkins_to_come else CaseState.CLOSED
     )

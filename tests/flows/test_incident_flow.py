@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import secrets
+import time
 from datetime import timedelta
 from email import policy as email_policy
 from pathlib import Path
@@ -18,6 +19,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilter,
     TaskRunFilterFlowRunId,
 )
+from prefect.events.worker import EventsWorker
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
@@ -70,13 +72,20 @@ def test_as_the_cli_runs_it_the_run_is_tagged_and_its_task_runs_are_not(
     ref = f"INC-TAGS-{secrets.token_hex(4).upper()}"  # the harness's server is the session's
     runner.run_incident(make_incident(ref=ref))
 
+    # Task runs reach the server as events, recorded a moment later: wait for all nine.
+    EventsWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
         [run] = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref]))
         )
-        task_runs = client.read_task_runs(
-            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
-        )
+        while True:
+            task_runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
+            )
+            if len(task_runs) >= 9 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     assert {"channel:email", "severity:high"} <= set(run.tags)
     assert len(task_runs) >= 9
     assert [t.name for t in task_runs if t.tags] == []
