@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from amends.domain import (
@@ -221,34 +221,36 @@ def settle(session: Session, case: models.Case) -> None:
         )
 
 
+# What decides a case's state, in one query built once: a drain settles a case with every
+# message it finishes, and building the query each time was most of its cost.
+_CASE_ID = bindparam("case_id")
+_MESSAGES = select(models.Message.id).where(models.Message.case_id == _CASE_ID)
+_CASE_FACTS = select(
+    _MESSAGES.where(
+        models.Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING))
+    ).exists(),
+    _MESSAGES.where(
+        models.Message.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED))
+    ).exists(),
+    select(models.StaffAction.id)
+    .where(
+        models.StaffAction.case_id == _CASE_ID,
+        models.StaffAction.status == "open",
+        models.StaffAction.role != "team",  # improvement items outlive the case
+    )
+    .exists(),
+    select(models.CheckIn.id)
+    .where(models.CheckIn.case_id == _CASE_ID, models.CheckIn.status == CheckinStatus.SCHEDULED)
+    .exists(),
+)
+
+
 def _state_for(session: Session, case: models.Case) -> CaseState:
     """Open while mail is queued or a recovery is under way (its stages, then its check-ins),
     waiting for staff while a person must act (a failed reply included), closed when nothing is
     left to do."""
-    messages = select(models.Message.id).where(models.Message.case_id == case.id)
-    # What decides it, in one query: a drain settles a case with every message it finishes.
     unsettled, troubled, acting, checkins_to_come = session.execute(
-        select(
-            messages.where(
-                models.Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING))
-            ).exists(),
-            messages.where(
-                models.Message.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED))
-            ).exists(),
-            select(models.StaffAction.id)
-            .where(
-                models.StaffAction.case_id == case.id,
-                models.StaffAction.status == "open",
-                models.StaffAction.role != "team",  # improvement items outlive the case
-            )
-            .exists(),
-            select(models.CheckIn.id)
-            .where(
-                models.CheckIn.case_id == case.id,
-                models.CheckIn.status == CheckinStatus.SCHEDULED,
-            )
-            .exists(),
-        )
+        _CASE_FACTS, {"case_id": case.id}
     ).one()
     if unsettled:
         return CaseState.OPEN
