@@ -480,9 +480,10 @@ def _record(
     connection = session.connection()
     params = {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None}
     params |= values
-    settles = values.get("status") is not MessageStatus.SENT or claimed.settles_on_success
+    sent = values.get("status") is MessageStatus.SENT
+    settles = not sent or claimed.settles_on_success
     recorded = 0
-    if settles and may_stay_open and values.get("status") is MessageStatus.SENT:
+    if sent and settles and may_stay_open:
         # Sent while another message of the open case is still to go: nothing to settle.
         recorded = connection.execute(_RECORD_WHILE_OPEN, params).rowcount
         settles = not recorded
@@ -564,19 +565,20 @@ class _DrainConnection:
         with Session(self._connection, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def tries_alone(self, claimed: _Claimed) -> bool:
-        """Whether a sent message of this claim is tried with :meth:`record_alone` first."""
-        return self._postgres and claimed.case_id is not None
-
     def record_alone(
         self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
-    ) -> bool:
+    ) -> bool | None:
         """On PostgreSQL, record a sent message that leaves its case's state as it is, in one
         statement: one sent before the case's stages are done, or while another of its case's
-        messages is still to go. False when the result takes a transaction (:func:`_record`)
-        instead: it may change the case's state, or this is not PostgreSQL."""
-        if not self.tries_alone(claimed) or values.get("status") is not MessageStatus.SENT:
-            return False
+        messages is still to go.
+
+        Returns:
+            True when that is done (or the claim was lost); False when the case may change, so
+            the result takes a transaction (:func:`_record`); None when this drain does not
+            record that way (not PostgreSQL, or a message outside any case).
+        """
+        if not self._postgres or claimed.case_id is None:
+            return None
         if self._alone is None:
             self._alone = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._alone.exec_driver_sql("SET synchronous_commit TO OFF")
@@ -721,11 +723,14 @@ def _send(
         "next_attempt_at": None,
         "sent_at": models.utcnow(),
     }
-    alone = records if isinstance(records, _DrainConnection) else None
-    if alone is not None and not alone.tries_alone(claimed):
-        alone = None
-    if alone is None or not alone.record_alone(claimed, "sent", text, result):
+    alone = (
+        records.record_alone(claimed, "sent", text, result)
+        if isinstance(records, _DrainConnection)
+        else None
+    )
+    if not alone:
         with records() as session:
+            # Its conditions tried already (False): not again.
             _record(session, claimed, "sent", text, may_stay_open=alone is None, **result)
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
