@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.prefect_server import clean_env
 from factories import DATA, incident_data, make_incident
 from icalendar import Calendar
 from sqlalchemy import func, select
@@ -735,8 +736,7 @@ def test_cases_say_when_more_exist_and_all_lists_them(rt: Runtime) -> None:
 
 def test_prefect_s_temporary_server_starting_too_slowly_is_one_line(tmp_path: Path) -> None:
     # As on a busy machine: the server is not up when its start-up timeout passes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env.update(
+    env = clean_env(
         AMENDS_HOME=str(tmp_path / "var"),
         PREFECT_HOME=str(tmp_path / "prefect"),
         AMENDS_PREFECT_SERVER="temporary",

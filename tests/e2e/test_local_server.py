@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from e2e.prefect_server import clean_env
 from factories import incident_data
 
 from amends.delivery.mailcatcher import MailCatcher, free_port
@@ -17,26 +18,39 @@ from amends.delivery.mailcatcher import MailCatcher, free_port
 pytestmark = pytest.mark.e2e
 
 
+def folder_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """No amends or Prefect setting of this process's, the test's own data folder and Prefect
+    home, and ``values``."""
+    home = {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    return clean_env(**home, **values)
+
+
+def python(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Python run with these arguments, as from a terminal."""
+    command = [sys.executable, *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def amends(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The ``amends`` command, as from a terminal."""
+    return python(env, "-m", "amends", *arguments)
+
+
 def test_commands_use_the_data_folders_server_until_it_stops(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = folder_env(tmp_path)
     port = free_port()
 
-    def amends(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "amends", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
     try:
-        started = amends("server", "start", "--port", str(port))
+        started = amends(env, "server", "start", "--port", str(port))
         assert started.returncode == 0, started.stderr
         assert f"the UI at http://127.0.0.1:{port}" in started.stdout
-        assert amends("server", "status").returncode == 0
+        assert amends(env, "server", "status").returncode == 0
 
         with MailCatcher(tmp_path / "mail") as catcher:
             env |= {"AMENDS_SMTP_PORT": str(catcher.port)}
             incident = tmp_path / "incident.json"
             incident.write_text(json.dumps(incident_data()))
-            filed = amends("incident", str(incident))
+            filed = amends(env, "incident", str(incident))
             assert filed.returncode == 0, filed.stderr
             assert "temporary server" not in filed.stderr  # it used the running one
             assert len(catcher.messages()) == 2  # the apology and the check-in invitation
@@ -49,9 +63,9 @@ def test_commands_use_the_data_folders_server_until_it_stops(tmp_path: Path) -> 
         }
         assert all(run["state_type"] == "COMPLETED" for run in runs)
     finally:
-        stopped = amends("server", "stop")
+        stopped = amends(env, "server", "stop")
     assert stopped.returncode == 0 and "Prefect server stopped." in stopped.stdout
-    status = amends("server", "status")
+    status = amends(env, "server", "status")
     assert status.returncode == 1 and "no Prefect server runs" in status.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/health")
@@ -60,12 +74,7 @@ def test_commands_use_the_data_folders_server_until_it_stops(tmp_path: Path) -> 
 def test_with_nothing_configured_the_first_command_starts_the_server_and_the_next_reuse_it(
     tmp_path: Path,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
-
-    def amends(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "amends", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    env = folder_env(tmp_path)
 
     try:
         with MailCatcher(tmp_path / "mail") as catcher:
@@ -82,7 +91,7 @@ def test_with_nothing_configured_the_first_command_starts_the_server_and_the_nex
                         )
                     )
                 )
-                incidents.append(amends("incident", str(incident)))
+                incidents.append(amends(env, "incident", str(incident)))
         first, second = incidents
         assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
         # One line says the first command started it, and where the UI is; the second says
@@ -97,15 +106,14 @@ def test_with_nothing_configured_the_first_command_starts_the_server_and_the_nex
         runs = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={}).json()
         assert sorted(run["name"] for run in runs) == ["INC-1", "INC-2"]
         assert all(run["state_type"] == "COMPLETED" for run in runs)
-        assert amends("server", "status").returncode == 0
+        assert amends(env, "server", "status").returncode == 0
     finally:
-        stopped = amends("server", "stop")
+        stopped = amends(env, "server", "stop")
     assert stopped.returncode == 0 and "Prefect server stopped." in stopped.stdout
 
 
 def test_two_commands_started_at_once_share_one_server(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = folder_env(tmp_path)
     command = [sys.executable, "-m", "amends", "server", "start"]
     try:
         starting = [
@@ -116,29 +124,17 @@ def test_two_commands_started_at_once_share_one_server(tmp_path: Path) -> None:
         assert lines[0] == lines[1]  # the same address: one server
         server = json.loads((tmp_path / "var" / "prefect" / "server.json").read_text())
     finally:
-        stopped = subprocess.run(
-            [sys.executable, "-m", "amends", "server", "stop"], env=env, capture_output=True
-        )
+        stopped = amends(env, "server", "stop")
     assert stopped.returncode == 0
     with pytest.raises(ProcessLookupError):  # nothing of it is left running
         os.killpg(server["pid"], 0)
 
 
 def test_a_server_that_cannot_start_is_one_line_naming_its_log(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env |= {
-        "AMENDS_HOME": str(tmp_path / "var"),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        # The server's own database is unreachable: it stops as it starts.
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "amends", "report"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    # The server's own database is unreachable: it stops as it starts.
+    unreachable = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    env = folder_env(tmp_path, PREFECT_SERVER_DATABASE_CONNECTION_URL=unreachable)
+    result = amends(env, "report")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     log = tmp_path / "var" / "prefect" / "server.log"
@@ -188,23 +184,16 @@ def test_runs_one_after_another_are_never_turned_away_by_a_busy_database(tmp_pat
     """Prefect's server on SQLite refused the next run's creation with a 503 while it recorded
     the last run's task runs (the client then waits two seconds): the data folder's server
     begins its write transactions IMMEDIATE, so each waits its turn instead."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENDS_", "PREFECT_"))}
-    env |= {"AMENDS_HOME": str(tmp_path / "var"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = folder_env(tmp_path)
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-
-    def run(*command: str, **more: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, *command], env=env | more, capture_output=True, text=True, timeout=300
-        )
-
     try:
-        started = run("-m", "amends", "server", "start", "--port", str(port))
+        started = amends(env, "server", "start", "--port", str(port))
         assert started.returncode == 0, started.stderr
-        probe = run("-c", ONE_AFTER_ANOTHER, PREFECT_API_URL=api)
+        probe = python(env | {"PREFECT_API_URL": api}, "-c", ONE_AFTER_ANOTHER)
         runs = httpx.post(f"{api}/flow_runs/filter", json={}).json()
     finally:
-        run("-m", "amends", "server", "stop")
+        amends(env, "server", "stop")
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split()[-1] == "0"
     assert [run["state_type"] for run in runs] == ["COMPLETED"] * 8
