@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/delivery.py [--messages 300] [--rounds 5] [--postgres URL]
 
-Queues N messages in a fresh database, as recover-incident leaves them (cases whose stages are
-done, each with an apology and a check-in invitation), and drains them through the outbox
-(claim, compose, send over one connection for the batch, record each result and settle each
-case it finishes), and sends N messages with plain
+Queues N messages in a fresh database, as recover-incident leaves them: cases whose stages are
+done, in turn a recovered one (an apology, then a check-in invitation, its check-ins scheduled:
+it stays open for them) and a smoothed-over one (an apology alone, which closes it). Drains
+them through the outbox (claim, compose, send over one connection for the batch, record each
+result and settle each case it changes), and sends N messages with plain
 ``yagmail.SMTP.send``; several rounds, in alternating order, since this machine is noisy.
 Prints the median messages per second of both, the median of the rounds' ratios (goal: the
 outbox at least 1.0 of plain yagmail) and the sockets each left open (goal: 0; the outbox's
@@ -16,6 +17,7 @@ The SMTP server runs in this process, so both sides share its CPU (and the GIL) 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import tempfile
@@ -51,10 +53,13 @@ BODY = "<p>Dear Rodolfo,</p><p>We let you down, and we are sorry.</p>" * 5
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.count = 0
+        self.latency = latency
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.latency:
+            await asyncio.sleep(self.latency)  # a provider's answer across a network
         self.count += 1
         return "250 OK"
 
@@ -69,31 +74,43 @@ def open_sockets() -> int:
 
 
 def queue(db: Database, n: int, sender: str) -> None:
-    """N messages as recover-incident leaves them for a recovered email customer: cases whose
-    stages are done, each with its apology and then its check-in invitation (a case's second
-    message waits for its first; the last one sent settles the case)."""
+    """N messages as recover-incident leaves them for email customers (see the module's text):
+    a case's second message waits for its first; a case that closes does so with its last."""
     now = models.utcnow()
     with db.session() as session:
         customer = models.Customer(
             ref="C-1", name="Rodolfo K.", email="rk@example.com", locale="en"
         )
-        for i in range(0, n, 2):
+        queued, number = 0, 0
+        while queued < n:
+            recovered = number % 2 == 0
             incident = models.Incident(
-                ref=f"INC-{i}", customer=customer, channel=Channel.EMAIL, received_at=now,
-                summary="x", category=Category.OTHER, severity=Severity.LOW, fault=Fault.OURS,
+                ref=f"INC-{number}", customer=customer, channel=Channel.EMAIL, received_at=now,
+                summary="x", category=Category.OTHER, severity=Severity.HIGH, fault=Fault.OURS,
                 costs={}, payload={},
             )  # fmt: skip
             case = models.Case(
                 incident=incident, customer=customer, reply_channel=ReplyChannel.EMAIL,
                 first_response_due=now + timedelta(hours=24), stage=Stage.REENGAGE,
-                decision=Decision.RECOVER,
+                decision=Decision.RECOVER if recovered else Decision.SMOOTH_OVER,
             )  # fmt: skip
             session.add(case)
             session.flush()
-            for key, stage, kind in (
-                (f"bench-{i}", Stage.FOLLOW_UP, MessageKind.APOLOGY),
-                (f"bench-{i + 1}", Stage.REENGAGE, MessageKind.CHECKIN_INVITATION),
-            )[: n - i]:
+            messages = [(Stage.FOLLOW_UP, MessageKind.APOLOGY)]
+            if recovered:
+                messages.append((Stage.REENGAGE, MessageKind.CHECKIN_INVITATION))
+                session.add_all(
+                    models.CheckIn(
+                        case_id=case.id,
+                        number=week,
+                        starts_at=now + timedelta(weeks=week),
+                        duration_minutes=30,
+                        uid=f"case-{case.id}-checkin-{week}@bench",
+                    )
+                    for week in (1, 2, 3)
+                )
+            for stage, kind in messages[: n - queued]:
+                key = f"bench-{queued}"
                 session.add(
                     models.Message(
                         customer_id=customer.id, case_id=case.id, key=key, stage=stage, kind=kind,
@@ -103,6 +120,8 @@ def queue(db: Database, n: int, sender: str) -> None:
                         status=MessageStatus.QUEUED,
                     )
                 )  # fmt: skip
+                queued += 1
+            number += 1
 
 
 def outbox_round(args: argparse.Namespace, port: int) -> tuple[float, int]:
@@ -155,10 +174,18 @@ def main() -> None:
         help="run the outbox on PostgreSQL, in a scratch schema of this database "
         "(e.g. postgresql://postgres@127.0.0.1:5432/test); default: a SQLite file",
     )
+    parser.add_argument(
+        "--smtp-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the SMTP server answers each message after this many milliseconds, as a "
+        "provider across a network does (default 0: loopback, where only CPU counts)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", ResourceWarning)  # plain yagmail leaks; we count, not warn
 
-    sink, port = Sink(), free_port()
+    sink, port = Sink(args.smtp_latency / 1000), free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     outbox, plain, ratios, outbox_left, plain_left = [], [], [], 0, 0

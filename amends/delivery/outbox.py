@@ -2,11 +2,14 @@
 
 Each message has a unique key (case, stage, purpose), so a re-run cannot queue it twice. A sender
 claims a message (queued -> sending) in its own transaction before delivering it, so two live
-senders never deliver the same message, and records the result right after the server answers.
-A case's messages go out in the order they were decided: a later one waits for an earlier one.
+senders never deliver the same message, and records the result as soon as the server answers
+(a drain on a thread of its own, while it sends the next message: the database's time hidden
+behind the mail server's). A case's messages go out in the order they were decided: a later
+one waits for an earlier one.
 
 Delivery is at least once, never silently lost: a sender that dies between the server's
-acceptance and that record leaves the message ``sending``; once its claim is older than the
+acceptance and that record (or whose record the database refuses: the drain stops) leaves the
+message ``sending``, and at most the next one sent meanwhile; once its claim is older than the
 claim timeout it is queued again and resent with the same Message-ID, which mail programs show
 once. A drain's commits do not wait for the disk (SQLite's ``synchronous=NORMAL``, and
 ``synchronous_commit`` off on PostgreSQL): they survive the sender dying, and a crash of the
@@ -27,6 +30,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,10 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Insert,
-    Table,
     bindparam,
     exists,
     insert,
@@ -61,7 +63,12 @@ from amends.domain import (
     spoken,
 )
 from amends.errors import ConfigurationError, DeliveryError
-from amends.recovery.staff import add_action, hand_message_to_staff, settle
+from amends.recovery.staff import (
+    add_action,
+    hand_message_to_staff,
+    settle_case,
+    state_called_for,
+)
 from amends.storage import models
 from amends.storage.db import Database
 
@@ -253,6 +260,9 @@ def write_attachment(path: Path, content: bytes) -> Path:
 
 
 MAX_ATTEMPTS = 8
+# A drain records a result while it sends the next message: of its claim, at most these two
+# may have gone out unrecorded when it stops.
+ON_THE_WIRE = 2
 # How many messages a sender claims at once: a sender that dies leaves at most this many
 # claimed and unsent, which go out again after the claim timeout.
 CLAIM_BATCH = 20
@@ -328,8 +338,9 @@ class _Claimed:
     unconfirmed: int  # earlier attempts the server may have taken without confirming
     token: str  # the claim's own mark: only its holder records the result
     # Whether a delivery can change the case's state: only once its stages are done (before,
-    # the stages set it).
+    # the stages set it); and whether, as the claim found the case, it leaves it as it is.
     settles_on_success: bool
+    leaves_case_as_is: bool
     outgoing: Outgoing
     withheld: str | None = None  # why it may not go: consent, checked at the last moment
 
@@ -357,14 +368,17 @@ def _claim(
                 .returning(models.Message.id)
             )
         )
+        as_is = models.Case.state == state_called_for(
+            models.Case.__table__, settled=models.Message.__table__.c.id
+        )
         rows = session.execute(
-            select(models.Message, models.Case.stage, models.Customer)
+            select(models.Message, models.Case.stage, as_is, models.Customer)
             .outerjoin(models.Case, models.Message.case_id == models.Case.id)
             .join(models.Customer, models.Message.customer_id == models.Customer.id)
             .where(models.Message.id.in_(claimed))
             .order_by(models.Message.id)
         ).all()
-        withheld = consent.withheld(session, [(m, customer) for m, _, customer in rows])
+        withheld = consent.withheld(session, [(m, customer) for m, _, _, customer in rows])
         return [
             _Claimed(
                 id=m.id,
@@ -376,6 +390,7 @@ def _claim(
                 unconfirmed=m.unconfirmed,
                 token=token,
                 settles_on_success=stage is Stage.REENGAGE,
+                leaves_case_as_is=bool(as_is),
                 outgoing=Outgoing(
                     recipient=m.recipient,
                     subject=m.subject,
@@ -388,7 +403,7 @@ def _claim(
                 ),
                 withheld=withheld.get(m.id),
             )
-            for m, stage, _ in rows
+            for m, stage, as_is, _ in rows
         ]
 
 
@@ -434,58 +449,49 @@ def deliver(
         )
 
 
-def _stays_open(messages: Table) -> list[ColumnElement[bool]]:
-    """While a message's case is open and another of its messages is still to go, the case
-    stays open whatever this message's result (:func:`settle`'s first rule): recorded under
-    these conditions, a sent message needs no settling."""
-    others, cases = messages.alias("others"), models.Case.__table__
-    return [
-        exists().where(cases.c.id == messages.c.case_id, cases.c.state == CaseState.OPEN),
-        exists().where(
-            others.c.case_id == messages.c.case_id,
-            others.c.id != messages.c.id,
-            others.c.status.in_(_UNSETTLED),
-        ),
-    ]
-
-
 # A result, only under its own claim; the columns set are those of the parameters.
 _RECORD = update(models.Message.__table__).where(
     models.Message.id == bindparam("record_id"),
     models.Message.claim_token == bindparam("record_token"),
     models.Message.status == MessageStatus.SENDING,
 )
-_RECORD_WHILE_OPEN = _RECORD.where(*_stays_open(models.Message.__table__))
+# A sent message's result, only if it leaves its case in the state the case is in (a recovered
+# case stays open for its check-ins, say): then there is nothing to settle.
+_RECORD_LEAVING_CASE_AS_IS = _RECORD.where(
+    exists().where(
+        models.Case.id == models.Message.case_id,
+        models.Case.state
+        == state_called_for(models.Case.__table__, settled=models.Message.__table__.c.id),
+    )
+)
 _NOTE = insert(models.CaseEvent.__table__)
 
 
 def _record(
-    session: Session,
+    connection: Connection,
     claimed: _Claimed,
     event_kind: str,
     text: str,
     *,
-    may_stay_open: bool = True,
+    may_leave_case_as_is: bool = True,
     **values: object,
 ) -> bool:
     """Record a result if the claim is still this sender's; then settle the case's state, if
     the result can change it.
 
     Args:
-        may_stay_open: Try a sent message under :func:`_stays_open`'s conditions first (False:
-            that was tried already, and they did not hold).
+        may_leave_case_as_is: Try a sent message as one that leaves its case as it is first
+            (False: that was tried already, and it does not).
     """
-    # Core statements, built once, on the session's connection: no ORM bookkeeping on the
-    # path every message takes (the session holds none of these rows).
-    connection = session.connection()
+    # Core statements, built once, on a transaction's connection: no ORM bookkeeping on the
+    # path every message takes (a session around it holds none of these rows).
     params = {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None}
     params |= values
     sent = values.get("status") is MessageStatus.SENT
     settles = not sent or claimed.settles_on_success
     recorded = 0
-    if sent and settles and may_stay_open:
-        # Sent while another message of the open case is still to go: nothing to settle.
-        recorded = connection.execute(_RECORD_WHILE_OPEN, params).rowcount
+    if sent and settles and claimed.leaves_case_as_is and may_leave_case_as_is:
+        recorded = connection.execute(_RECORD_LEAVING_CASE_AS_IS, params).rowcount
         settles = not recorded
     if not recorded:
         recorded = connection.execute(_RECORD, params).rowcount
@@ -493,17 +499,18 @@ def _record(
         # A plain insert: no unit of work to flush, on the path every message takes.
         connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
         if settles:
-            _resettle(session, claimed.case_id)
+            # A finished case's state follows its messages: a reply that went out can close it.
+            settle_case(connection, claimed.case_id, finished_only=True)
     return bool(recorded)
 
 
 @lru_cache
-def _record_and_note(columns: frozenset[str], stays_open: bool) -> Insert:
+def _record_and_note(columns: frozenset[str], as_is: bool) -> Insert:
     """PostgreSQL: a result under its own claim and its note in the case's timeline, as one
-    statement (the update, in a WITH, feeds the insert: no claim, no note). With
-    ``stays_open``, only under :func:`_stays_open`'s conditions."""
+    statement (the update, in a WITH, feeds the insert: no claim, no note). With ``as_is``,
+    only if it leaves the case as it is."""
     messages, events = models.Message.__table__, models.CaseEvent.__table__
-    update_ = _RECORD_WHILE_OPEN if stays_open else _RECORD
+    update_ = _RECORD_LEAVING_CASE_AS_IS if as_is else _RECORD
     recorded = (
         update_.values({name: bindparam(f"set_{name}") for name in columns} | {"claim_token": None})
         .returning(messages.c.case_id)
@@ -532,7 +539,9 @@ class _DrainConnection:
     """A drain's claims and results, each in its own transaction, on one connection kept for
     the drain: a session from the pool each time would check a connection out and ping it. On
     PostgreSQL, a sent message that leaves its case as it is is instead one statement on a
-    second connection (:meth:`record_alone`).
+    second connection (:meth:`record_alone`). A sent message's result is recorded on the
+    drain's recording thread while the next message is sent (:meth:`record_sent`); every other
+    use waits for it first, so the connections are never used by two threads at once.
 
     On PostgreSQL these commits do not wait for the disk (``synchronous_commit`` off, on this
     connection only), like SQLite's with ``synchronous=NORMAL``: a claim or a result is
@@ -551,6 +560,8 @@ class _DrainConnection:
         # round trip, not four (BEGIN, UPDATE, INSERT, COMMIT).
         self._db = db
         self._alone: Connection | None = None
+        self._recorder: ThreadPoolExecutor | None = None
+        self._recording: Future[None] | None = None
         if self._postgres:
             try:
                 self._connection.exec_driver_sql("SET synchronous_commit TO OFF")
@@ -559,18 +570,57 @@ class _DrainConnection:
                 self.close()
                 raise
 
+    def __call__(self) -> AbstractContextManager[Session]:
+        """A transaction on the drain's connection, once the result being recorded is."""
+        self.wait()
+        return self._transaction()
+
     @contextmanager
-    def __call__(self) -> Iterator[Session]:
+    def _transaction(self) -> Iterator[Session]:
         # As the database's own sessions: what was read stays readable after the commit.
         with Session(self._connection, expire_on_commit=False) as session, session.begin():
             yield session
+
+    def record_sent(
+        self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
+    ) -> None:
+        """Record a sent message on the drain's recording thread while the next one is sent;
+        the result before it is recorded first (its error, if any, raised here)."""
+        self.wait()
+        if self._recorder is None:
+            self._recorder = ThreadPoolExecutor(1, thread_name_prefix="amends-outbox-results")
+        self._recording = self._recorder.submit(
+            self._record_sent, claimed, event_kind, text, values
+        )
+
+    def _record_sent(
+        self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
+    ) -> None:
+        alone = self.record_alone(claimed, event_kind, text, values)
+        if not alone:
+            with self._connection.begin():
+                # Its conditions tried already (False): not again.
+                _record(
+                    self._connection,
+                    claimed,
+                    event_kind,
+                    text,
+                    may_leave_case_as_is=alone is None,
+                    **values,
+                )
+
+    def wait(self) -> None:
+        """Wait for the result being recorded; raise its error, if it failed."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            recording.result()
 
     def record_alone(
         self, claimed: _Claimed, event_kind: str, text: str, values: dict[str, Any]
     ) -> bool | None:
         """On PostgreSQL, record a sent message that leaves its case's state as it is, in one
-        statement: one sent before the case's stages are done, or while another of its case's
-        messages is still to go.
+        statement: one sent before the case's stages are done, or one after which the case
+        stays as it is (another of its messages still to go, its check-ins to come).
 
         Returns:
             True when that is done (or the claim was lost); False when the case may change, so
@@ -579,12 +629,14 @@ class _DrainConnection:
         """
         if not self._postgres or claimed.case_id is None:
             return None
+        as_is = claimed.settles_on_success
+        if as_is and not claimed.leaves_case_as_is:
+            return False  # as the claim found the case, this changes it
         if self._alone is None:
             self._alone = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._alone.exec_driver_sql("SET synchronous_commit TO OFF")
-        stays_open = claimed.settles_on_success
         recorded = self._alone.execute(
-            _record_and_note(frozenset(values), stays_open),
+            _record_and_note(frozenset(values), as_is),
             {
                 "record_id": claimed.id,
                 "record_token": claimed.token,
@@ -596,9 +648,13 @@ class _DrainConnection:
         ).all()
         # Nothing recorded under the condition: the claim was lost (the transaction will find
         # that too) or the case may change; a result that settles nothing is done either way.
-        return bool(recorded) or not stays_open
+        return bool(recorded) or not as_is
 
     def close(self) -> None:
+        if self._recorder is not None:
+            # The last result recorded before the connections go back (its error, if any,
+            # is the drain's to raise: see wait).
+            self._recorder.shutdown(wait=True)
         # Each connection in its own try: an interruption while one is reset never leaves the
         # other out of the pool's reach with its commits not waiting for the disk.
         try:
@@ -627,8 +683,9 @@ def _send(
     adapters: dict[ReplyChannel, ChannelAdapter],
     records: Sessions | None = None,
 ) -> DeliveryOutcome:
-    """Send a claimed message and record the result at once: the shorter the time between the
-    server's acceptance and this record, the rarer a resend after a crash.
+    """Send a claimed message and record the result at once (in a drain, while the next one is
+    sent): the shorter the time between the server's acceptance and this record, the rarer a
+    resend after a crash.
 
     Args:
         records: The transactions results are recorded in (one per result); by default the
@@ -643,7 +700,7 @@ def _send(
         # The channel's plugin is not installed or configured here: a person delivers it.
         with records() as session:
             if _record(
-                session,
+                session.connection(),
                 claimed,
                 "staff_action",
                 f"No {channel.value} channel here: the {spoken(kind)} goes to staff.",
@@ -669,7 +726,7 @@ def _send(
         )
         with records() as session:
             recorded = _record(
-                session,
+                session.connection(),
                 claimed,
                 "delivery_retry" if retry else "delivery_failed",
                 f"{spoken(kind)} by {channel.value} "
@@ -700,7 +757,7 @@ def _send(
         # A bug, not a refusal: park the message as failed, visibly, for staff.
         with records() as session:
             if _record(
-                session,
+                session.connection(),
                 claimed,
                 "delivery_failed",
                 f"{spoken(kind)} by {channel.value} failed: unexpected error {error!r}",
@@ -723,15 +780,11 @@ def _send(
         "next_attempt_at": None,
         "sent_at": models.utcnow(),
     }
-    alone = (
-        records.record_alone(claimed, "sent", text, result)
-        if isinstance(records, _DrainConnection)
-        else None
-    )
-    if not alone:
+    if isinstance(records, _DrainConnection):
+        records.record_sent(claimed, "sent", text, result)
+    else:
         with records() as session:
-            # Its conditions tried already (False): not again.
-            _record(session, claimed, "sent", text, may_stay_open=alone is None, **result)
+            _record(session.connection(), claimed, "sent", text, **result)
     return DeliveryOutcome(message_id, MessageStatus.SENT, channel, kind)
 
 
@@ -740,7 +793,9 @@ def _withhold(records: Sessions, claimed: _Claimed) -> DeliveryOutcome:
     reason = claimed.withheld or ""
     with records() as session:
         text = _withheld_text(claimed, reason)
-        if _record(session, claimed, "suppressed", text, status=MessageStatus.SUPPRESSED):
+        if _record(
+            session.connection(), claimed, "suppressed", text, status=MessageStatus.SUPPRESSED
+        ):
             _refer_withheld(session, claimed, reason)
     return DeliveryOutcome(
         claimed.id, MessageStatus.SUPPRESSED, claimed.channel, claimed.kind, reason
@@ -761,14 +816,6 @@ def _refer_withheld(session: Session, message: _Claimed | models.Message, reason
             f"{_withheld_text(message, reason)} Decide whether the customer must still hear "
             "about their case, and how.",
         )
-
-
-def _resettle(session: Session, case_id: int) -> None:
-    """A finished case's state follows its messages: a reply that went out can close it."""
-    case = session.get(models.Case, case_id)
-    if case.stage is Stage.REENGAGE and case.state is not CaseState.CLOSED:
-        session.flush()
-        settle(session, case)
 
 
 def _hand_to_staff(session: Session, message: _Claimed | models.Message, instructions: str) -> None:
@@ -797,9 +844,10 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
     perhaps after the server accepted the message, so the resend carries the same Message-ID.
     A message that has used up its attempts this way goes to staff instead.
 
-    A sender works through its claim in id order, so of one dead claim only the first message
-    still unrecorded may have been on the wire; the others were never tried, and their attempt
-    is given back (otherwise a sender that keeps dying would use up messages it never sent).
+    A sender works through its claim in id order, recording each result while it sends the
+    next, so of one dead claim only the first :data:`ON_THE_WIRE` messages still unrecorded may
+    have been on the wire; the others were never tried, and their attempt is given back
+    (otherwise a sender that keeps dying would use up messages it never sent).
     """
     cutoff = models.utcnow() - older_than
     requeued = 0
@@ -814,11 +862,13 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
                 .order_by(models.Message.id)
             )
         )
-        in_flight: dict[str | None, int] = {}
+        in_flight: dict[str | None, list[int]] = {}
         for message in stale:
-            in_flight.setdefault(message.claim_token, message.id)
+            claim = in_flight.setdefault(message.claim_token, [])
+            if len(claim) < ON_THE_WIRE:
+                claim.append(message.id)
         for message in stale:
-            tried = in_flight[message.claim_token] == message.id
+            tried = message.id in in_flight[message.claim_token]
             attempts = message.attempts if tried else message.attempts - 1
             exhausted = attempts >= MAX_ATTEMPTS
             # Only if still stale: a live sender may have finished it since.
@@ -926,6 +976,7 @@ def drain(
             _drain_round(
                 db, adapters, connection, pending, claim_timeout, report, on_each, before_send
             )
+            connection.wait()  # the round's results recorded before the next is chosen
     report.queued = len(queued_messages(db, case_id))
     return report
 

@@ -12,8 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    bindparam,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from amends.domain import (
     CaseState,
@@ -207,57 +219,117 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
 
 
 def settle(session: Session, case: models.Case) -> None:
-    """Put the case in the state its messages and actions call for, noting when it closed."""
-    case.state = _state_for(session, case)
-    if case.state is CaseState.CLOSED and case.closed_at is None:
-        case.closed_at = models.utcnow()
-        session.add(
-            models.CaseEvent(
-                case_id=case.id,
-                at=case.closed_at,
-                kind="case_closed",
-                text="Case closed: nothing is left to do.",
-            )
+    """Put the case in the state its messages and actions call for, noting when it closed (its
+    unsaved changes count)."""
+    settled = settle_case(session, case.id)
+    if settled is not None:
+        # As the database has them now: nothing for the session to write again.
+        state, closed_at = settled
+        set_committed_value(case, "state", state)
+        set_committed_value(case, "closed_at", closed_at)
+
+
+def settle_case(
+    session: Session | Connection, case_id: int, *, finished_only: bool = False
+) -> tuple[CaseState, datetime | None] | None:
+    """:func:`settle` for a case by its id, without loading it, in a session's transaction or a
+    connection's; returns its state and when it closed, None if it was left alone.
+
+    Args:
+        finished_only: Leave alone a case whose stages are not done (they settle it) or that
+            is closed (a late delivery does not reopen it).
+    """
+    facts = session.execute(
+        _SETTLING_FINISHED if finished_only else _SETTLING, {"case_id": case_id}
+    ).one_or_none()
+    if facts is None:
+        return None
+    state, closed_at, called_for = facts
+    if called_for is state:
+        return state, closed_at
+    values: dict[str, object] = {"state": called_for}
+    if called_for is CaseState.CLOSED and closed_at is None:
+        closed_at = values["closed_at"] = models.utcnow()
+        session.execute(
+            _NOTE,
+            {
+                "case_id": case_id,
+                "at": closed_at,
+                "kind": "case_closed",
+                "text": "Case closed: nothing is left to do.",
+            },
         )
+    session.execute(_SET_STATE, {"settled_id": case_id, **values})
+    return called_for, closed_at
 
 
-# What decides a case's state, in one query built once: a drain settles a case with every
-# message it finishes, and building the query each time was most of its cost.
-_CASE_ID = bindparam("case_id")
-_MESSAGES = select(models.Message.id).where(models.Message.case_id == _CASE_ID)
-_CASE_FACTS = select(
-    _MESSAGES.where(
-        models.Message.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING))
-    ).exists(),
-    _MESSAGES.where(
-        models.Message.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED))
-    ).exists(),
-    select(models.StaffAction.id)
-    .where(
-        models.StaffAction.case_id == _CASE_ID,
-        models.StaffAction.status == "open",
-        models.StaffAction.role != "team",  # improvement items outlive the case
+def state_called_for(
+    cases: FromClause = models.Case.__table__, *, settled: ColumnElement[int] | None = None
+) -> ColumnElement[CaseState]:
+    """The state a case's messages, actions and check-ins call for, as one SQL expression over
+    ``cases``: open while mail is queued or a recovery is under way (its stages, then its
+    check-ins), waiting for staff while a person must act (a failed reply included), closed
+    when nothing is left to do.
+
+    Args:
+        settled: A message of the case to count as settled: one whose result is recorded by
+            the statement this expression is part of (its row not yet changed when it runs).
+    """
+    messages = models.Message.__table__.alias("case_messages")
+    actions, checkins = models.StaffAction.__table__, models.CheckIn.__table__
+    of_case = messages.c.case_id == cases.c.id
+    # Each fact about the case (and ``settled``) from the statement around it.
+    unsettled = (
+        exists()
+        .where(
+            of_case,
+            messages.c.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)),
+            *([messages.c.id != settled] if settled is not None else []),
+        )
+        .correlate_except(messages)
     )
-    .exists(),
-    select(models.CheckIn.id)
-    .where(models.CheckIn.case_id == _CASE_ID, models.CheckIn.status == CheckinStatus.SCHEDULED)
-    .exists(),
+    troubled = (
+        exists()
+        .where(
+            of_case,
+            messages.c.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED)),
+        )
+        .correlate_except(messages)
+    )
+    acting = (
+        exists()
+        .where(
+            actions.c.case_id == cases.c.id,
+            actions.c.status == "open",
+            actions.c.role != "team",  # improvement items outlive the case
+        )
+        .correlate_except(actions)
+    )
+    checkins_to_come = (
+        exists()
+        .where(checkins.c.case_id == cases.c.id, checkins.c.status == CheckinStatus.SCHEDULED)
+        .correlate_except(checkins)
+    )
+    state = cases.c.state.type
+    return sql_case(
+        (unsettled, literal(CaseState.OPEN, state)),
+        (troubled | acting, literal(CaseState.AWAITING_STAFF, state)),
+        (cases.c.decision.is_distinct_from(Decision.RECOVER), literal(CaseState.CLOSED, state)),
+        (
+            cases.c.stage.is_distinct_from(Stage.REENGAGE) | checkins_to_come,
+            literal(CaseState.OPEN, state),
+        ),
+        else_=literal(CaseState.CLOSED, state),
+    )
+
+
+# Built once, with the case as a parameter: a drain settles each case a delivery changes,
+# and building the query each time was most of its cost.
+_SETTLING = select(models.Case.state, models.Case.closed_at, state_called_for()).where(
+    models.Case.id == bindparam("case_id")
 )
-
-
-def _state_for(session: Session, case: models.Case) -> CaseState:
-    """Open while mail is queued or a recovery is under way (its stages, then its check-ins),
-    waiting for staff while a person must act (a failed reply included), closed when nothing is
-    left to do."""
-    unsettled, troubled, acting, checkins_to_come = session.execute(
-        _CASE_FACTS, {"case_id": case.id}
-    ).one()
-    if unsettled:
-        return CaseState.OPEN
-    if troubled or acting:
-        return CaseState.AWAITING_STAFF
-    if case.decision is not Decision.RECOVER:
-        return CaseState.CLOSED
-    return (
-        CaseState.OPEN if case.stage is not Stage.REENGAGE or checkins_to_come else CaseState.CLOSED
-    )
+_SETTLING_FINISHED = _SETTLING.where(
+    models.Case.stage == Stage.REENGAGE, models.Case.state != CaseState.CLOSED
+)
+_SET_STATE = update(models.Case.__table__).where(models.Case.id == bindparam("settled_id"))
+_NOTE = insert(models.CaseEvent.__table__)

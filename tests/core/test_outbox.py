@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from factories import make_incident
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from amends.delivery.adapter import Outgoing
 from amends.delivery.channels import EmailAdapter, RecordingAdapter
@@ -31,6 +31,7 @@ from amends.delivery.outbox import (
 from amends.domain import STAGES, MessageStatus, ReplyChannel, Stage
 from amends.errors import ConfigurationError, DeliveryError
 from amends.recovery.intake import open_case
+from amends.recovery.staff import settle
 from amends.recovery.stages import run_stage
 from amends.reporting.casebook import case_outcome
 from amends.runtime import Runtime
@@ -240,25 +241,102 @@ def test_a_claim_that_keeps_killing_its_sender_goes_to_staff(rt: Runtime) -> Non
     assert outcome.staff_actions[-1].kind == "delivery_problem"
 
 
-def test_a_dead_claim_charges_an_attempt_only_to_the_message_that_was_on_the_wire(
+def test_a_dead_claim_charges_an_attempt_only_to_the_messages_that_were_on_the_wire(
     rt: Runtime,
 ) -> None:
-    case_id = open_case(rt, make_incident())
-    for stage in STAGES:
-        run_stage(rt, case_id, stage)
-    ids = queued_messages(rt.db, case_id)
-    assert len(ids) == 2  # the apology and the check-in invitation
-    _claim(rt.db, ids)  # a sender claims both, starts on the first, and dies
+    """A drain records a result while it sends the next message: of a dead claim, the first
+    two unrecorded messages may have gone out; the third never did."""
+    cases = queued_cases(rt, "ann@example.com", "bob@example.com", "cy@example.com")
+    ids = [queued_messages(rt.db, case_id)[0] for case_id in cases]  # the three apologies
+    _claim(rt.db, ids)  # a sender claims them, sends two, and dies
     with rt.db.session() as session:
         for message_id in ids:
             session.get(models.Message, message_id).claimed_at = models.utcnow() - timedelta(
                 hours=1
             )
-    assert requeue_stale_claims(rt.db, older_than=timedelta(minutes=10)) == 1
+    assert requeue_stale_claims(rt.db, older_than=timedelta(minutes=10)) == 2
     with rt.db.session() as session:
-        first, second = (session.get(models.Message, message_id) for message_id in ids)
-        assert (first.status, first.attempts) == (MessageStatus.QUEUED, 1)
-        assert (second.status, second.attempts) == (MessageStatus.QUEUED, 0)
+        messages = [session.get(models.Message, message_id) for message_id in ids]
+        assert [(m.status, m.attempts) for m in messages] == [
+            (MessageStatus.QUEUED, 1),
+            (MessageStatus.QUEUED, 1),
+            (MessageStatus.QUEUED, 0),
+        ]
+
+
+class WatchingRecords(RecordingAdapter):
+    """Delivers, noting each time how many messages it delivered before are not yet recorded
+    as sent."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+        self.unrecorded: list[int] = []
+
+    def deliver(self, message: Outgoing) -> str:
+        earlier = [m.message_id for m in self.delivered]
+        with self.db.session() as session:
+            self.unrecorded.append(
+                session.scalar(
+                    select(func.count(models.Message.id)).where(
+                        models.Message.message_id.in_(earlier),
+                        models.Message.status != MessageStatus.SENT,
+                    )
+                )
+            )
+        return super().deliver(message)
+
+
+def test_a_drain_sends_the_next_message_while_it_records_a_result_and_never_further_ahead(
+    rt: Runtime,
+) -> None:
+    cases = queued_cases(rt, *(f"c{n}@example.com" for n in range(6)))
+    adapter = WatchingRecords(rt.db)
+    report = drain(rt.db, {ReplyChannel.EMAIL: adapter}, claim_timeout=timedelta(minutes=10))
+    assert report.sent == 12
+    assert len(adapter.unrecorded) == 12 and max(adapter.unrecorded) <= 1
+    # All recorded when the drain returns.
+    for case_id in cases:
+        assert {m.status for m in case_outcome(rt.db, case_id).messages} == {"sent"}
+
+
+def test_a_result_the_database_refuses_stops_the_drain_and_is_sent_again_later(
+    rt: Runtime,
+) -> None:
+    cases = queued_cases(rt, "ann@example.com", "bob@example.com", "cy@example.com", "di@x.org")
+    apologies = [queued_messages(rt.db, case_id)[0] for case_id in cases]
+    with rt.db.session() as session:
+        second = session.get(models.Message, apologies[1]).message_id
+    recorder = RecordingAdapter()
+
+    def refuse_the_second_result(conn, cursor, statement, parameters, *_):  # type: ignore[no-untyped-def]
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        recording = statement.lstrip().upper().startswith(("UPDATE MESSAGES", "WITH"))
+        sent = second in (m.message_id for m in recorder.delivered)
+        if recording and sent and apologies[1] in values:
+            raise RuntimeError("the database refused the result")
+
+    event.listen(rt.db.engine, "before_cursor_execute", refuse_the_second_result)
+    try:
+        with pytest.raises(RuntimeError, match="refused the result"):
+            drain(rt.db, {ReplyChannel.EMAIL: recorder}, claim_timeout=timedelta(minutes=10))
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", refuse_the_second_result)
+    # The first recorded; the second and the third went out unrecorded; the fourth never did.
+    assert len(recorder.delivered) == 3
+    with rt.db.session() as session:
+        statuses = [session.get(models.Message, m).status for m in apologies]
+        assert statuses == [MessageStatus.SENT, MessageStatus.SENDING, MessageStatus.SENDING,
+                            MessageStatus.QUEUED]  # fmt: skip
+        for message_id in apologies[1:3]:
+            session.get(models.Message, message_id).claimed_at -= timedelta(hours=1)
+    # Once the claim is old, both go again, with the same Message-ID.
+    assert requeue_stale_claims(rt.db, older_than=timedelta(minutes=10)) == 2
+    recorder.delivered.clear()
+    drain(rt.db, {ReplyChannel.EMAIL: recorder}, claim_timeout=timedelta(minutes=10))
+    with rt.db.session() as session:
+        sent = {session.get(models.Message, m).message_id for m in apologies[1:3]}
+    assert sent <= {m.message_id for m in recorder.delivered}
 
 
 @pytest.mark.parametrize("records", ["sessions", "drain"])
@@ -350,6 +428,30 @@ def test_a_drain_records_both_messages_of_a_recovered_case_and_settles_it(rt: Ru
             )
         ).all()
     assert sorted(notes) == ["Apology sent by email.", "Checkin invitation sent by email."]
+
+
+@pytest.mark.parametrize(
+    ("changes", "state"),
+    [
+        ({}, "open"),  # recovered: open for its check-ins
+        ({"fault": "customer"}, "closed"),  # smoothed over: nothing left once it is sent
+        ({"severity": "low"}, "awaiting_staff"),  # a manager still has an offer to approve
+    ],
+)
+def test_a_delivery_leaves_a_case_in_the_state_settling_it_afresh_gives(
+    rt: Runtime, changes: dict[str, str], state: str
+) -> None:
+    """A sent message is recorded without settling its case only when the case stays as it
+    is; whichever way it was recorded, the case ends as settling it from scratch puts it."""
+    case_id = open_case(rt, make_incident(**changes))
+    for stage in STAGES:
+        run_stage(rt, case_id, stage)
+    drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10))
+    assert case_outcome(rt.db, case_id).state == state
+    with rt.db.session() as session:
+        case = session.get(models.Case, case_id)
+        settle(session, case)
+        assert case.state.value == state
 
 
 def test_a_slow_sender_never_has_its_claims_taken_over(rt: Runtime) -> None:
