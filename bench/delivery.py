@@ -1,6 +1,7 @@
 """Delivery throughput: the outbox against plain yagmail, to the same loopback SMTP server.
 
     .venv/bin/python bench/delivery.py [--messages 300] [--rounds 5] [--postgres URL]
+                                       [--smtp-latency MS]
 
 Queues N messages in a fresh database, as recover-incident leaves them: cases whose stages are
 done, in turn a recovered one (an apology, then a check-in invitation, its check-ins scheduled:
@@ -11,7 +12,9 @@ result and settle each case it changes), and sends N messages with plain
 Prints the median messages per second of both, the median of the rounds' ratios (goal: the
 outbox at least 1.0 of plain yagmail) and the sockets each left open (goal: 0; the outbox's
 counted once its database's pool is disposed, so a leaked SMTP or database connection shows).
-The SMTP server runs in this process, so both sides share its CPU (and the GIL) alike.
+The SMTP server runs in this process, so both sides share its CPU (and the GIL) alike: on
+loopback only CPU counts. With ``--smtp-latency`` it answers each message after a pause, as a
+provider across a network does, where waiting is what counts.
 """
 
 from __future__ import annotations

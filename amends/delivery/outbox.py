@@ -345,6 +345,36 @@ class _Claimed:
     withheld: str | None = None  # why it may not go: consent, checked at the last moment
 
 
+# A claim, and what its messages need, built once: a drain claims every few messages.
+_CLAIM = (
+    update(models.Message.__table__)
+    .where(
+        models.Message.id.in_(bindparam("claim_ids", expanding=True)),
+        models.Message.status == MessageStatus.QUEUED,
+    )
+    .values(
+        status=MessageStatus.SENDING,
+        attempts=models.Message.attempts + 1,
+        claimed_at=bindparam("at", type_=models.UTCDateTime()),
+        claim_token=bindparam("token"),
+    )
+    .returning(models.Message.id)
+)
+_CLAIMED = (
+    select(
+        models.Message,
+        models.Case.stage,
+        models.Case.state
+        == state_called_for(models.Case.__table__, settled=models.Message.__table__.c.id),
+        models.Customer,
+    )
+    .outerjoin(models.Case, models.Message.case_id == models.Case.id)
+    .join(models.Customer, models.Message.customer_id == models.Customer.id)
+    .where(models.Message.id.in_(bindparam("claimed_ids", expanding=True)))
+    .order_by(models.Message.id)
+)
+
+
 def _claim(
     db: Database, message_ids: list[int], sessions: Sessions | None = None
 ) -> list[_Claimed]:
@@ -352,32 +382,13 @@ def _claim(
     claim, committed first, wins."""
     token = secrets.token_hex(8)
     with (sessions or db.session)() as session:
-        claimed = set(
+        claimed = list(
             session.scalars(
-                update(models.Message)
-                .where(
-                    models.Message.id.in_(message_ids),
-                    models.Message.status == MessageStatus.QUEUED,
-                )
-                .values(
-                    status=MessageStatus.SENDING,
-                    attempts=models.Message.attempts + 1,
-                    claimed_at=models.utcnow(),
-                    claim_token=token,
-                )
-                .returning(models.Message.id)
+                _CLAIM,
+                {"claim_ids": message_ids, "token": token, "at": models.utcnow()},
             )
         )
-        as_is = models.Case.state == state_called_for(
-            models.Case.__table__, settled=models.Message.__table__.c.id
-        )
-        rows = session.execute(
-            select(models.Message, models.Case.stage, as_is, models.Customer)
-            .outerjoin(models.Case, models.Message.case_id == models.Case.id)
-            .join(models.Customer, models.Message.customer_id == models.Customer.id)
-            .where(models.Message.id.in_(claimed))
-            .order_by(models.Message.id)
-        ).all()
+        rows = session.execute(_CLAIMED, {"claimed_ids": claimed}).all()
         withheld = consent.withheld(session, [(m, customer) for m, _, _, customer in rows])
         return [
             _Claimed(
