@@ -227,11 +227,15 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
         complaints = sum(c.complaints for c in by_fault)
         our_fault = sum(c.complaints for c in by_fault if c.name == Fault.OURS.value)
 
+        # Case by case (its messages by their case's index): grouping every message ever sent
+        # would make each report, one with every incident run's views, slower as the
+        # business's history grows.
         first_sent = (
-            select(models.Message.case_id, func.min(models.Message.sent_at).label("at"))
-            .where(models.Message.status == MessageStatus.SENT, models.Message.sent_at.is_not(None))
-            .group_by(models.Message.case_id)
-            .subquery()
+            select(func.min(models.Message.sent_at))
+            .where(models.Message.case_id == models.Case.id)
+            .where(models.Message.status == MessageStatus.SENT)
+            .correlate(models.Case)
+            .scalar_subquery()
         )
         withdrawn = exists().where(
             models.CaseEvent.case_id == models.Case.id, models.CaseEvent.kind == WITHDRAWN
@@ -244,7 +248,7 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
                 models.Case.state,
                 models.Case.closed_at,
                 models.Incident.received_at,
-                first_sent.c.at,
+                first_sent,
                 withdrawn,
                 models.Customer.winback_barred,
                 models.Customer.annual_value,
@@ -253,7 +257,6 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
             )
             .join(models.Incident, models.Case.incident_id == models.Incident.id)
             .join(models.Customer, models.Case.customer_id == models.Customer.id)
-            .outerjoin(first_sent, first_sent.c.case_id == models.Case.id)
             .where(in_period)
         ).all()
         responded: list[float] = []

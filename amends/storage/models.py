@@ -137,7 +137,8 @@ class Incident(Base):
     ref: Mapped[str] = mapped_column(String(64), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     channel: Mapped[Channel] = mapped_column(_enum(Channel))
-    received_at: Mapped[datetime]
+    # Indexed: a report's period, and the views every incident run makes, select by it.
+    received_at: Mapped[datetime] = mapped_column(index=True)
     summary: Mapped[str] = mapped_column(String(200))
     details: Mapped[str] = mapped_column(Text, default="")
     category: Mapped[Category] = mapped_column(_enum(Category))

@@ -34,6 +34,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
         "0008",
         "0009",
         "0010",
+        "0011",
     ]
     assert db.is_current() and db.upgrade() == []
     with db.engine.connect() as connection:
@@ -55,10 +56,10 @@ def test_the_head_revision_read_from_the_file_names_is_alembic_s(database_url: s
     config = db._alembic()
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0009")
-    assert db.revision() == "0009" and not db.is_current()
-    assert db.upgrade() == ["0010"]
-    assert db.revision() == head_revision() == "0010" and db.is_current()
+        command.upgrade(config, "0010")
+    assert db.revision() == "0010" and not db.is_current()
+    assert db.upgrade() == ["0011"]
+    assert db.revision() == head_revision() == "0011" and db.is_current()
     db.dispose()
 
 
@@ -91,7 +92,18 @@ def test_0002_keeps_each_incident_s_fault(database_url: str) -> None:
                     "payload": json.dumps({"ref": f"INC-{number}", "our_fault": ours}),
                 },
             )
-    assert db.upgrade() == ["0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+    assert db.upgrade() == [
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+        "0011",
+    ]
     with db.engine.connect() as connection:
         faults = connection.execute(text("SELECT ref, fault FROM incidents ORDER BY id")).all()
     assert [tuple(row) for row in faults] == [("INC-1", "ours"), ("INC-2", "customer")]
@@ -134,7 +146,7 @@ def test_0004_gives_each_message_and_staff_action_its_case_s_customer(database_u
             "created_at) VALUES (1, 3, 'a', 'call_back', 'frontline', 'Call', 'open', :now)",
         ):
             connection.execute(text(statement), {"now": now})
-    assert db.upgrade() == ["0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+    assert db.upgrade() == ["0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
     with db.engine.connect() as connection:
         for table in ("messages", "staff_actions"):
             owner = connection.execute(text(f"SELECT customer_id, case_id FROM {table}")).one()
@@ -192,7 +204,7 @@ def test_0007_names_the_installation_and_keeps_every_id_that_went_out(database_u
                     "now": now,
                 },
             )
-    assert db.upgrade() == ["0007", "0008", "0009", "0010"]
+    assert db.upgrade() == ["0007", "0008", "0009", "0010", "0011"]
     with db.session() as session:
         installation = installation_identifier(session)
         ids = dict(session.execute(select(models.Message.id, models.Message.message_id)).all())

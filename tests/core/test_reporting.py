@@ -24,8 +24,10 @@ from __future__ import annotations
 import csv
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from amends.domain import (
     CaseState,
@@ -49,7 +51,9 @@ from amends.reporting.report import (
     write_report_files,
 )
 from amends.runtime import Runtime
+from amends.settings import Settings
 from amends.storage import models
+from amends.storage.db import Database
 
 ZONE = "Europe/Madrid"
 MADE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -344,3 +348,37 @@ def test_the_recovery_rate_counts_cases_and_revenue_kept_counts_customers(rt: Ru
     r = build_report(rt, the_week(), now=MADE)  # type: ignore[arg-type]
     assert (r.pursued, r.won_back, r.recovery_rate, r.revenue_kept) == (2, 2, 1.0, 4000)
     assert r.repeat_customers and r.customers_lost == 0
+
+
+def test_a_report_reads_its_period_by_index_never_the_whole_history(tmp_path: Path) -> None:
+    """Every incident run's views make the last 30 days' figures: reading every complaint or
+    message on file to do so would slow each run as the history grows. Pinned by the query
+    plans of SQLite, whose planner has no statistics to lean on (PostgreSQL's follow its
+    statistics), not by a timing."""
+    settings = Settings(home=tmp_path / "var")
+    Database(settings.sqlalchemy_url).upgrade()
+    rt = Runtime.from_settings(settings, channels={})
+    seed(rt)
+    statements: list[tuple[str, Any]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append((statement, parameters))
+
+    event.listen(rt.db.engine, "before_cursor_execute", note)
+    try:
+        build_report(rt, the_week(), now=MADE)  # type: ignore[arg-type]
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", note)
+    history = ("incidents", "cases", "messages", "case_events", "customers")
+    with rt.db.engine.connect() as connection:
+        scans = [
+            detail
+            for statement, parameters in statements
+            for *_, detail in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters
+            )
+            # A whole table, or every message ever sent (searched by its status alone).
+            if (detail.startswith("SCAN") and detail.split()[1] in history)
+            or "ix_messages_status" in detail
+        ]
+    assert len(statements) >= 5 and scans == []

@@ -157,7 +157,7 @@ def test_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = amends("db", "upgrade")
     assert first.exit_code == 0 and "Applied 0001, 0002, 0003" in first.stdout
     again = amends("db", "upgrade")
-    assert "is up to date (revision 0010)" in again.stdout
+    assert "is up to date (revision 0011)" in again.stdout
     assert (tmp_path / "amends.db").is_file()
 
 
