@@ -1,6 +1,6 @@
 """One incident's own work as the business's history grows: it must not slow with the years.
 
-    .venv/bin/python bench/history.py [--sizes 0 50000 200000] [--runs 5] [--postgres URL]
+    .venv/bin/python bench/history.py [--sizes 0 50000 200000] [--runs 5] [--sqlite]
 
 Fills amends' database (a scratch PostgreSQL schema of AMENDS_TEST_POSTGRES_URL by default, or
 a SQLite file with ``--sqlite``) with past cases received 31 days to two years ago (each

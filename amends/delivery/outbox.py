@@ -25,6 +25,7 @@ resend; a second such loss goes to staff too.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -71,6 +72,8 @@ from amends.recovery.staff import (
 )
 from amends.storage import models
 from amends.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 # Transactions: a database's sessions, or a drain's on its own connection (_DrainConnection).
 Sessions = Callable[[], AbstractContextManager[Session]]
@@ -662,21 +665,35 @@ class _DrainConnection:
         return bool(recorded) or not as_is
 
     def close(self) -> None:
-        if self._recorder is not None:
-            # The last result recorded before the connections go back (its error, if any,
-            # is the drain's to raise: see wait).
-            self._recorder.shutdown(wait=True)
-        # Each connection in its own try: an interruption while one is reset never leaves the
-        # other out of the pool's reach with its commits not waiting for the disk.
         try:
-            self._reset(self._connection)
+            if self._recorder is not None:
+                # The last result recorded before the connections go back.
+                self._recorder.shutdown(wait=True)
         finally:
-            if self._alone is not None:
-                self._reset(self._alone)
+            recording, self._recording = self._recording, None
+            # Interrupted while it waited: the recording thread may still use the connections.
+            busy = recording is not None and not recording.done()
+            if recording is not None and not busy and recording.exception() is not None:
+                # Nobody waited for it (the drain stopped for another reason): not lost.
+                log.error(
+                    "recording a sent message's result failed: it goes again after the claim "
+                    "timeout, with the same Message-ID",
+                    exc_info=recording.exception(),
+                )
+            # Each connection in its own try: an interruption while one is reset never leaves
+            # the other out of the pool's reach with its commits not waiting for the disk.
+            try:
+                self._reset(self._connection, busy)
+            finally:
+                if self._alone is not None:
+                    self._reset(self._alone, busy)
 
-    def _reset(self, connection: Connection) -> None:
+    def _reset(self, connection: Connection, busy: bool) -> None:
         try:
-            if self._postgres:
+            if busy:
+                # Never reset under the recording thread: discarded.
+                connection.invalidate()
+            elif self._postgres:
                 # Back in the pool, the connection commits as every other one does.
                 connection.rollback()
                 connection.exec_driver_sql("RESET synchronous_commit")
@@ -857,8 +874,9 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
 
     A sender works through its claim in id order, recording each result while it sends the
     next, so of one dead claim only the first :data:`ON_THE_WIRE` messages still unrecorded may
-    have been on the wire; the others were never tried, and their attempt is given back
-    (otherwise a sender that keeps dying would use up messages it never sent).
+    have been on the wire, and only the first is charged the attempt; the others were never
+    tried, and their attempt is given back (otherwise a sender that keeps dying would use up
+    messages it never sent).
     """
     cutoff = models.utcnow() - older_than
     requeued = 0
@@ -880,7 +898,11 @@ def requeue_stale_claims(db: Database, *, older_than: timedelta) -> int:
                 claim.append(message.id)
         for message in stale:
             tried = message.id in in_flight[message.claim_token]
-            attempts = message.attempts if tried else message.attempts - 1
+            # Only the first is charged: a message that stops its sender every time is that
+            # one (a result is recorded in far less time than the next message takes), and its
+            # neighbour must not use up its attempts over it.
+            charged = in_flight[message.claim_token][0] == message.id
+            attempts = message.attempts if charged else message.attempts - 1
             exhausted = attempts >= MAX_ATTEMPTS
             # Only if still stale: a live sender may have finished it since.
             changed = session.execute(

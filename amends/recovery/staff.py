@@ -219,8 +219,8 @@ def complete_action(db: Database, action_id: int, *, note: str, actor: str) -> A
 
 
 def settle(session: Session, case: models.Case) -> None:
-    """Put the case in the state its messages and actions call for, noting when it closed (its
-    unsaved changes count)."""
+    """Put the case in the state its messages and actions call for, noting when it closed."""
+    session.flush()  # the session's unsaved changes (a new case, a stage, a decision) count
     settled = settle_case(session, case.id)
     if settled is not None:
         # As the database has them now: nothing for the session to write again.
@@ -233,7 +233,8 @@ def settle_case(
     session: Session | Connection, case_id: int, *, finished_only: bool = False
 ) -> tuple[CaseState, datetime | None] | None:
     """:func:`settle` for a case by its id, without loading it, in a session's transaction or a
-    connection's; returns its state and when it closed, None if it was left alone.
+    connection's; returns its state and when it closed (changed or not), None if
+    ``finished_only`` left it alone.
 
     Args:
         finished_only: Leave alone a case whose stages are not done (they settle it) or that

@@ -241,11 +241,12 @@ def test_a_claim_that_keeps_killing_its_sender_goes_to_staff(rt: Runtime) -> Non
     assert outcome.staff_actions[-1].kind == "delivery_problem"
 
 
-def test_a_dead_claim_charges_an_attempt_only_to_the_messages_that_were_on_the_wire(
+def test_a_dead_claim_charges_an_attempt_only_to_the_message_that_stopped_it(
     rt: Runtime,
 ) -> None:
     """A drain records a result while it sends the next message: of a dead claim, the first
-    two unrecorded messages may have gone out; the third never did."""
+    two unrecorded messages may have gone out (both go again), the third never did; only the
+    first is charged, so a message that keeps killing its sender never uses up the next."""
     cases = queued_cases(rt, "ann@example.com", "bob@example.com", "cy@example.com")
     ids = [queued_messages(rt.db, case_id)[0] for case_id in cases]  # the three apologies
     _claim(rt.db, ids)  # a sender claims them, sends two, and dies
@@ -259,9 +260,11 @@ def test_a_dead_claim_charges_an_attempt_only_to_the_messages_that_were_on_the_w
         messages = [session.get(models.Message, message_id) for message_id in ids]
         assert [(m.status, m.attempts) for m in messages] == [
             (MessageStatus.QUEUED, 1),
-            (MessageStatus.QUEUED, 1),
+            (MessageStatus.QUEUED, 0),
             (MessageStatus.QUEUED, 0),
         ]
+        # The two that may have gone out say so; the third never left.
+        assert [m.last_error is not None for m in messages] == [True, True, False]
 
 
 class WatchingRecords(RecordingAdapter):
@@ -352,6 +355,8 @@ def test_a_result_is_recorded_only_under_its_own_claim(rt: Runtime, records: str
     drain_connection = _DrainConnection(rt.db) if records == "drain" else None
     try:
         _send(rt.db, claimed, {ReplyChannel.EMAIL: recorder}, drain_connection)
+        if drain_connection is not None:
+            drain_connection.wait()  # recorded (or not) without an error
     finally:
         if drain_connection is not None:
             drain_connection.close()
@@ -428,6 +433,34 @@ def test_a_drain_records_both_messages_of_a_recovered_case_and_settles_it(rt: Ru
             )
         ).all()
     assert sorted(notes) == ["Apology sent by email.", "Checkin invitation sent by email."]
+
+
+def test_a_result_that_fails_to_record_while_the_drain_stops_otherwise_is_logged(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    (case_id,) = queued_cases(rt, "ann@example.com")
+    (apology, _) = queued_messages(rt.db, case_id)
+
+    def refuse(conn, cursor, statement, parameters, *_):  # type: ignore[no-untyped-def]
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        if statement.lstrip().upper().startswith(("UPDATE MESSAGES", "WITH")) and (
+            "sent" in values and apology in values
+        ):
+            raise RuntimeError("the database refused the result")
+
+    def stop(outcome: object) -> None:
+        raise KeyboardInterrupt  # the operator's Ctrl-C, while the result is being recorded
+
+    event.listen(rt.db.engine, "before_cursor_execute", refuse)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            drain(rt.db, rt.channels, claim_timeout=timedelta(minutes=10), on_each=stop)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", refuse)
+    assert "recording a sent message's result failed" in caplog.text
+    assert "the database refused the result" in caplog.text
+    with rt.db.session() as session:
+        assert session.get(models.Message, apology).status is MessageStatus.SENDING
 
 
 @pytest.mark.parametrize(
