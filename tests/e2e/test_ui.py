@@ -171,6 +171,20 @@ def test_an_incident_run_through_the_deployment_shows_in_the_ui(stack: Stack) ->
     assert screenshot.stat().st_size > 0
 
 
+def wait_for_log(stack: Stack, run_id: UUID, text: str) -> None:
+    """Poll the server until the run's logs hold ``text``: a run posts its last logs as its
+    process ends, which may be after its state changed."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = stack.server.api(
+            "POST", "/logs/filter", logs={"flow_run_id": {"any_": [str(run_id)]}}, limit=200
+        )
+        if any(text in log["message"] for log in logs):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no log of flow run {run_id} says {text!r} after 60 s")
+
+
 def wait_for_state(stack: Stack, run_id: UUID, done: Callable[[Any], bool], what: str) -> Any:
     """Poll the run until ``done(state)``; return the state, or fail with the worker's output."""
     from prefect import get_client
@@ -286,6 +300,7 @@ def test_an_operator_files_in_the_custom_run_form_resumes_with_an_answer_and_rea
             run_id = run_named(stack, "INC-5001")
             state = wait_for_state(stack, run_id, lambda s: s.is_paused(), "waiting")
             assert state.name == "Suspended"  # no worker held while it waits
+            wait_for_log(stack, run_id, "Waiting for a manager's approval")
             page.goto(f"{ui}/v2/runs/flow-run/{run_id}")
             expect(page.get_by_text("Suspended", exact=True).first).to_be_visible(timeout=30_000)
             expect(
