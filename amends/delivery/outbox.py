@@ -497,24 +497,52 @@ def _record(
         may_leave_case_as_is: Try a sent message as one that leaves its case as it is first
             (False: that was tried already, and it does not).
     """
-    # Core statements, built once, on a transaction's connection: no ORM bookkeeping on the
-    # path every message takes (a session around it holds none of these rows).
-    params = {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None}
-    params |= values
     sent = values.get("status") is MessageStatus.SENT
     settles = not sent or claimed.settles_on_success
-    recorded = 0
+    recorded = False
     if sent and settles and claimed.leaves_case_as_is and may_leave_case_as_is:
-        recorded = connection.execute(_RECORD_LEAVING_CASE_AS_IS, params).rowcount
+        recorded = _record_noted(connection, claimed, event_kind, text, values, as_is=True)
         settles = not recorded
     if not recorded:
-        recorded = connection.execute(_RECORD, params).rowcount
+        recorded = _record_noted(connection, claimed, event_kind, text, values, as_is=False)
+    if recorded and settles and claimed.case_id is not None:
+        # A finished case's state follows its messages: a reply that went out can close it.
+        settle_case(connection, claimed.case_id, finished_only=True)
+    return recorded
+
+
+def _record_noted(
+    connection: Connection,
+    claimed: _Claimed,
+    event_kind: str,
+    text: str,
+    values: dict[str, object],
+    *,
+    as_is: bool,
+) -> bool:
+    """A result under its own claim (with ``as_is``, only if it leaves the case as it is) and
+    its note in the case's timeline: on PostgreSQL one statement, elsewhere two. Core
+    statements, built once: no ORM bookkeeping on the path every message takes."""
+    if claimed.case_id is not None and connection.dialect.name == "postgresql":
+        return bool(
+            connection.execute(
+                _record_and_note(frozenset(values), as_is),
+                {
+                    "record_id": claimed.id,
+                    "record_token": claimed.token,
+                    "note_kind": event_kind,
+                    "note_text": text,
+                    "note_at": models.utcnow(),
+                    **{f"set_{name}": value for name, value in values.items()},
+                },
+            ).all()
+        )
+    recorded = connection.execute(
+        _RECORD_LEAVING_CASE_AS_IS if as_is else _RECORD,
+        {"record_id": claimed.id, "record_token": claimed.token, "claim_token": None, **values},
+    ).rowcount
     if recorded and claimed.case_id is not None:
-        # A plain insert: no unit of work to flush, on the path every message takes.
         connection.execute(_NOTE, {"case_id": claimed.case_id, "kind": event_kind, "text": text})
-        if settles:
-            # A finished case's state follows its messages: a reply that went out can close it.
-            settle_case(connection, claimed.case_id, finished_only=True)
     return bool(recorded)
 
 
@@ -649,20 +677,10 @@ class _DrainConnection:
         if self._alone is None:
             self._alone = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._alone.exec_driver_sql("SET synchronous_commit TO OFF")
-        recorded = self._alone.execute(
-            _record_and_note(frozenset(values), as_is),
-            {
-                "record_id": claimed.id,
-                "record_token": claimed.token,
-                "note_kind": event_kind,
-                "note_text": text,
-                "note_at": models.utcnow(),
-                **{f"set_{name}": value for name, value in values.items()},
-            },
-        ).all()
+        recorded = _record_noted(self._alone, claimed, event_kind, text, values, as_is=as_is)
         # Nothing recorded under the condition: the claim was lost (the transaction will find
         # that too) or the case may change; a result that settles nothing is done either way.
-        return bool(recorded) or not as_is
+        return recorded or not as_is
 
     def close(self) -> None:
         try:
