@@ -285,20 +285,24 @@ def resume_answered_runs(now: datetime) -> int:
 
 
 def _resume_when_answered(rt: Runtime, case_id: int, run_id: UUID, done: threading.Event) -> None:
-    """Resume the paused run once an answer is in the database (``amends approve``)."""
-    while not done.wait(POLL_SECONDS):
-        request = approval_request(rt, case_id)
-        if request.status == PENDING:
-            continue
-        try:
-            resume_flow_run(run_id, run_input=run_input(request))
-            return
-        except NotPausedError:
-            with get_client(sync_client=True) as client:
-                if client.read_flow_run(run_id).state.is_final():  # cancelled: nobody waits
-                    return
-        except Exception:  # the form not saved yet: try on the next tick
-            continue
+    """Resume the paused run once an answer is in the database (``amends approve``); stop
+    once the run has ended otherwise. Prefect's pause outwaits a cancelled run until its
+    timeout: `amends incident` cancels the run it sets aside and returns, and this thread must
+    not go on reading the database for hours after."""
+    with get_client(sync_client=True) as client:
+        while not done.wait(POLL_SECONDS):
+            if client.read_flow_run(run_id).state.is_final():  # cancelled: nobody waits
+                return
+            request = approval_request(rt, case_id)
+            if request.status == PENDING:
+                continue
+            try:
+                resume_flow_run(run_id, run_input=run_input(request))
+                return
+            except NotPausedError:
+                continue  # resumed another way, or ended: the next tick tells
+            except Exception:  # the form not saved yet: try on the next tick
+                continue
 
 
 @task(name="record-approval", cache_policy=NONE, task_run_name="record-approval-case-{case_id}")

@@ -146,6 +146,29 @@ def test_declined_from_the_cli(smtp_rt: Runtime, mail_catcher: MailCatcher) -> N
     assert not again.now and again.request.approver == "Omar"
 
 
+def watching() -> list[str]:
+    """The threads that watch the database for a manager's answer."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("approval-watch")]
+
+
+def test_a_run_set_aside_while_it_waits_stops_watching_for_the_answer(smtp_rt: Runtime) -> None:
+    """`amends incident` cancels the run it leaves waiting, and returns. Prefect's pause
+    outwaits a cancelled run until its timeout (hours); the thread that reads the database for
+    the answer must not, in a process that goes on (a test run, a worker)."""
+    from prefect.states import Cancelled
+
+    worker, _ = start()
+    run_id = paused_run(smtp_rt, worker)
+    assert watching()
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Cancelled(message="set aside"), force=True)
+    deadline = time.monotonic() + 10
+    while watching() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert watching() == []
+    assert case_outcome(smtp_rt.db, "INC-3001").approval.status == "pending"  # no answer came
+
+
 @pytest.fixture
 def quick(smtp_rt: Runtime) -> Runtime:
     """The SMTP runtime with a policy that waits two seconds for a manager."""
