@@ -17,7 +17,7 @@ from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
-from prefect.exceptions import Abort, FlowPauseTimeout, NotPausedError, ObjectNotFound
+from prefect.exceptions import Abort, FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -299,10 +299,8 @@ def _resume_when_answered(rt: Runtime, case_id: int, run_id: UUID, done: threadi
             try:
                 resume_flow_run(run_id, run_input=run_input(request))
                 return
-            except NotPausedError:
-                continue  # resumed another way, or ended: the next tick tells
-            except Exception:  # the form not saved yet: try on the next tick
-                continue
+            except Exception:  # not paused (resumed another way, or ended), or the form not
+                continue  # saved yet: the next tick tells
 
 
 @task(name="record-approval", cache_policy=NONE, task_run_name="record-approval-case-{case_id}")

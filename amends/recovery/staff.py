@@ -279,37 +279,32 @@ def state_called_for(
     messages = models.Message.__table__.alias("case_messages")
     actions, checkins = models.StaffAction.__table__, models.CheckIn.__table__
     of_case = messages.c.case_id == cases.c.id
-    # Each fact about the case (and ``settled``) from the statement around it.
-    unsettled = (
-        exists()
-        .where(
-            of_case,
-            messages.c.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)),
-            *([messages.c.id != settled] if settled is not None else []),
-        )
-        .correlate_except(messages)
+
+    def fact(table: FromClause, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+        # Of the case (and ``settled``) in the statement around it: only ``table`` is its own.
+        return exists().where(*conditions).correlate_except(table)
+
+    unsettled = fact(
+        messages,
+        of_case,
+        messages.c.status.in_((MessageStatus.QUEUED, MessageStatus.SENDING)),
+        *([messages.c.id != settled] if settled is not None else []),
     )
-    troubled = (
-        exists()
-        .where(
-            of_case,
-            messages.c.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED)),
-        )
-        .correlate_except(messages)
+    troubled = fact(
+        messages,
+        of_case,
+        messages.c.status.in_((MessageStatus.AWAITING_STAFF, MessageStatus.FAILED)),
     )
-    acting = (
-        exists()
-        .where(
-            actions.c.case_id == cases.c.id,
-            actions.c.status == "open",
-            actions.c.role != "team",  # improvement items outlive the case
-        )
-        .correlate_except(actions)
+    acting = fact(
+        actions,
+        actions.c.case_id == cases.c.id,
+        actions.c.status == "open",
+        actions.c.role != "team",  # improvement items outlive the case
     )
-    checkins_to_come = (
-        exists()
-        .where(checkins.c.case_id == cases.c.id, checkins.c.status == CheckinStatus.SCHEDULED)
-        .correlate_except(checkins)
+    checkins_to_come = fact(
+        checkins,
+        checkins.c.case_id == cases.c.id,
+        checkins.c.status == CheckinStatus.SCHEDULED,
     )
     state = cases.c.state.type
     return sql_case(
