@@ -1,10 +1,11 @@
 """One incident's own work as the business's history grows: it must not slow with the years.
 
-    .venv/bin/python bench/history.py [--sizes 0 50000 200000] [--runs 5] [--sqlite]
+    .venv/bin/python bench/history.py [--sizes 0 50000 200000] [--runs 5] [--sqlite] [--recent]
 
 Fills amends' database (a scratch PostgreSQL schema of AMENDS_TEST_POSTGRES_URL by default, or
-a SQLite file with ``--sqlite``) with past cases received 31 days to two years ago (each
-customer's, closed or open, with two sent messages), size by size, and after each measures
+a SQLite file with ``--sqlite``) with past cases received 31 days to two years ago (with
+``--recent``, in the last 29 days: the period the figures view covers) (each customer's, closed
+or open, with two sent messages), size by size, and after each measures
 amends' own work for a new incident without Prefect (``bench/incident.py``'s: take-in, the six
 stages, delivery to a loopback catcher, the case summary and the five views, whose figures
 cover the last 30 days). Prints the median per size (goal: flat).
@@ -34,8 +35,9 @@ from amends.settings import Settings  # noqa: E402
 from amends.storage.db import Database  # noqa: E402
 
 
-def add_history(engine: Engine, count: int) -> None:
-    """``count`` past cases in bulk (not through the stages: only their rows matter here)."""
+def add_history(engine: Engine, count: int, *, recent: bool = False) -> None:
+    """``count`` past cases in bulk (not through the stages: only their rows matter here),
+    received 31 days to two years ago, or with ``recent`` 1 to 29 days ago."""
     from sqlalchemy import func, insert, select
 
     from amends.domain import (
@@ -55,6 +57,7 @@ def add_history(engine: Engine, count: int) -> None:
     if count <= 0:
         return
     now = models.utcnow()
+    first, days = (1, 29) if recent else (31, 700)
     with engine.begin() as connection:
         # Ids above any taken (PostgreSQL's sequences stay far below them; SQLite goes on
         # from the largest), shared by each past case's customer, incident and case.
@@ -71,7 +74,7 @@ def add_history(engine: Engine, count: int) -> None:
         connection.execute(
             insert(models.Incident.__table__),
             [{"id": i, "ref": f"PAST-{i}", "customer_id": i, "channel": Channel.EMAIL,
-              "received_at": now - timedelta(days=31 + i % 700), "summary": "Late delivery",
+              "received_at": now - timedelta(days=first + i % days), "summary": "Late delivery",
               "details": "", "category": Category.LATE_DELIVERY, "severity": Severity.LOW,
               "fault": Fault.OURS, "abusive": False, "costs": {}, "payload": {},
               "created_at": now} for i in ids],
@@ -102,6 +105,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 50_000, 200_000])
     parser.add_argument("--runs", type=int, default=5, help="incidents per size (default 5)")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file, not PostgreSQL")
+    parser.add_argument(
+        "--recent", action="store_true", help="past cases of the last 29 days, not older ones"
+    )
     args = parser.parse_args()
 
     with (
@@ -123,7 +129,7 @@ def main() -> None:
         own_work(next(numbers))  # warm-up: imports, templates, first connections
         print(f"database: {rt.db.engine.dialect.name}")
         for size in sorted(args.sizes):
-            add_history(database.engine, size - filled)
+            add_history(database.engine, size - filled, recent=args.recent)
             filled = size
             seconds = []
             for _ in range(args.runs):

@@ -21,7 +21,7 @@ from prefect.artifacts import Artifact, MarkdownArtifact, TableArtifact
 from prefect.cache_policies import NONE
 
 from amends.reporting import views
-from amends.reporting.report import build_report, report_period
+from amends.reporting.report import build_headline, report_period
 from amends.runtime import Runtime
 from amends.storage.models import utcnow
 from amends.tasks._runtime import task_runtime
@@ -69,7 +69,7 @@ def view_artifacts(rt: Runtime) -> list[Artifact]:
         ),
         MarkdownArtifact(
             key="recovery-figures",
-            markdown=views.recovery_figures(build_report(rt, period)),
+            markdown=views.recovery_figures(build_headline(rt, period)),
             description=f"Recovery figures, the last {FIGURE_DAYS} days",
         ),
     ]

@@ -39,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from amends import exit_questions
@@ -144,22 +144,16 @@ class Theme(BaseModel):
     quotes: list[Quote]
 
 
-class Report(BaseModel):
-    """The period's figures; ``None`` where a rate or a time has nothing to be taken of."""
+class Headline(BaseModel):
+    """What an operator asks first: the complaints, and what became of their cases. Counted by
+    the database alone, so the figures view every incident run brings up to date costs about
+    the same with a hundred recent cases as with fifty thousand."""
 
     period: Period
     made_at: datetime
     currency: str
     complaints: int
-    by_channel: list[Count]
     by_category: list[Count]
-    by_fault: list[Count]
-    our_fault: int
-    our_fault_share: float | None
-    first_response: Durations
-    resolution: Durations
-    first_response_breaches: int
-    resolution_breaches: int
     pursued: int
     won_back: int
     recovery_rate: float | None
@@ -167,6 +161,19 @@ class Report(BaseModel):
     compensation_spent: float
     offers_made: int
     revenue_kept: float
+
+
+class Report(Headline):
+    """The period's figures; ``None`` where a rate or a time has nothing to be taken of."""
+
+    by_channel: list[Count]
+    by_fault: list[Count]
+    our_fault: int
+    our_fault_share: float | None
+    first_response: Durations
+    resolution: Durations
+    first_response_breaches: int
+    resolution_breaches: int
     repeat_customers: list[str]  # their refs, for staff
     themes: list[Theme]
 
@@ -200,36 +207,112 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _in_period(period: Period) -> ColumnElement[bool]:
+    return and_(
+        models.Incident.received_at >= period.since, models.Incident.received_at < period.until
+    )
+
+
+def _counts(session: Session, period: Period, column: Any) -> list[Count]:
+    """The period's complaints by ``column``, most first."""
+    rows = session.execute(
+        select(column, func.count())
+        .where(_in_period(period))
+        .group_by(column)
+        .order_by(func.count().desc(), column)
+    ).all()
+    return [Count(name=value.value, complaints=n) for value, n in rows]
+
+
+def _headline(session: Session, period: Period, currency: str, now: datetime) -> Headline:
+    by_category = _counts(session, period, models.Incident.category)
+    in_period = _in_period(period)
+    cases = (
+        select(models.Case.id)
+        .join(models.Incident, models.Case.incident_id == models.Incident.id)
+        .where(in_period)
+    )
+    # One pass over the period's cases, each read once, then one row per customer: revenue
+    # kept counts a customer won back twice once.
+    each = (
+        select(
+            models.Case.customer_id,
+            models.Customer.annual_value,
+            models.Customer.winback_barred.is_(None).label("welcome"),
+            models.Case.decision,
+            and_(models.Case.state == CaseState.CLOSED, models.Case.closed_at.is_not(None)).label(
+                "closed"
+            ),
+            exists()
+            .where(models.CaseEvent.case_id == models.Case.id, models.CaseEvent.kind == WITHDRAWN)
+            .label("withdrawn"),
+        )
+        .join(models.Incident, models.Case.incident_id == models.Incident.id)
+        .join(models.Customer, models.Case.customer_id == models.Customer.id)
+        .where(in_period)
+        .subquery()
+    )
+    pursued = each.c.decision == Decision.RECOVER
+    won = and_(pursued, each.c.closed, ~each.c.withdrawn, each.c.welcome)
+    lost = or_(each.c.decision == Decision.LOST, and_(each.c.closed, each.c.withdrawn))
+    customers = (
+        select(
+            func.max(each.c.annual_value).label("value"),
+            func.count(case((pursued, 1))).label("pursued"),
+            func.count(case((won, 1))).label("won"),
+            func.count(case((lost, 1))).label("lost"),
+        )
+        .group_by(each.c.customer_id)
+        .subquery()
+    )
+    counted = session.execute(
+        select(
+            func.coalesce(func.sum(customers.c.pursued), 0),
+            func.coalesce(func.sum(customers.c.won), 0),
+            func.count(case((customers.c.lost > 0, 1))),
+            func.coalesce(func.sum(case((customers.c.won > 0, customers.c.value))), 0.0),
+        )
+    ).one()
+    # PostgreSQL sums counts as numeric.
+    pursued_count, won_back, customers_lost = (int(n) for n in counted[:3])
+    offers = session.execute(
+        select(func.count(models.Offer.id), func.coalesce(func.sum(models.Offer.value), 0.0)).where(
+            models.Offer.case_id.in_(cases), models.Offer.status == "offered"
+        )
+    ).one()
+    return Headline(
+        period=period,
+        made_at=now,
+        currency=currency,
+        complaints=sum(c.complaints for c in by_category),
+        by_category=by_category,
+        pursued=pursued_count,
+        won_back=won_back,
+        recovery_rate=_share(won_back, pursued_count),
+        customers_lost=customers_lost,
+        compensation_spent=round(float(offers[1]), 2),
+        offers_made=offers[0],
+        revenue_kept=round(float(counted[3]), 2),
+    )
+
+
+def build_headline(rt: Runtime, period: Period, *, now: datetime | None = None) -> Headline:
+    """The period's headline figures (see the module's definitions)."""
+    with rt.db.session() as session:
+        return _headline(session, period, rt.policy.currency, now or models.utcnow())
+
+
 def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) -> Report:
     """Compute the period's figures (see the module's definitions)."""
     now = now or models.utcnow()
     levels = rt.policy.service_levels
     with rt.db.session() as session:
-        in_period = and_(
-            models.Incident.received_at >= period.since, models.Incident.received_at < period.until
-        )
-        cases = (
-            select(models.Case.id)
-            .join(models.Incident, models.Case.incident_id == models.Incident.id)
-            .where(in_period)
-        )
-
-        def counts(column: Any) -> list[Count]:
-            rows = session.execute(
-                select(column, func.count())
-                .where(in_period)
-                .group_by(column)
-                .order_by(func.count().desc(), column)
-            ).all()
-            return [Count(name=value.value, complaints=n) for value, n in rows]
-
-        by_fault = counts(models.Incident.fault)
-        complaints = sum(c.complaints for c in by_fault)
+        headline = _headline(session, period, rt.policy.currency, now)
+        by_fault = _counts(session, period, models.Incident.fault)
         our_fault = sum(c.complaints for c in by_fault if c.name == Fault.OURS.value)
 
         # Case by case (its messages by their case's index): grouping every message ever sent
-        # would make each report, one with every incident run's views, slower as the
-        # business's history grows.
+        # would make each report slower as the business's history grows.
         first_sent = (
             select(func.min(models.Message.sent_at))
             .where(models.Message.case_id == models.Case.id)
@@ -237,42 +320,26 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
             .correlate(models.Case)
             .scalar_subquery()
         )
-        withdrawn = exists().where(
-            models.CaseEvent.case_id == models.Case.id, models.CaseEvent.kind == WITHDRAWN
-        )
         rows = session.execute(
             select(
-                models.Case.id,
-                models.Case.customer_id,
-                models.Case.decision,
                 models.Case.state,
                 models.Case.closed_at,
                 models.Incident.received_at,
                 first_sent,
-                withdrawn,
-                models.Customer.winback_barred,
-                models.Customer.annual_value,
                 models.Case.history,
                 models.Case.first_response_at,
             )
             .join(models.Incident, models.Case.incident_id == models.Incident.id)
-            .join(models.Customer, models.Case.customer_id == models.Customer.id)
-            .where(in_period)
+            .where(_in_period(period))
         ).all()
         responded: list[float] = []
         resolved: list[float] = []
         response_breaches = resolution_breaches = 0
-        pursued = won_back = 0
-        won: dict[int, float] = {}  # customers won back: their annual value, counted once
-        lost: set[int] = set()
         response_limit = timedelta(hours=levels.first_response_hours)
         resolution_limit = timedelta(days=levels.resolution_days)
-        for row in rows:
-            (_, customer_id, decision, state, closed_at, received, first, gone, barred, value) = (
-                row[:10]
-            )
+        for state, closed_at, received, first, history, first_response_at in rows:
             # A past complaint imported as history keeps its own times, and breaches nothing.
-            history, first = row.history, first or row.first_response_at
+            first = first or first_response_at
             if first is not None:
                 responded.append(_hours(first, received))
             if (first or now) - received > response_limit and not history:
@@ -282,21 +349,8 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
                 resolved.append(_hours(closed, received))
             if (closed or now) - received > resolution_limit and not history:
                 resolution_breaches += 1
-            if decision is Decision.RECOVER:
-                pursued += 1
-                if closed is not None and not gone and barred is None:
-                    won_back += 1
-                    won[customer_id] = value
-            if decision is Decision.LOST or (closed is not None and gone):
-                lost.add(customer_id)
 
-        offers = session.execute(
-            select(
-                func.count(models.Offer.id), func.coalesce(func.sum(models.Offer.value), 0.0)
-            ).where(models.Offer.case_id.in_(cases), models.Offer.status == "offered")
-        ).one()
-
-        theirs = select(models.Incident.customer_id).where(in_period)
+        theirs = select(models.Incident.customer_id).where(_in_period(period))
         repeat = session.scalars(
             select(models.Customer.ref)
             .join(models.Incident, models.Incident.customer_id == models.Customer.id)
@@ -307,26 +361,15 @@ def build_report(rt: Runtime, period: Period, *, now: datetime | None = None) ->
         ).all()
 
         return Report(
-            period=period,
-            made_at=now,
-            currency=rt.policy.currency,
-            complaints=complaints,
-            by_channel=counts(models.Incident.channel),
-            by_category=counts(models.Incident.category),
+            **dict(headline),
+            by_channel=_counts(session, period, models.Incident.channel),
             by_fault=by_fault,
             our_fault=our_fault,
-            our_fault_share=_share(our_fault, complaints),
+            our_fault_share=_share(our_fault, headline.complaints),
             first_response=_durations(responded),
             resolution=_durations(resolved),
             first_response_breaches=response_breaches,
             resolution_breaches=resolution_breaches,
-            pursued=pursued,
-            won_back=won_back,
-            recovery_rate=_share(won_back, pursued),
-            customers_lost=len(lost),
-            compensation_spent=round(float(offers[1]), 2),
-            offers_made=offers[0],
-            revenue_kept=round(sum(won.values()), 2),
             repeat_customers=list(repeat),
             themes=_themes(_quotes(session, period)),
         )

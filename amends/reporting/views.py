@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from amends.domain import STAGES, ApprovalStatus, CaseState, ReplyChannel, business_time, spoken
 from amends.privacy import mask, personal_details, redact
-from amends.reporting.report import Report
+from amends.reporting.report import Headline
 from amends.runtime import Runtime
 from amends.storage import models
 
@@ -196,7 +196,7 @@ def messages_sent(rt: Runtime) -> list[dict[str, Any]]:
 BAR = 30  # the longest bar, in characters
 
 
-def bar_chart(report: Report) -> str:
+def bar_chart(report: Headline) -> str:
     """The report's chart as text the UI shows anywhere: complaints by category, then money
     spent against revenue kept, as bars of block characters in a code block."""
 
@@ -219,7 +219,7 @@ def bar_chart(report: Report) -> str:
     return "```text\n" + "\n".join(lines) + "\n```"
 
 
-def recovery_figures(report: Report) -> str:
+def recovery_figures(report: Headline) -> str:
     """The figures an operator asks first, and the chart."""
     r = report
     rate = f"{r.recovery_rate:.0%}" if r.recovery_rate is not None else "no case pursued yet"

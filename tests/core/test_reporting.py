@@ -46,11 +46,14 @@ from amends.domain import (
 from amends.errors import InvalidInput
 from amends.nightly.aftercare import WITHDRAWN
 from amends.reporting.report import (
+    Headline,
+    build_headline,
     build_report,
     report_markdown,
     report_period,
     write_report_files,
 )
+from amends.reporting.views import recovery_figures
 from amends.runtime import Runtime
 from amends.settings import Settings
 from amends.storage import models
@@ -285,6 +288,24 @@ def test_the_figures_match_the_hand_count(rt: Runtime) -> None:
     assert [(q.source, q.customer_ref, q.text) for q in competitor.quotes] == [
         ("where", "C-D", "A competitor down the road")
     ]
+
+
+def test_the_figures_view_is_the_reports_headline(rt: Runtime) -> None:
+    # The view every incident run brings up to date is counted by the database alone, and says
+    # what the full report says.
+    seed(rt)
+    headline = build_headline(rt, the_week(), now=MADE)  # type: ignore[arg-type]
+    report = build_report(rt, the_week(), now=MADE)  # type: ignore[arg-type]
+    assert headline == Headline(**{name: getattr(report, name) for name in Headline.model_fields})
+    assert (headline.complaints, headline.pursued, headline.won_back) == (6, 4, 1)
+    assert (headline.customers_lost, headline.revenue_kept, headline.compensation_spent) == (
+        2,
+        3000.0,
+        750.0,
+    )
+    view = recovery_figures(headline)
+    assert "**Recovery rate** 25% · **won back** 1 of 4 pursued · **lost** 2" in view
+    assert "late delivery" in view and "kept (EUR/yr)" in view
 
 
 def test_the_files_and_the_markdown(rt: Runtime, tmp_path: Path) -> None:
