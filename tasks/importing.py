@@ -45,7 +45,7 @@ def read_batches(file: str, map_file: str, report: IncidentImport) -> Iterator[l
 def file_and_recover(rows: list[Row], number: int) -> tuple[IncidentImport, list[int]]:
     """File a batch's incidents and run the recovery stages over them, a stage at a time for
     the whole batch; return what was done and the cases waiting for a manager."""
-    done, awaiting = import_batch(task_runtime(), rows)
+    done, awaiting = import_batch(task_runtime(), rows, number)
     # Counts only: the rows' people stay out of Prefect.
     get_run_logger().info(
         "batch %d: %d filed (%d as history), %d filed before, %d refused, %d wait for approval",

@@ -6,12 +6,12 @@ file; PostgreSQL works through psycopg 3 (``postgresql+psycopg://...``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +96,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def analyze(connection: Connection, tables: Iterable[str]) -> None:
+    """Have PostgreSQL's planner look at these tables again, after writing many rows to them.
+
+    A table that grew faster than autovacuum analyses it (or inside one transaction, where it
+    never does) is planned as it was: small, where reading all of it was cheapest. Each query
+    then reads the whole table, and the work slows as the table grows. SQLite's planner needs
+    no statistics to use an index."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

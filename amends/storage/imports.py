@@ -41,7 +41,7 @@ from amends.domain import Customer, ReplyChannel
 from amends.errors import ImportFileError
 from amends.recovery.intake import describe, refs_on_file_in_other_case
 from amends.storage import models
-from amends.storage.db import Database
+from amends.storage.db import Database, analyze
 
 MAX_IMPORT_BYTES = 200 * 1024 * 1024
 BATCH = 1000  # rows looked up per query
@@ -308,7 +308,7 @@ def _first_of_each_key(
 
     def first_only(batch: list[tuple[int, Any]], keys: list[str]) -> list[tuple[int, Any]]:
         if next(batches) == 1 and postgresql:
-            connection.exec_driver_sql("ANALYZE customers")
+            analyze(connection, [models.Customer.__tablename__])
         folded = [key.lower() for key in keys]
         seen = {
             row.folded: (row.key, row.line)

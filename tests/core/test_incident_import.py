@@ -228,6 +228,32 @@ def test_a_helpdesk_export_runs_every_stage_and_queues_each_apology(
     assert count(rt, models.Message) == messages
 
 
+def test_the_planner_sees_the_tables_an_import_grows(
+    rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A table that grew faster than autovacuum analyses it is planned as the small table it
+    # was, each query reading all of it: PostgreSQL's statistics are taken after batches 1, 2,
+    # 4, 8 and so on. Ten rows in batches of two: the last look is after the fourth batch.
+    monkeypatch.setattr("amends.recovery.batch.BATCH", 2)
+    file, mapping = helpdesk(tmp_path, [ticket(n) for n in range(1, 11)])
+    report, _ = import_incidents(rt, file, mapping)
+    assert report.added == 10
+    with rt.db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            seen = connection.exec_driver_sql(
+                "SELECT relname, reltuples FROM pg_class "
+                "WHERE oid IN ('cases'::regclass, 'incidents'::regclass, 'customers'::regclass)"
+            ).all()
+            assert sorted(seen) == [("cases", 8), ("customers", 8), ("incidents", 8)]
+        else:  # SQLite's planner uses the indexes without statistics: none are taken
+            assert (
+                connection.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'"
+                ).all()
+                == []
+            )
+
+
 def test_an_offer_above_the_frontline_limit_waits_for_a_manager(
     rt: Runtime, tmp_path: Path
 ) -> None:
