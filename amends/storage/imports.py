@@ -307,7 +307,7 @@ def _first_of_each_key(
     batches = itertools.count()
 
     def first_only(batch: list[tuple[int, Any]], keys: list[str]) -> list[tuple[int, Any]]:
-        if next(batches) == 1 and postgresql:
+        if next(batches) == 1:
             analyze(connection, [models.Customer.__tablename__])
         folded = [key.lower() for key in keys]
         seen = {
