@@ -146,8 +146,8 @@ class Theme(BaseModel):
 
 class Headline(BaseModel):
     """What an operator asks first: the complaints, and what became of their cases. Counted by
-    the database alone, so the figures view every incident run brings up to date costs about
-    the same with a hundred recent cases as with fifty thousand."""
+    the database alone (no row per case comes back), for the figures view every incident run
+    brings up to date."""
 
     period: Period
     made_at: datetime
